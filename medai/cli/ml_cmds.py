@@ -1,0 +1,44 @@
+"""``medai train``, ``medai evaluate`` and ``medai models``: dispatch to ``pipelines`` and the model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ML verbs to ``app``."""
+
+    @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+    def train(
+        recipe: Path = typer.Argument(..., exists=True, dir_okay=False, help="configs/experiment/<recipe>.yaml"),
+        overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. trainer.max_epochs=2"),
+    ) -> None:
+        """Train a model from a YAML recipe (tracked in MLflow)."""
+        import yaml
+
+        from medai.errors import ConfigError
+
+        try:
+            task = (yaml.safe_load(recipe.read_text()) or {}).get("task")
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{recipe} is not valid YAML: {exc}") from exc
+        if not task:
+            raise ConfigError(f"{recipe} has no 'task' field; add e.g. 'task: cmr_segmentation'")
+        from pipelines import train_function
+
+        train_function(task)(recipe, list(overrides or []))
+
+    @app.command()
+    def evaluate(
+        model: str = typer.Argument(..., help="registered model name, package folder or models:/<name>@<alias>"),
+        data: Path = typer.Option(..., "--data", exists=True, help="data file or folder"),
+        fmt: str = typer.Option("auto", "--format", help="data format (acdc-h5, acdc, sunnybrook, csv, ...)"),
+        out: Path = typer.Option(Path("evaluation.json"), "--out", help="where to write the metrics JSON"),
+        model_package: Path | None = typer.Option(None, "--model", help="evaluate this package instead of the shipped one"),
+    ) -> None:
+        """Evaluate a model on real data and write metrics JSON (logged to MLflow when a run is active)."""
+        from pipelines import evaluate_function
+
+        evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package)

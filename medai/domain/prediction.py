@@ -1,0 +1,131 @@
+"""Model outputs: predictions, risk estimates, quality flags and the report they render into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from medai.domain.measurement import Measurement
+from medai.domain.volume import LabelMap
+
+
+class Severity(StrEnum):
+    """How much a quality flag matters."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class QualityFlag(BaseModel):
+    """A flagged problem with input or result (never silent).
+
+    Attributes:
+        code: stable identifier, e.g. ``"ef_implausible"``, ``"basal_coverage_missing"``.
+        severity: how much it matters.
+        message: what was found and what to do.
+    """
+
+    code: str
+    severity: Severity = Severity.WARNING
+    message: str
+
+
+class ModelRef(BaseModel):
+    """Which model produced a result: registry name, version, and where it was loaded from."""
+
+    name: str
+    version: str
+    source: str = ""
+
+
+class ClassProbability(BaseModel):
+    """Probability of one class of a classifier (calibrated where the model says so)."""
+
+    name: str
+    code: dict[str, str] | None = None
+    probability: float
+
+
+class Contribution(BaseModel):
+    """Contribution of one input factor to a patient's prediction (signed, in the model's risk scale)."""
+
+    factor: str
+    value: Any = None
+    contribution: float
+
+
+class RiskEstimate(BaseModel):
+    """A risk model's answer for one patient.
+
+    Attributes:
+        model: the model that produced it.
+        outcome: what is predicted, e.g. ``"death"``.
+        risk_score: the model's risk score (higher = worse).
+        horizons: horizon (in ``time_unit``) -> cumulative probability of the event by then.
+        survival_times / survival: the survival curve S(t) at ``survival_times``.
+        risk_group: e.g. ``"low"``, ``"intermediate"``, ``"high"``.
+        contributions: top contributing factors for this patient.
+    """
+
+    model: ModelRef
+    outcome: str
+    time_unit: str = "d"
+    risk_score: float
+    horizons: dict[str, float] = Field(default_factory=dict)
+    survival_times: list[float] = Field(default_factory=list)
+    survival: list[float] = Field(default_factory=list)
+    risk_group: str | None = None
+    contributions: list[Contribution] = Field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    """What ``Predictor.predict`` returns: everything a model derived from one input.
+
+    Attributes:
+        model: the producing model.
+        label_maps: segmentations in the *source* geometry, keyed by a role (``"cine_sax"``).
+        measurements: coded measurements.
+        flags: quality flags.
+        classes: class probabilities (classifiers).
+        risks: risk estimates (risk models).
+        extras: other typed artefacts keyed by name (e.g. ``"volume_curve"``, ``"saliency"``), documented by
+            the predictor that fills them.
+    """
+
+    model: ModelRef
+    label_maps: dict[str, LabelMap] = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    flags: list[QualityFlag] = field(default_factory=list)
+    classes: list[ClassProbability] = field(default_factory=list)
+    risks: list[RiskEstimate] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+REPORT_SCHEMA_VERSION = "1.0"
+
+
+class Report(BaseModel):
+    """The one report that JSON, DICOM SEG/SR, PDF and FHIR render.
+
+    Array-bearing artefacts (label maps) are not part of the JSON; they are rendered as DICOM SEG.
+    """
+
+    schema_version: str = REPORT_SCHEMA_VERSION
+    report_id: str
+    created: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    study_instance_uid: str = ""
+    patient_id: str = ""
+    patient_sex: str = ""
+    models: list[ModelRef] = Field(default_factory=list)
+    series: list[dict[str, Any]] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list)
+    flags: list[QualityFlag] = Field(default_factory=list)
+    classes: list[ClassProbability] = Field(default_factory=list)
+    risks: list[RiskEstimate] = Field(default_factory=list)
+    summary: dict[str, Any] = Field(default_factory=dict)

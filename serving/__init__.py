@@ -1,0 +1,1 @@
+"""The FastAPI decision-support service. Imports ``medai`` and ``models``, never ``pipelines``."""
