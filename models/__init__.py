@@ -18,5 +18,5 @@ for _name in _SUBMODULES:
     try:
         importlib.import_module(_name)
     except ModuleNotFoundError as exc:
-        if exc.name != _name:
+        if exc.name is None or not _name.startswith(exc.name):
             raise

@@ -51,7 +51,7 @@ for _area in _AREAS:
     try:
         _mod = importlib.import_module(f"medai.cli.{_area}")
     except ModuleNotFoundError as exc:  # an area not yet built
-        if exc.name != f"medai.cli.{_area}":
+        if exc.name is None or not f"medai.cli.{_area}".startswith(exc.name):
             raise
         continue
     _mod.register(app)

@@ -1,0 +1,1 @@
+"""Cardiac MR analysis: cine preprocessing, segmentation predictor, ED/ES, measurements."""

@@ -1,0 +1,86 @@
+"""The cine short-axis preprocessing shared by training (``pipelines.cmr``) and inference (the Predictor).
+
+Training and inference must see identical inputs, so both call these functions with the parameters frozen in the
+model package's ``inference.json`` (:class:`CineSegInferenceConfig`).
+
+Per 2-D slice (``(Y, X)``), the model sees:
+
+1. in-plane resampling to ``target_spacing_mm`` (inference only: ACDC HDF5 training data has no spacing and is
+   taken as-is, with zoom augmentation covering the 1.3-1.7 mm range of ACDC);
+2. intensity normalisation per *volume* (all slices and frames of one series): clip to the
+   ``[p_low, p_high]`` percentiles, then z-score (:func:`normalize_intensity`);
+3. zero padding so that each side is a multiple of ``size_divisor`` (:func:`pad_to_divisor`), undone on output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+#: Stable label names of the cine segmentation and the values the shipped model emits (ACDC convention).
+CINE_LABELS: dict[str, int] = {"rv": 1, "myo": 2, "lv": 3}
+
+
+class NetworkSpec(BaseModel):
+    """A network by registry name and constructor arguments (see :data:`medai.registry.NETWORKS`)."""
+
+    name: str
+    params: dict[str, object] = Field(default_factory=dict)
+
+
+class CineSegInferenceConfig(BaseModel):
+    """``inference.json`` of a cine segmentation package (frozen at training time).
+
+    Attributes:
+        network: registry name + constructor arguments.
+        spatial_dims: 2 (slice-wise) or 3.
+        target_spacing_mm: in-plane spacing the model expects (mm).
+        p_low / p_high: percentiles for intensity clipping before z-scoring.
+        size_divisor: pad each in-plane side to a multiple of this.
+        labels: label name -> integer the network's argmax produces.
+        weights: weights file inside the package.
+    """
+
+    network: NetworkSpec
+    spatial_dims: int = 2
+    target_spacing_mm: float = 1.5
+    p_low: float = 1.0
+    p_high: float = 99.0
+    size_divisor: int = 32
+    labels: dict[str, int] = Field(default_factory=lambda: dict(CINE_LABELS))
+    weights: str = "weights.pt"
+
+
+def normalize_intensity(array: np.ndarray, p_low: float = 1.0, p_high: float = 99.0) -> np.ndarray:
+    """Clip to percentiles and z-score over the whole array.
+
+    Args:
+        array: any shape, any numeric dtype (one series: ``(Z, Y, X)`` or ``(T, Z, Y, X)``).
+        p_low, p_high: clipping percentiles.
+
+    Returns:
+        float32 array of the same shape, zero mean and unit variance inside the clipped range.
+    """
+    a = np.asarray(array, dtype=np.float32)
+    lo, hi = np.percentile(a, [p_low, p_high])
+    a = np.clip(a, lo, hi)
+    std = float(a.std())
+    return ((a - float(a.mean())) / (std if std > 1e-6 else 1.0)).astype(np.float32)
+
+
+def pad_to_divisor(image: np.ndarray, divisor: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Zero-pad the last two axes to multiples of ``divisor`` (centred).
+
+    Args:
+        image: ``(..., Y, X)`` array.
+        divisor: e.g. 32 for a 5-level U-Net.
+
+    Returns:
+        The padded array and the ``(slice_y, slice_x)`` that crops it back to the input size.
+    """
+    y, x = image.shape[-2:]
+    py = (-y) % divisor
+    px = (-x) % divisor
+    before_y, before_x = py // 2, px // 2
+    pad = [(0, 0)] * (image.ndim - 2) + [(before_y, py - before_y), (before_x, px - before_x)]
+    return np.pad(image, pad), (slice(before_y, before_y + y), slice(before_x, before_x + x))
