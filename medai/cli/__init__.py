@@ -3,8 +3,9 @@
 This package is the one place that ties the floors together (it may import ``pipelines`` and ``serving``), and
 always lazily inside the command functions, so ``medai --version`` stays fast. Each area owns one module here:
 
-* :mod:`medai.cli.dicom_cmds` -- ``info``, ``deid``, ``demo``
-* :mod:`medai.cli.cmr_cmds` -- ``analyze``
+* :mod:`medai.cli.dicom_cmds` -- ``info``
+* :mod:`medai.cli.deid_cmds` -- ``deid``
+* :mod:`medai.cli.cmr_cmds` -- ``analyze``, ``demo``
 * :mod:`medai.cli.ml_cmds` -- ``train``, ``evaluate`` (dispatch to ``pipelines``), ``models``
 * :mod:`medai.cli.risk_cmds` -- ``predict-risk``
 * :mod:`medai.cli.derm_cmds` -- ``classify-skin``
@@ -30,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_AREAS = ("dicom_cmds", "cmr_cmds", "ml_cmds", "risk_cmds", "derm_cmds", "serve_cmds")
+_AREAS = ("dicom_cmds", "deid_cmds", "cmr_cmds", "ml_cmds", "risk_cmds", "derm_cmds", "serve_cmds")
 
 
 def _version_callback(value: bool) -> None:
