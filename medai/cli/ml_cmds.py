@@ -42,3 +42,25 @@ def register(app: typer.Typer) -> None:
         from pipelines import evaluate_function
 
         evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package)
+
+    @app.command("models")
+    def list_models(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+        """List the shipped model packages (name, version, task, predictor, licence, key metrics)."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from medai.inference import read_metadata, shipped_packages
+
+        metas = [read_metadata(p) for p in shipped_packages().values()]
+        if as_json:
+            typer.echo(json.dumps([m.model_dump(mode="json") for m in metas], indent=2))
+            return
+        table = Table(title="shipped models")
+        for col in ("name", "version", "task", "predictor", "licence", "metrics"):
+            table.add_column(col)
+        for m in metas:
+            metrics = ", ".join(f"{k}={v:.3f}" for k, v in list(m.metrics.items())[:4])
+            table.add_row(m.name, m.version, m.task, m.predictor, m.licence, metrics)
+        Console().print(table)
