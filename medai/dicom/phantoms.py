@@ -1,0 +1,810 @@
+"""Synthetic DICOM studies with known ground truth, generated in code (never committed as files).
+
+The main generator, :func:`make_cine_sax_study`, writes a cine short-axis MR study of a beating heart: a left
+ventricle (blood pool inside a myocardial ring whose area is conserved, so the wall thickens in systole) and a
+crescent-shaped right ventricle, tapering from base to apex. The label map is rasterised first and the image is
+painted from it, so the volumes in :class:`PhantomTruth` are *exactly* the label voxel counts times the voxel
+volume: EF is known exactly.
+
+Smaller examples for tests and demos: :func:`make_ct_volume` (3-D CT / CTA), :func:`make_lge_study` (single-phase
+inversion-recovery short-axis stack), :func:`make_echo_multiframe` (ultrasound multi-frame with
+``SequenceOfUltrasoundRegions``), :func:`make_brain_mr` (a non-cardiac MR for negative tests) and
+:func:`make_photo` (VL photographic / dermoscopic colour image).
+
+Conventions: label values follow :data:`medai.cardiac.preprocess.CINE_LABELS` (ACDC: rv=1, myo=2, lv=3); arrays
+are ``(T, Z, Y, X)``; the affine maps ``(z, y, x, 1)`` to LPS mm like :class:`medai.domain.volume.Volume`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    CTImageStorage,
+    DermoscopicPhotographyImageStorage,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    UltrasoundMultiFrameImageStorage,
+    VLPhotographicImageStorage,
+    generate_uid,
+)
+
+from medai.cardiac.preprocess import CINE_LABELS
+from medai.domain.volume import affine_from_dicom
+
+logger = logging.getLogger(__name__)
+
+#: Myocardial tissue density used for LV mass (g/mL), the value used by SCMR post-processing guidelines.
+MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+
+
+@dataclass(frozen=True)
+class PhantomTruth:
+    """Exact cardiac volumes of a phantom, computed from its label voxels.
+
+    Attributes:
+        lv_edv_ml / lv_esv_ml: LV blood-pool volume at end-diastole / end-systole (mL).
+        lv_ef_pct: LV ejection fraction (%), ``100 * (EDV - ESV) / EDV``.
+        rv_edv_ml / rv_esv_ml / rv_ef_pct: the same for the RV, at the LV's ED/ES phases.
+        lv_mass_g: myocardial volume at ED times 1.05 g/mL.
+        ed_phase / es_phase: frame indices of maximal / minimal LV volume.
+        lv_volume_ml: LV volume per frame (mL), length ``T``.
+        rv_volume_ml: RV volume per frame (mL), length ``T``.
+    """
+
+    lv_edv_ml: float
+    lv_esv_ml: float
+    lv_ef_pct: float
+    rv_edv_ml: float
+    rv_esv_ml: float
+    rv_ef_pct: float
+    lv_mass_g: float
+    ed_phase: int
+    es_phase: int
+    lv_volume_ml: tuple[float, ...] = ()
+    rv_volume_ml: tuple[float, ...] = ()
+
+
+@dataclass
+class Phantom:
+    """A generated DICOM study and what is known about it.
+
+    Attributes:
+        datasets: the DICOM instances (complete, with pixel data and file meta).
+        paths: where they were written (empty unless ``out_dir`` was given), same order as ``datasets``.
+        image: stored pixel values before rescale, ``(T, Z, Y, X)`` (cine), ``(Z, Y, X)`` (3-D),
+            ``(T, Y, X, 3)`` (colour ultrasound) or ``(Y, X, 3)`` (photo).
+        labels: ``(T, Z, Y, X)`` uint8 label map (cine: rv=1, myo=2, lv=3), ``(Z, Y, X)`` for 3-D phantoms, or None.
+        truth: exact volumes (cine phantoms only).
+        affine: ``(4, 4)`` ``(z, y, x, 1)`` -> LPS mm of the image grid (slices sorted along the normal).
+        frame_times_ms: trigger time of each frame (ms after the R wave) for temporal phantoms.
+        layout: free-text note on how the instances are organised (e.g. one series per slice).
+    """
+
+    datasets: list[Dataset]
+    paths: list[Path] = field(default_factory=list)
+    image: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    truth: PhantomTruth | None = None
+    affine: np.ndarray | None = None
+    frame_times_ms: tuple[float, ...] | None = None
+    layout: str = ""
+
+    @property
+    def study_uid(self) -> str:
+        """StudyInstanceUID shared by all instances."""
+        return str(self.datasets[0].StudyInstanceUID)
+
+    @property
+    def series_uids(self) -> list[str]:
+        """Distinct SeriesInstanceUIDs in instance order."""
+        return list(dict.fromkeys(str(ds.SeriesInstanceUID) for ds in self.datasets))
+
+    def to_bytes(self) -> list[bytes]:
+        """Each instance encoded as a DICOM Part 10 file in memory."""
+        return [dataset_to_bytes(ds) for ds in self.datasets]
+
+
+def dataset_to_bytes(ds: Dataset) -> bytes:
+    """Encode a dataset (with file meta) as Part 10 bytes (preamble + 'DICM')."""
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# geometry helpers
+
+
+def _rotation(angles_deg: Sequence[float]) -> np.ndarray:
+    """Rotation matrix Rz(a) @ Ry(b) @ Rx(c) (angles in degrees)."""
+    a, b, c = (math.radians(v) for v in angles_deg)
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(c), -math.sin(c)], [0, math.sin(c), math.cos(c)]])
+    return rz @ ry @ rx
+
+
+#: A short-axis-like oblique orientation (rotation angles about S, P, L in degrees).
+SAX_ANGLES_DEG = (35.0, -40.0, 25.0)
+
+
+def _orientation(oblique: bool, angles_deg: Sequence[float] = SAX_ANGLES_DEG) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column direction cosines (LPS) of the image plane."""
+    if not oblique:
+        return np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    rot = _rotation(angles_deg)
+    return rot[:, 0].copy(), rot[:, 1].copy()
+
+
+def _slice_positions(
+    center_lps: Sequence[float], row: np.ndarray, col: np.ndarray, rows: int, cols: int, spacing_px: float,
+    n_slices: int, slice_spacing: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """ImagePositionPatient of each slice (centred on ``center_lps``) and the unit normal."""
+    normal = np.cross(row, col)
+    c = np.asarray(center_lps, dtype=float)
+    first = c - (cols - 1) / 2 * spacing_px * row - (rows - 1) / 2 * spacing_px * col
+    offs = (np.arange(n_slices) - (n_slices - 1) / 2) * slice_spacing
+    return first[None, :] + offs[:, None] * normal[None, :], normal
+
+
+def _ds_str(v: float) -> str:
+    """A DS value string of at most 16 characters."""
+    s = f"{v:.6g}"
+    return s if len(s) <= 16 else f"{v:.4e}"
+
+
+def _uid(seed: int, *parts: object) -> str:
+    """A deterministic valid UID from the seed and ``parts``."""
+    return generate_uid(entropy_srcs=["medai-phantom", str(seed), *(str(p) for p in parts)])
+
+
+def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return meta
+
+
+def _patient_study(
+    ds: Dataset, seed: int, study_uid: str, *, patient_sex: str, height_m: float | None, weight_kg: float | None,
+    patient_id: str, description: str,
+) -> None:
+    ds.PatientName = "Phantom^Medai"
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = patient_sex
+    ds.PatientAge = "055Y"
+    if height_m is not None:
+        ds.PatientSize = _ds_str(height_m)
+    if weight_kg is not None:
+        ds.PatientWeight = _ds_str(weight_kg)
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate = "20240102"
+    ds.StudyTime = "101500"
+    ds.StudyID = "1"
+    ds.AccessionNumber = f"PH{seed:06d}"
+    ds.StudyDescription = description
+    ds.ReferringPhysicianName = ""
+    ds.InstitutionName = "medai phantom hospital"
+    ds.Manufacturer = "medai"
+    ds.ManufacturerModelName = "phantom"
+    ds.SpecificCharacterSet = "ISO_IR 100"
+
+
+def _image_pixels(ds: Dataset, pixels: np.ndarray, *, bits_stored: int = 12, signed: bool = False) -> None:
+    """Attach monochrome pixel data (``(Y, X)`` or ``(F, Y, X)``) as 16-bit."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    arr = pixels.astype(np.int16 if signed else np.uint16)
+    ds.PixelData = arr.tobytes()
+
+
+def _write(datasets: list[Dataset], out_dir: Path | None, subdir_of: dict[int, str] | None = None) -> list[Path]:
+    """Write ``datasets`` as ``IM_0001.dcm``... under ``out_dir`` (optionally in sub-folders); [] when None."""
+    if out_dir is None:
+        return []
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+    for i, ds in enumerate(datasets):
+        folder = out_dir / subdir_of[i] if subdir_of and i in subdir_of else out_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        p = folder / f"IM_{i + 1:04d}.dcm"
+        ds.save_as(p, enforce_file_format=True)
+        paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the beating heart
+
+
+def _contraction(phase_fraction: np.ndarray, es_fraction: float) -> np.ndarray:
+    """Contraction 0 (end-diastole) .. 1 (end-systole) over the cardiac cycle (cosine ramps)."""
+    f = np.asarray(phase_fraction, dtype=float)
+    up = 0.5 * (1 - np.cos(np.pi * f / es_fraction))
+    down = 0.5 * (1 + np.cos(np.pi * (f - es_fraction) / (1 - es_fraction)))
+    return np.where(f <= es_fraction, up, down)
+
+
+def heart_labels(
+    n_phases: int, n_slices: int, rows: int, cols: int, pixel_spacing: float, *, lv_radius_mm: float = 25.0,
+    wall_mm: float = 9.0, radial_shortening: float = 0.4, rv_shortening: float = 0.45, es_fraction: float = 0.35,
+) -> np.ndarray:
+    """Rasterise the beating LV/RV label map.
+
+    Args:
+        n_phases, n_slices, rows, cols: output shape ``(T, Z, Y, X)``.
+        pixel_spacing: in-plane spacing (mm).
+        lv_radius_mm: basal LV endocardial radius at end-diastole.
+        wall_mm: basal myocardial thickness at end-diastole (the ring's area is conserved over the cycle).
+        radial_shortening: fractional endocardial radius reduction at end-systole.
+        rv_shortening: fractional RV free-wall excursion at end-systole.
+        es_fraction: end-systole as a fraction of the cardiac cycle.
+
+    Returns:
+        ``(T, Z, Y, X)`` uint8 labels with values from :data:`CINE_LABELS` (slice 0 is the base).
+    """
+    lab = np.zeros((n_phases, n_slices, rows, cols), dtype=np.uint8)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    cy, cx = (rows - 1) / 2 + 3.0, (cols - 1) / 2 + 6.0  # LV slightly off centre
+    yy_mm, xx_mm = (yy - cy) * pixel_spacing, (xx - cx) * pixel_spacing
+    r_mm = np.hypot(yy_mm, xx_mm)
+    contraction = _contraction(np.arange(n_phases) / n_phases, es_fraction)
+    for z in range(n_slices):
+        zeta = (z + 0.5) / n_slices  # 0 at the base .. 1 at the apex
+        taper = math.sqrt(max(0.0, 1.0 - (0.92 * zeta) ** 2))
+        r_ed = lv_radius_mm * taper
+        wall = wall_mm * (0.6 + 0.4 * taper)
+        ring_area = math.pi * ((r_ed + wall) ** 2 - r_ed**2)
+        # the RV is an ellipse left of the LV (image x decreasing), present from the base to ~80% of the length
+        has_rv = zeta < 0.8
+        for t in range(n_phases):
+            c = float(contraction[t])
+            r_endo = r_ed * (1 - radial_shortening * c)
+            r_epi = math.sqrt(r_endo**2 + ring_area / math.pi)
+            sl = lab[t, z]
+            if has_rv:
+                # RV cavity: an ellipse hugging the LV epicardium on the -x side (the septum is the LV myocardium);
+                # its free wall moves towards the septum in systole
+                rx = (r_ed + wall) * 0.95 * (1 - rv_shortening * c) * (1.0 - 0.4 * zeta)
+                ry = (r_ed + wall) * 1.2 * (1 - 0.25 * rv_shortening * c)
+                rv_cx = -r_epi - 0.8 * rx + 2.0 * pixel_spacing
+                inside_rv = ((xx_mm - rv_cx) / rx) ** 2 + (yy_mm / ry) ** 2 <= 1.0
+                sl[inside_rv & (r_mm > r_epi) & (xx_mm < 0)] = CINE_LABELS["rv"]
+            sl[(r_mm <= r_epi) & (r_mm > r_endo)] = CINE_LABELS["myo"]
+            sl[r_mm <= r_endo] = CINE_LABELS["lv"]
+    return lab
+
+
+def truth_from_labels(labels: np.ndarray, voxel_ml: float) -> PhantomTruth:
+    """Exact volumes from a ``(T, Z, Y, X)`` label map (values from :data:`CINE_LABELS`) and the voxel volume (mL)."""
+    flat = labels.reshape(labels.shape[0], -1)
+    lv = (flat == CINE_LABELS["lv"]).sum(1) * voxel_ml
+    rv = (flat == CINE_LABELS["rv"]).sum(1) * voxel_ml
+    myo = (flat == CINE_LABELS["myo"]).sum(1) * voxel_ml
+    ed, es = int(np.argmax(lv)), int(np.argmin(lv))
+    return PhantomTruth(
+        lv_edv_ml=float(lv[ed]),
+        lv_esv_ml=float(lv[es]),
+        lv_ef_pct=float(100.0 * (lv[ed] - lv[es]) / lv[ed]),
+        rv_edv_ml=float(rv[ed]),
+        rv_esv_ml=float(rv[es]),
+        rv_ef_pct=float(100.0 * (rv[ed] - rv[es]) / rv[ed]) if rv[ed] > 0 else 0.0,
+        lv_mass_g=float(myo[ed] * MYOCARDIAL_DENSITY_G_PER_ML),
+        ed_phase=ed,
+        es_phase=es,
+        lv_volume_ml=tuple(float(v) for v in lv),
+        rv_volume_ml=tuple(float(v) for v in rv),
+    )
+
+
+def _body_background(rows: int, cols: int, pixel_spacing: float) -> np.ndarray:
+    """Chest-like background intensities (bSSFP): body ~ 380, lungs ~ 60, air ~ 10."""
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    cy, cx = (rows - 1) / 2, (cols - 1) / 2
+    bg = np.full((rows, cols), 10.0)
+    body = ((yy - cy) / (0.46 * rows)) ** 2 + ((xx - cx) / (0.49 * cols)) ** 2 <= 1
+    bg[body] = 380.0
+    for side in (-1, 1):  # lungs
+        lung = ((yy - cy + 0.05 * rows) / (0.3 * rows)) ** 2 + ((xx - cx - side * 0.3 * cols) / (0.15 * cols)) ** 2 <= 1
+        bg[lung] = 60.0
+    return bg
+
+
+def _paint_cine(labels: np.ndarray, pixel_spacing: float, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """bSSFP-like intensities from labels: bright blood, dark myocardium, Rician-like noise; uint16 12-bit."""
+    bg = _body_background(labels.shape[-2], labels.shape[-1], pixel_spacing)
+    img = np.broadcast_to(bg, labels.shape).astype(np.float32).copy()
+    img[labels == CINE_LABELS["lv"]] = 950.0
+    img[labels == CINE_LABELS["rv"]] = 900.0
+    img[labels == CINE_LABELS["myo"]] = 260.0
+    n1 = rng.normal(0.0, noise, size=labels.shape).astype(np.float32)
+    n2 = rng.normal(0.0, noise, size=labels.shape).astype(np.float32)
+    img = np.sqrt((img + n1) ** 2 + n2**2)  # magnitude of complex noise: Rician
+    return np.clip(np.rint(img), 0, 4095).astype(np.uint16)
+
+
+def make_cine_sax_study(
+    out_dir: Path | None = None,
+    *,
+    n_slices: int = 10,
+    n_phases: int = 20,
+    rows: int = 128,
+    cols: int = 128,
+    pixel_spacing: float = 1.5,
+    slice_thickness: float = 8.0,
+    slice_gap: float = 0.0,
+    heart_rate: float = 60,
+    seed: int = 0,
+    one_series_per_slice: bool = False,
+    oblique: bool = True,
+    enhanced: bool = False,
+    patient_sex: str = "M",
+    height_m: float | None = 1.75,
+    weight_kg: float | None = 75,
+    patient_id: str | None = None,
+    noise: float = 25.0,
+    series_description: str = "CINE_SAX_bSSFP",
+    center_lps: Sequence[float] = (12.0, 35.0, -40.0),
+) -> Phantom:
+    """A cine short-axis bSSFP MR study of a beating heart with exactly known volumes.
+
+    Args:
+        out_dir: when given, instances are written there as ``IM_NNNN.dcm`` (per-series sub-folders when
+            ``one_series_per_slice``); otherwise they stay in memory.
+        n_slices, n_phases, rows, cols: size of the cine ``(T, Z, Y, X)``.
+        pixel_spacing: in-plane spacing (mm, square pixels).
+        slice_thickness: SliceThickness (mm); slices are ``slice_thickness + slice_gap`` apart.
+        slice_gap: gap between slices (mm).
+        heart_rate: beats/min; phases are spread evenly over one RR interval (TriggerTime, ms).
+        seed: makes UIDs and noise reproducible.
+        one_series_per_slice: store each slice position as its own series (Siemens-style) instead of one stack
+            series holding all slices and phases (GE/Sunnybrook-style).
+        oblique: oblique short-axis ImageOrientationPatient (else axial).
+        enhanced: one Enhanced MR Image Storage instance holding all frames (per-frame functional groups).
+        patient_sex, height_m, weight_kg, patient_id: patient attributes (for BSA indexing downstream).
+        noise: standard deviation of the Gaussian noise on real and imaginary channels.
+        series_description: SeriesDescription (slice number appended in the one-series-per-slice layout).
+        center_lps: position of the volume centre (mm, LPS).
+
+    Returns:
+        The :class:`Phantom`: datasets (instance order is slice-major, phase-minor), labels ``(T, Z, Y, X)``,
+        exact :class:`PhantomTruth`, affine, frame times.
+    """
+    rng = np.random.default_rng(seed)
+    spacing = slice_thickness + slice_gap
+    labels = heart_labels(n_phases, n_slices, rows, cols, pixel_spacing)
+    image = _paint_cine(labels, pixel_spacing, rng, noise)
+    truth = truth_from_labels(labels, pixel_spacing * pixel_spacing * spacing / 1000.0)
+
+    row, col = _orientation(oblique)
+    ipps, normal = _slice_positions(center_lps, row, col, rows, cols, pixel_spacing, n_slices, spacing)
+    iop = [_ds_str(float(v)) for v in (*row, *col)]
+    rr_ms = 60000.0 / heart_rate
+    times = tuple(round(t * rr_ms / n_phases, 3) for t in range(n_phases))
+    affine = affine_from_dicom(ipps[0], [*row, *col], [pixel_spacing, pixel_spacing], normal * spacing)
+
+    study_uid = _uid(seed, "study")
+    for_uid = _uid(seed, "for")
+    pid = patient_id or f"PHANTOM{seed:04d}"
+    common = {
+        "patient_sex": patient_sex,
+        "height_m": height_m,
+        "weight_kg": weight_kg,
+        "patient_id": pid,
+        "description": "CMR cine phantom",
+    }
+    if enhanced:
+        ds = _enhanced_cine(
+            image, ipps, iop, pixel_spacing, slice_thickness, spacing, times, rr_ms, seed, study_uid, for_uid,
+            series_description, common,
+        )
+        datasets = [ds]
+        paths = _write(datasets, out_dir)
+        return Phantom(datasets, paths, image, labels, truth, affine, times, layout="enhanced multi-frame")
+
+    datasets: list[Dataset] = []
+    subdirs: dict[int, str] = {}
+    stack_series_uid = _uid(seed, "series")
+    for z in range(n_slices):
+        series_uid = _uid(seed, "series", z) if one_series_per_slice else stack_series_uid
+        for t in range(n_phases):
+            sop_uid = _uid(seed, "sop", z, t)
+            ds = Dataset()
+            ds.file_meta = _file_meta(MRImageStorage, sop_uid)
+            _patient_study(ds, seed, study_uid, **common)
+            ds.SOPClassUID = MRImageStorage
+            ds.SOPInstanceUID = sop_uid
+            ds.Modality = "MR"
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+            ds.SeriesInstanceUID = series_uid
+            ds.SeriesNumber = 100 + z if one_series_per_slice else 10
+            ds.SeriesDescription = f"{series_description}_{z + 1}" if one_series_per_slice else series_description
+            ds.ProtocolName = series_description
+            ds.SeriesDate, ds.SeriesTime = "20240102", "102000"
+            ds.AcquisitionNumber = 1
+            ds.InstanceNumber = (t + 1) if one_series_per_slice else z * n_phases + t + 1
+            ds.FrameOfReferenceUID = for_uid
+            ds.PositionReferenceIndicator = ""
+            ds.ImagePositionPatient = [_ds_str(float(v)) for v in ipps[z]]
+            ds.ImageOrientationPatient = iop
+            ds.SliceLocation = _ds_str(float(ipps[z] @ normal))
+            ds.PixelSpacing = [_ds_str(pixel_spacing), _ds_str(pixel_spacing)]
+            ds.SliceThickness = _ds_str(slice_thickness)
+            ds.SpacingBetweenSlices = _ds_str(spacing)
+            ds.ScanningSequence = "GR"
+            ds.SequenceVariant = ["SS", "SK"]
+            ds.ScanOptions = "CG"
+            ds.MRAcquisitionType = "2D"
+            ds.SequenceName = "*tfi2d1_12"
+            ds.RepetitionTime = "3.1"
+            ds.EchoTime = "1.3"
+            ds.FlipAngle = "55"
+            ds.MagneticFieldStrength = "1.5"
+            ds.TriggerTime = _ds_str(times[t])
+            ds.NominalInterval = str(int(round(rr_ms)))
+            ds.HeartRate = str(int(round(heart_rate)))
+            ds.CardiacNumberOfImages = n_phases
+            ds.WindowCenter = "600"
+            ds.WindowWidth = "1200"
+            _image_pixels(ds, image[t, z])
+            datasets.append(ds)
+            if one_series_per_slice:
+                subdirs[len(datasets) - 1] = f"series_{z + 1:02d}"
+    paths = _write(datasets, out_dir, subdirs)
+    layout = "one series per slice" if one_series_per_slice else "one series per stack"
+    return Phantom(datasets, paths, image, labels, truth, affine, times, layout=layout)
+
+
+def _enhanced_cine(
+    image: np.ndarray, ipps: np.ndarray, iop: list[str], pixel_spacing: float, thickness: float, spacing: float,
+    times: tuple[float, ...], rr_ms: float, seed: int, study_uid: str, for_uid: str, description: str,
+    common: dict[str, object],
+) -> Dataset:
+    """One Enhanced MR Image Storage instance with all frames (time-major: frame = t * Z + z)."""
+    n_t, n_z = image.shape[:2]
+    sop_uid = _uid(seed, "enhanced-sop")
+    ds = Dataset()
+    ds.file_meta = _file_meta(EnhancedMRImageStorage, sop_uid)
+    _patient_study(ds, seed, study_uid, **common)  # type: ignore[arg-type]
+    ds.SOPClassUID = EnhancedMRImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.Modality = "MR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.SeriesInstanceUID = _uid(seed, "enhanced-series")
+    ds.SeriesNumber = 11
+    ds.SeriesDescription = description
+    ds.InstanceNumber = 1
+    ds.FrameOfReferenceUID = for_uid
+    ds.ContentDate, ds.ContentTime = "20240102", "102000"
+    ds.NumberOfFrames = n_t * n_z
+    ds.AcquisitionContrast = "MIXED"
+    ds.CardiacSynchronizationTechnique = "REALTIME"
+
+    shared = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = [_ds_str(pixel_spacing), _ds_str(pixel_spacing)]
+    pm.SliceThickness = _ds_str(thickness)
+    pm.SpacingBetweenSlices = _ds_str(spacing)
+    shared.PixelMeasuresSequence = DicomSequence([pm])
+    po = Dataset()
+    po.ImageOrientationPatient = iop
+    shared.PlaneOrientationSequence = DicomSequence([po])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+
+    per_frame = []
+    for t in range(n_t):
+        for z in range(n_z):
+            fg = Dataset()
+            pp = Dataset()
+            pp.ImagePositionPatient = [_ds_str(float(v)) for v in ipps[z]]
+            fg.PlanePositionSequence = DicomSequence([pp])
+            fc = Dataset()
+            fc.StackID = "1"
+            fc.InStackPositionNumber = z + 1
+            fc.TemporalPositionIndex = t + 1
+            fc.DimensionIndexValues = [1, z + 1, t + 1]
+            fg.FrameContentSequence = DicomSequence([fc])
+            cs = Dataset()
+            cs.NominalCardiacTriggerDelayTime = times[t]
+            cs.RRIntervalTimeNominal = rr_ms
+            fg.CardiacSynchronizationSequence = DicomSequence([cs])
+            per_frame.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+    _image_pixels(ds, image.reshape(n_t * n_z, *image.shape[2:]))
+    return ds
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# other small examples
+
+
+def make_lge_study(
+    out_dir: Path | None = None, *, n_slices: int = 8, rows: int = 96, cols: int = 96, pixel_spacing: float = 1.6,
+    slice_thickness: float = 8.0, seed: int = 1, scar_fraction: float = 0.25,
+) -> Phantom:
+    """A single-phase late-gadolinium-enhancement short-axis stack (dark nulled myocardium, bright scar).
+
+    Returns:
+        Phantom with ``image`` ``(Z, Y, X)`` and ``labels`` ``(Z, Y, X)`` (myo=2 nulled, lv=3, rv=1; scar is the
+        first ``scar_fraction`` of the myocardial ring by angle, drawn bright).
+    """
+    rng = np.random.default_rng(seed)
+    lab = heart_labels(1, n_slices, rows, cols, pixel_spacing, lv_radius_mm=22.0)[0]
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    ang = (np.arctan2(yy - (rows - 1) / 2 - 3.0, xx - (cols - 1) / 2) + np.pi) / (2 * np.pi)
+    img = np.broadcast_to(_body_background(rows, cols, pixel_spacing) * 0.8, lab.shape).astype(np.float32).copy()
+    img[lab == CINE_LABELS["lv"]] = 700.0
+    img[lab == CINE_LABELS["rv"]] = 650.0
+    img[lab == CINE_LABELS["myo"]] = 40.0
+    scar = (lab == CINE_LABELS["myo"]) & (ang[None] < scar_fraction)
+    img[scar] = 1100.0
+    img = np.clip(np.rint(img + rng.normal(0, 20.0, img.shape)), 0, 4095).astype(np.uint16)
+
+    row, col = _orientation(True)
+    ipps, normal = _slice_positions((12.0, 35.0, -40.0), row, col, rows, cols, pixel_spacing, n_slices, slice_thickness)
+    iop = [_ds_str(float(v)) for v in (*row, *col)]
+    study_uid, series_uid, for_uid = _uid(seed, "study"), _uid(seed, "lge-series"), _uid(seed, "for")
+    datasets = []
+    for z in range(n_slices):
+        sop_uid = _uid(seed, "lge", z)
+        ds = Dataset()
+        ds.file_meta = _file_meta(MRImageStorage, sop_uid)
+        _patient_study(
+            ds, seed, study_uid, patient_sex="F", height_m=1.65, weight_kg=62, patient_id=f"PHANTOM{seed:04d}",
+            description="CMR viability phantom",
+        )
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, sop_uid, "MR"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, 20, "LGE_PSIR_SAX"
+        ds.ProtocolName = "LGE_PSIR_SAX"
+        ds.InstanceNumber = z + 1
+        ds.FrameOfReferenceUID = for_uid
+        ds.ImagePositionPatient = [_ds_str(float(v)) for v in ipps[z]]
+        ds.ImageOrientationPatient = iop
+        ds.SliceLocation = _ds_str(float(ipps[z] @ normal))
+        ds.PixelSpacing = [_ds_str(pixel_spacing)] * 2
+        ds.SliceThickness = _ds_str(slice_thickness)
+        ds.ScanningSequence = ["GR", "IR"]
+        ds.SequenceVariant = ["SK", "SP", "MP"]
+        ds.MRAcquisitionType = "2D"
+        ds.InversionTime = "300"
+        ds.TriggerTime = "450"
+        ds.RepetitionTime, ds.EchoTime, ds.FlipAngle = "700", "3.3", "25"
+        _image_pixels(ds, img[z])
+        datasets.append(ds)
+    affine = affine_from_dicom(ipps[0], [*row, *col], [pixel_spacing] * 2, normal * slice_thickness)
+    return Phantom(datasets, _write(datasets, out_dir), img, lab, None, affine, None, layout="one stack")
+
+
+def make_ct_volume(
+    out_dir: Path | None = None, *, n_slices: int = 24, rows: int = 64, cols: int = 64, pixel_spacing: float = 0.7,
+    slice_thickness: float = 1.5, seed: int = 2, contrast: bool = True, shuffle: bool = True,
+) -> Phantom:
+    """A small axial cardiac CT (CTA when ``contrast``): signed 16-bit with RescaleIntercept -1024.
+
+    Instances are stored in shuffled order (``shuffle``) with descending ImagePositionPatient z, so that builders
+    must sort along the slice normal. ``image`` holds HU ``(Z, Y, X)`` in ascending-normal order; ``labels``
+    marks the contrast-filled LV (1).
+    """
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.mgrid[0:n_slices, 0:rows, 0:cols].astype(float)
+    cy, cx, cz = (rows - 1) / 2, (cols - 1) / 2, (n_slices - 1) / 2
+    hu = np.full((n_slices, rows, cols), -1000.0)
+    body = ((yy - cy) / (0.45 * rows)) ** 2 + ((xx - cx) / (0.48 * cols)) ** 2 <= 1
+    hu[body] = 40.0
+    heart = ((yy - cy) / (0.2 * rows)) ** 2 + ((xx - cx) / (0.22 * cols)) ** 2 + ((zz - cz) / (0.45 * n_slices)) ** 2 <= 1
+    hu[heart] = 50.0
+    lv = ((yy - cy) / (0.12 * rows)) ** 2 + ((xx - cx) / (0.13 * cols)) ** 2 + ((zz - cz) / (0.35 * n_slices)) ** 2 <= 1
+    hu[lv] = 400.0 if contrast else 45.0
+    hu += rng.normal(0, 12.0, hu.shape)
+    hu = np.rint(hu)
+    stored = (hu + 1024).astype(np.int16)  # RescaleIntercept -1024
+
+    row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    ipps, normal = _slice_positions((0.0, 10.0, -150.0), row, col, rows, cols, pixel_spacing, n_slices, slice_thickness)
+    study_uid, series_uid, for_uid = _uid(seed, "study"), _uid(seed, "ct-series"), _uid(seed, "for")
+    datasets = []
+    for z in range(n_slices):
+        sop_uid = _uid(seed, "ct", z)
+        ds = Dataset()
+        ds.file_meta = _file_meta(CTImageStorage, sop_uid)
+        _patient_study(
+            ds, seed, study_uid, patient_sex="M", height_m=1.8, weight_kg=82, patient_id=f"PHANTOM{seed:04d}",
+            description="Cardiac CT phantom",
+        )
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, sop_uid, "CT"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SeriesInstanceUID, ds.SeriesNumber = series_uid, 3
+        ds.SeriesDescription = "CTA coronary 0.75 B26f 70%" if contrast else "Calcium score 3.0 Qr36"
+        if contrast:
+            ds.ContrastBolusAgent = "Iomeprol 400"
+        ds.InstanceNumber = n_slices - z  # head-first numbering: descending z
+        ds.FrameOfReferenceUID = for_uid
+        ds.ImagePositionPatient = [_ds_str(float(v)) for v in ipps[z]]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.SliceLocation = _ds_str(float(ipps[z][2]))
+        ds.PixelSpacing = [_ds_str(pixel_spacing)] * 2
+        ds.SliceThickness = _ds_str(slice_thickness)
+        ds.KVP = "100"
+        ds.RescaleIntercept = "-1024"
+        ds.RescaleSlope = "1"
+        ds.RescaleType = "HU"
+        _image_pixels(ds, stored[z], bits_stored=16, signed=True)
+        datasets.append(ds)
+    if shuffle:
+        order = rng.permutation(n_slices)
+        datasets = [datasets[i] for i in order]
+    affine = affine_from_dicom(ipps[0], [*row, *col], [pixel_spacing] * 2, normal * slice_thickness)
+    return Phantom(datasets, _write(datasets, out_dir), hu.astype(np.float32), lv.astype(np.uint8), None, affine)
+
+
+def make_brain_mr(out_dir: Path | None = None, *, n_slices: int = 12, rows: int = 64, cols: int = 64, seed: int = 3) -> Phantom:
+    """A non-cardiac axial T2 brain-like MR stack (no cardiac gating) for negative tests."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.mgrid[0:n_slices, 0:rows, 0:cols].astype(float)
+    c = ((yy - rows / 2) / (0.4 * rows)) ** 2 + ((xx - cols / 2) / (0.33 * cols)) ** 2 + ((zz - n_slices / 2) / (0.6 * n_slices)) ** 2
+    img = np.where(c <= 1, 600.0, 5.0)
+    img[c <= 0.5] = 900.0  # "CSF" bright on T2
+    img = np.clip(np.rint(img + rng.normal(0, 15, img.shape)), 0, 4095).astype(np.uint16)
+    spacing = 0.9
+    row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    ipps, normal = _slice_positions((0.0, 0.0, 40.0), row, col, rows, cols, spacing, n_slices, 5.0)
+    study_uid, series_uid, for_uid = _uid(seed, "study"), _uid(seed, "brain-series"), _uid(seed, "for")
+    datasets = []
+    for z in range(n_slices):
+        sop_uid = _uid(seed, "brain", z)
+        ds = Dataset()
+        ds.file_meta = _file_meta(MRImageStorage, sop_uid)
+        _patient_study(
+            ds, seed, study_uid, patient_sex="F", height_m=None, weight_kg=None, patient_id=f"PHANTOM{seed:04d}",
+            description="MRI head",
+        )
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, sop_uid, "MR"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NORM"]
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, 4, "t2_tse_tra_brain"
+        ds.ProtocolName = "t2_tse_tra"
+        ds.BodyPartExamined = "HEAD"
+        ds.InstanceNumber = z + 1
+        ds.FrameOfReferenceUID = for_uid
+        ds.ImagePositionPatient = [_ds_str(float(v)) for v in ipps[z]]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.PixelSpacing = [_ds_str(spacing)] * 2
+        ds.SliceThickness = "5"
+        ds.ScanningSequence = "SE"
+        ds.SequenceVariant = ["SK", "SP"]
+        ds.MRAcquisitionType = "2D"
+        ds.RepetitionTime, ds.EchoTime = "4000", "95"
+        _image_pixels(ds, img[z])
+        datasets.append(ds)
+    affine = affine_from_dicom(ipps[0], [*row, *col], [spacing] * 2, normal * 5.0)
+    return Phantom(datasets, _write(datasets, out_dir), img, None, None, affine)
+
+
+def make_echo_multiframe(
+    out_dir: Path | None = None, *, n_frames: int = 16, rows: int = 80, cols: int = 96, frame_time_ms: float = 33.3,
+    delta_cm: float = 0.03, seed: int = 4, color: bool = True, regions: bool = True,
+) -> Phantom:
+    """An ultrasound multi-frame (apical 4-chamber-like) clip with a calibrated 2-D region.
+
+    Args:
+        n_frames, rows, cols: clip size.
+        frame_time_ms: FrameTime (ms between frames).
+        delta_cm: PhysicalDeltaX/Y of the region (cm per pixel; 0.03 cm = 0.3 mm).
+        color: RGB (SamplesPerPixel 3) instead of MONOCHROME2 8-bit.
+        regions: include SequenceOfUltrasoundRegions.
+
+    Returns:
+        Phantom with ``image`` ``(T, Y, X, 3)`` uint8 (or ``(T, Y, X)``), ``frame_times_ms``.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    frames = []
+    for t in range(n_frames):
+        c = 0.5 * (1 - math.cos(2 * math.pi * t / n_frames))
+        sector = (np.abs(np.arctan2(xx - cols / 2, yy + 2)) < 0.6) & (yy < rows - 4)
+        cav = ((yy - rows * 0.45) / (rows * 0.25 * (1 - 0.2 * c))) ** 2 + ((xx - cols / 2) / (cols * 0.12)) ** 2 <= 1
+        g = np.where(sector, 90.0, 0.0)
+        g[cav & sector] = 15.0
+        g = np.clip(g + rng.normal(0, 12, g.shape) * sector, 0, 255)
+        frames.append(g.astype(np.uint8))
+    mono = np.stack(frames)
+    image = np.repeat(mono[..., None], 3, axis=-1) if color else mono
+    if color:  # a colour-Doppler blob
+        image = image.copy()
+        image[:, 20:30, 40:50, 0] = 200
+        image[:, 20:30, 40:50, 2] = 30
+
+    sop_uid = _uid(seed, "us")
+    ds = Dataset()
+    ds.file_meta = _file_meta(UltrasoundMultiFrameImageStorage, sop_uid)
+    _patient_study(
+        ds, seed, _uid(seed, "study"), patient_sex="M", height_m=1.7, weight_kg=70, patient_id=f"PHANTOM{seed:04d}",
+        description="Echocardiogram phantom",
+    )
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = UltrasoundMultiFrameImageStorage, sop_uid, "US"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "CARDIOLOGY", "0001"]
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = _uid(seed, "us-series"), 1, "A4C"
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = n_frames
+    ds.FrameTime = _ds_str(frame_time_ms)
+    ds.FrameIncrementPointer = 0x00181063  # FrameTime
+    ds.CineRate = int(round(1000 / frame_time_ms))
+    ds.BurnedInAnnotation = "YES"
+    if regions:
+        reg = Dataset()
+        reg.RegionSpatialFormat = 1  # 2-D tissue
+        reg.RegionDataType = 1
+        reg.RegionFlags = 0
+        reg.RegionLocationMinX0, reg.RegionLocationMinY0 = 0, 0
+        reg.RegionLocationMaxX1, reg.RegionLocationMaxY1 = cols - 1, rows - 1
+        reg.PhysicalUnitsXDirection = 3  # cm
+        reg.PhysicalUnitsYDirection = 3
+        reg.PhysicalDeltaX = delta_cm
+        reg.PhysicalDeltaY = delta_cm
+        reg.ReferencePixelX0, reg.ReferencePixelY0 = cols // 2, 0
+        ds.SequenceOfUltrasoundRegions = DicomSequence([reg])
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    if color:
+        ds.SamplesPerPixel = 3
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+    else:
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = np.ascontiguousarray(image).tobytes()
+    times = tuple(round(i * frame_time_ms, 3) for i in range(n_frames))
+    return Phantom([ds], _write([ds], out_dir), image, None, None, None, times, layout="ultrasound multi-frame")
+
+
+def make_photo(
+    out_dir: Path | None = None, *, rows: int = 48, cols: int = 64, dermoscopic: bool = False, seed: int = 5
+) -> Phantom:
+    """A VL photographic (or dermoscopic) RGB image of a skin-lesion-like blob."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    img = np.empty((rows, cols, 3), dtype=np.uint8)
+    img[...] = (224, 180, 160)
+    lesion = ((yy - rows / 2) / (rows * 0.25)) ** 2 + ((xx - cols / 2) / (cols * 0.2)) ** 2 <= 1
+    img[lesion] = (110, 70, 50)
+    img = np.clip(img.astype(int) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+    sop_class = DermoscopicPhotographyImageStorage if dermoscopic else VLPhotographicImageStorage
+    sop_uid = _uid(seed, "photo", dermoscopic)
+    ds = Dataset()
+    ds.file_meta = _file_meta(sop_class, sop_uid)
+    _patient_study(
+        ds, seed, _uid(seed, "study"), patient_sex="F", height_m=None, weight_kg=None, patient_id=f"PHANTOM{seed:04d}",
+        description="Skin lesion photo",
+    )
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop_uid
+    ds.Modality = "DMS" if dermoscopic else "XC"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SeriesInstanceUID, ds.SeriesNumber = _uid(seed, "photo-series", dermoscopic), 1
+    ds.SeriesDescription = "dermoscopy" if dermoscopic else "clinical photo"
+    ds.InstanceNumber = 1
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = img.tobytes()
+    return Phantom([ds], _write([ds], out_dir), img, lesion.astype(np.uint8), None, None)
