@@ -149,8 +149,14 @@ def _orientation(oblique: bool, angles_deg: Sequence[float] = SAX_ANGLES_DEG) ->
 
 
 def _slice_positions(
-    center_lps: Sequence[float], row: np.ndarray, col: np.ndarray, rows: int, cols: int, spacing_px: float,
-    n_slices: int, slice_spacing: float,
+    center_lps: Sequence[float],
+    row: np.ndarray,
+    col: np.ndarray,
+    rows: int,
+    cols: int,
+    spacing_px: float,
+    n_slices: int,
+    slice_spacing: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """ImagePositionPatient of each slice (centred on ``center_lps``) and the unit normal."""
     normal = np.cross(row, col)
@@ -181,8 +187,15 @@ def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
 
 
 def _patient_study(
-    ds: Dataset, seed: int, study_uid: str, *, patient_sex: str, height_m: float | None, weight_kg: float | None,
-    patient_id: str, description: str,
+    ds: Dataset,
+    seed: int,
+    study_uid: str,
+    *,
+    patient_sex: str,
+    height_m: float | None,
+    weight_kg: float | None,
+    patient_id: str,
+    description: str,
 ) -> None:
     ds.PatientName = "Phantom^Medai"
     ds.PatientID = patient_id
@@ -247,8 +260,17 @@ def _contraction(phase_fraction: np.ndarray, es_fraction: float) -> np.ndarray:
 
 
 def heart_labels(
-    n_phases: int, n_slices: int, rows: int, cols: int, pixel_spacing: float, *, lv_radius_mm: float = 25.0,
-    wall_mm: float = 9.0, radial_shortening: float = 0.4, rv_shortening: float = 0.45, es_fraction: float = 0.35,
+    n_phases: int,
+    n_slices: int,
+    rows: int,
+    cols: int,
+    pixel_spacing: float,
+    *,
+    lv_radius_mm: float = 25.0,
+    wall_mm: float = 9.0,
+    radial_shortening: float = 0.4,
+    rv_shortening: float = 0.45,
+    es_fraction: float = 0.35,
 ) -> np.ndarray:
     """Rasterise the beating LV/RV label map.
 
@@ -416,8 +438,19 @@ def make_cine_sax_study(
     }
     if enhanced:
         ds = _enhanced_cine(
-            image, ipps, iop, pixel_spacing, slice_thickness, spacing, times, rr_ms, seed, study_uid, for_uid,
-            series_description, common,
+            image,
+            ipps,
+            iop,
+            pixel_spacing,
+            slice_thickness,
+            spacing,
+            times,
+            rr_ms,
+            seed,
+            study_uid,
+            for_uid,
+            series_description,
+            common,
         )
         datasets = [ds]
         paths = _write(datasets, out_dir)
@@ -477,8 +510,18 @@ def make_cine_sax_study(
 
 
 def _enhanced_cine(
-    image: np.ndarray, ipps: np.ndarray, iop: list[str], pixel_spacing: float, thickness: float, spacing: float,
-    times: tuple[float, ...], rr_ms: float, seed: int, study_uid: str, for_uid: str, description: str,
+    image: np.ndarray,
+    ipps: np.ndarray,
+    iop: list[str],
+    pixel_spacing: float,
+    thickness: float,
+    spacing: float,
+    times: tuple[float, ...],
+    rr_ms: float,
+    seed: int,
+    study_uid: str,
+    for_uid: str,
+    description: str,
     common: dict[str, object],
 ) -> Dataset:
     """One Enhanced MR Image Storage instance with all frames (time-major: frame = t * Z + z)."""
@@ -540,8 +583,15 @@ def _enhanced_cine(
 
 
 def make_lge_study(
-    out_dir: Path | None = None, *, n_slices: int = 8, rows: int = 96, cols: int = 96, pixel_spacing: float = 1.6,
-    slice_thickness: float = 8.0, seed: int = 1, scar_fraction: float = 0.25,
+    out_dir: Path | None = None,
+    *,
+    n_slices: int = 8,
+    rows: int = 96,
+    cols: int = 96,
+    pixel_spacing: float = 1.6,
+    slice_thickness: float = 8.0,
+    seed: int = 1,
+    scar_fraction: float = 0.25,
 ) -> Phantom:
     """A single-phase late-gadolinium-enhancement short-axis stack (dark nulled myocardium, bright scar).
 
@@ -571,7 +621,13 @@ def make_lge_study(
         ds = Dataset()
         ds.file_meta = _file_meta(MRImageStorage, sop_uid)
         _patient_study(
-            ds, seed, study_uid, patient_sex="F", height_m=1.65, weight_kg=62, patient_id=f"PHANTOM{seed:04d}",
+            ds,
+            seed,
+            study_uid,
+            patient_sex="F",
+            height_m=1.65,
+            weight_kg=62,
+            patient_id=f"PHANTOM{seed:04d}",
             description="CMR viability phantom",
         )
         ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, sop_uid, "MR"
@@ -598,8 +654,16 @@ def make_lge_study(
 
 
 def make_ct_volume(
-    out_dir: Path | None = None, *, n_slices: int = 24, rows: int = 64, cols: int = 64, pixel_spacing: float = 0.7,
-    slice_thickness: float = 1.5, seed: int = 2, contrast: bool = True, shuffle: bool = True,
+    out_dir: Path | None = None,
+    *,
+    n_slices: int = 24,
+    rows: int = 64,
+    cols: int = 64,
+    pixel_spacing: float = 0.7,
+    slice_thickness: float = 1.5,
+    seed: int = 2,
+    contrast: bool = True,
+    shuffle: bool = True,
 ) -> Phantom:
     """A small axial cardiac CT (CTA when ``contrast``): signed 16-bit with RescaleIntercept -1024.
 
@@ -613,7 +677,9 @@ def make_ct_volume(
     hu = np.full((n_slices, rows, cols), -1000.0)
     body = ((yy - cy) / (0.45 * rows)) ** 2 + ((xx - cx) / (0.48 * cols)) ** 2 <= 1
     hu[body] = 40.0
-    heart = ((yy - cy) / (0.2 * rows)) ** 2 + ((xx - cx) / (0.22 * cols)) ** 2 + ((zz - cz) / (0.45 * n_slices)) ** 2 <= 1
+    heart = ((yy - cy) / (0.2 * rows)) ** 2 + ((xx - cx) / (0.22 * cols)) ** 2 + (
+        (zz - cz) / (0.45 * n_slices)
+    ) ** 2 <= 1
     hu[heart] = 50.0
     lv = ((yy - cy) / (0.12 * rows)) ** 2 + ((xx - cx) / (0.13 * cols)) ** 2 + ((zz - cz) / (0.35 * n_slices)) ** 2 <= 1
     hu[lv] = 400.0 if contrast else 45.0
@@ -630,7 +696,13 @@ def make_ct_volume(
         ds = Dataset()
         ds.file_meta = _file_meta(CTImageStorage, sop_uid)
         _patient_study(
-            ds, seed, study_uid, patient_sex="M", height_m=1.8, weight_kg=82, patient_id=f"PHANTOM{seed:04d}",
+            ds,
+            seed,
+            study_uid,
+            patient_sex="M",
+            height_m=1.8,
+            weight_kg=82,
+            patient_id=f"PHANTOM{seed:04d}",
             description="Cardiac CT phantom",
         )
         ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, sop_uid, "CT"
@@ -659,11 +731,17 @@ def make_ct_volume(
     return Phantom(datasets, _write(datasets, out_dir), hu.astype(np.float32), lv.astype(np.uint8), None, affine)
 
 
-def make_brain_mr(out_dir: Path | None = None, *, n_slices: int = 12, rows: int = 64, cols: int = 64, seed: int = 3) -> Phantom:
+def make_brain_mr(
+    out_dir: Path | None = None, *, n_slices: int = 12, rows: int = 64, cols: int = 64, seed: int = 3
+) -> Phantom:
     """A non-cardiac axial T2 brain-like MR stack (no cardiac gating) for negative tests."""
     rng = np.random.default_rng(seed)
     zz, yy, xx = np.mgrid[0:n_slices, 0:rows, 0:cols].astype(float)
-    c = ((yy - rows / 2) / (0.4 * rows)) ** 2 + ((xx - cols / 2) / (0.33 * cols)) ** 2 + ((zz - n_slices / 2) / (0.6 * n_slices)) ** 2
+    c = (
+        ((yy - rows / 2) / (0.4 * rows)) ** 2
+        + ((xx - cols / 2) / (0.33 * cols)) ** 2
+        + ((zz - n_slices / 2) / (0.6 * n_slices)) ** 2
+    )
     img = np.where(c <= 1, 600.0, 5.0)
     img[c <= 0.5] = 900.0  # "CSF" bright on T2
     img = np.clip(np.rint(img + rng.normal(0, 15, img.shape)), 0, 4095).astype(np.uint16)
@@ -677,7 +755,13 @@ def make_brain_mr(out_dir: Path | None = None, *, n_slices: int = 12, rows: int 
         ds = Dataset()
         ds.file_meta = _file_meta(MRImageStorage, sop_uid)
         _patient_study(
-            ds, seed, study_uid, patient_sex="F", height_m=None, weight_kg=None, patient_id=f"PHANTOM{seed:04d}",
+            ds,
+            seed,
+            study_uid,
+            patient_sex="F",
+            height_m=None,
+            weight_kg=None,
+            patient_id=f"PHANTOM{seed:04d}",
             description="MRI head",
         )
         ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, sop_uid, "MR"
@@ -702,8 +786,16 @@ def make_brain_mr(out_dir: Path | None = None, *, n_slices: int = 12, rows: int 
 
 
 def make_echo_multiframe(
-    out_dir: Path | None = None, *, n_frames: int = 16, rows: int = 80, cols: int = 96, frame_time_ms: float = 33.3,
-    delta_cm: float = 0.03, seed: int = 4, color: bool = True, regions: bool = True,
+    out_dir: Path | None = None,
+    *,
+    n_frames: int = 16,
+    rows: int = 80,
+    cols: int = 96,
+    frame_time_ms: float = 33.3,
+    delta_cm: float = 0.03,
+    seed: int = 4,
+    color: bool = True,
+    regions: bool = True,
 ) -> Phantom:
     """An ultrasound multi-frame (apical 4-chamber-like) clip with a calibrated 2-D region.
 
@@ -739,7 +831,13 @@ def make_echo_multiframe(
     ds = Dataset()
     ds.file_meta = _file_meta(UltrasoundMultiFrameImageStorage, sop_uid)
     _patient_study(
-        ds, seed, _uid(seed, "study"), patient_sex="M", height_m=1.7, weight_kg=70, patient_id=f"PHANTOM{seed:04d}",
+        ds,
+        seed,
+        _uid(seed, "study"),
+        patient_sex="M",
+        height_m=1.7,
+        weight_kg=70,
+        patient_id=f"PHANTOM{seed:04d}",
         description="Echocardiogram phantom",
     )
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = UltrasoundMultiFrameImageStorage, sop_uid, "US"
@@ -794,7 +892,13 @@ def make_photo(
     ds = Dataset()
     ds.file_meta = _file_meta(sop_class, sop_uid)
     _patient_study(
-        ds, seed, _uid(seed, "study"), patient_sex="F", height_m=None, weight_kg=None, patient_id=f"PHANTOM{seed:04d}",
+        ds,
+        seed,
+        _uid(seed, "study"),
+        patient_sex="F",
+        height_m=None,
+        weight_kg=None,
+        patient_id=f"PHANTOM{seed:04d}",
         description="Skin lesion photo",
     )
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop_uid
