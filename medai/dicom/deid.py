@@ -55,8 +55,10 @@ import os
 import secrets
 import shutil
 import uuid
+import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -1481,10 +1483,11 @@ def deidentify_path(
     tmp = dst.parent / f".{dst.name}.partial-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        for i, (name, load) in enumerate(inputs, start=1):
-            _deidentify_one(name, load, deid, tmp, report)
-            if progress is not None:
-                progress(i, len(inputs), name)
+        with _quiet_pydicom():
+            for i, (name, load) in enumerate(inputs, start=1):
+                _deidentify_one(name, load, deid, tmp, report)
+                if progress is not None:
+                    progress(i, len(inputs), name)
         if not report.written:
             reasons = "; ".join(f"{s.source}: {s.reason}" for s in report.skipped[:5]) or "no files found"
             raise IngestError(f"no DICOM instance could be de-identified from {src!s:.200} ({reasons})")
@@ -1497,6 +1500,24 @@ def deidentify_path(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+@contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's value-validation warnings while reading/writing a batch.
+
+    Real archives are full of slightly invalid values (UIDs with leading zeros, over-long SH); the warnings would
+    echo original identifiers to the console and they change nothing in the output.
+    """
+    settings = pydicom.config.settings
+    saved = settings.reading_validation_mode, settings.writing_validation_mode
+    settings.reading_validation_mode = settings.writing_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        settings.reading_validation_mode, settings.writing_validation_mode = saved
 
 
 def _deidentify_one(name: str, load: Callable[[], bytes], deid: Deidentifier, out: Path, report: DeidReport) -> None:
