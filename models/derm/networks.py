@@ -1,0 +1,109 @@
+"""Skin-lesion classification networks, registered by name in :data:`medai.registry.NETWORKS`.
+
+All factories take ``in_channels`` and ``num_classes`` (plus network-specific keyword arguments) and return a plain
+``nn.Module`` mapping ``(B, C, H, W) float32`` normalised RGB to ``(B, num_classes)`` logits.
+
+* ``derm_resnet_small`` -- a compact residual CNN (~1.2 M parameters, ~5 MB float32) that trains from scratch on CPU
+  in well under an hour at 64-112 px; the shipped default.
+* ``efficientnet_b0`` / ``densenet121`` / ``seresnet50`` -- MONAI's 2-D classification networks, for GPU training
+  at larger input sizes (no pretrained weights are downloaded: nothing here reaches the network).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medai.registry import NETWORKS
+
+
+class _BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.act = nn.ReLU(inplace=True)
+        self.short: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act(out + self.short(x))
+
+
+class DermResNetSmall(nn.Module):
+    """Compact residual CNN for small dermoscopy images.
+
+    Args:
+        in_channels: input channels (3 for RGB).
+        num_classes: number of output logits.
+        width: channels of the first stage; stages use ``width * (1, 2, 4, 8)``.
+        dropout: dropout before the classifier.
+
+    Input ``(B, in_channels, H, W)`` float32 (H, W >= 32); output ``(B, num_classes)`` logits.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 7, width: int = 32, dropout: float = 0.2) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
+        )
+        self.stages = nn.Sequential(
+            _BasicBlock(w, w, 1),
+            _BasicBlock(w, 2 * w, 2),
+            _BasicBlock(2 * w, 4 * w, 2),
+            _BasicBlock(4 * w, 8 * w, 2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last convolutional feature map ``(B, 8*width, H/16, W/16)`` (used by Grad-CAM)."""
+        return self.stages(self.stem(x))
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logits from a feature map of :meth:`features`."""
+        return self.fc(self.drop(torch.flatten(self.pool(feats), 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@NETWORKS.register("derm_resnet_small")
+def derm_resnet_small(in_channels: int = 3, num_classes: int = 7, width: int = 32, dropout: float = 0.2) -> nn.Module:
+    """The compact residual CNN (see :class:`DermResNetSmall`)."""
+    return DermResNetSmall(in_channels=in_channels, num_classes=num_classes, width=width, dropout=dropout)
+
+
+@NETWORKS.register("efficientnet_b0")
+def efficientnet_b0(in_channels: int = 3, num_classes: int = 7) -> nn.Module:
+    """MONAI EfficientNet-B0 (2-D, randomly initialised)."""
+    from monai.networks.nets import EfficientNetBN
+
+    return EfficientNetBN(
+        "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes
+    )
+
+
+@NETWORKS.register("densenet121")
+def densenet121(in_channels: int = 3, num_classes: int = 7, dropout: float = 0.0) -> nn.Module:
+    """MONAI DenseNet121 (2-D, randomly initialised)."""
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes, dropout_prob=dropout)
+
+
+@NETWORKS.register("seresnet50")
+def seresnet50(in_channels: int = 3, num_classes: int = 7) -> nn.Module:
+    """MONAI SE-ResNet50 (2-D, randomly initialised)."""
+    from monai.networks.nets import SEResNet50
+
+    return SEResNet50(spatial_dims=2, in_channels=in_channels, num_classes=num_classes, pretrained=False)
