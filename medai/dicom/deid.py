@@ -978,9 +978,10 @@ class Deidentifier:
         if resolved is ProfileAction.X:
             del ds[elem.tag]
         elif resolved is ProfileAction.Z:
-            elem.value = (
-                Sequence([]) if vr == "SQ" else ("" if vr in _TEXT_VRS | {"UI", "DS", "IS", "AS", "UR"} else None)
-            )
+            if vr == "SQ":
+                elem.value = Sequence([])
+            else:
+                elem.value = None if vr in _NUMBER_VRS | _BYTES_VRS | {"AT"} else ""
         elif resolved is ProfileAction.X_Z_U_STAR:
             if vr == "SQ":
                 for item in elem.value:
