@@ -6,6 +6,7 @@ when a volume is built (see :mod:`medai.dicom.volumes`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -48,7 +49,10 @@ class Instance:
         SOPClassUID: the SOP class.
         dataset: the parsed header; pixel data may be deferred.
         source: file path, archive member (``archive.zip!member``) or ``<bytes>`` it came from.
-        content_hash: SHA-256 of the bytes, to tell identical duplicates from conflicting ones.
+        content_hash: SHA-256 of the bytes, to tell identical duplicates from conflicting ones (computed by
+            ingest only when two instances share a SOPInstanceUID; "" until then).
+        loader: returns a dataset holding the pixel data when ``dataset`` has it deferred (re-read from the
+            file or archive on demand, so ingest stays fast and memory-light); None when ``dataset`` has it.
     """
 
     SOPInstanceUID: str
@@ -56,10 +60,18 @@ class Instance:
     dataset: Dataset
     source: str = ""
     content_hash: str = ""
+    loader: Callable[[], Dataset] | None = field(default=None, repr=False, compare=False)
 
     def get(self, keyword: str, default: Any = None) -> Any:
-        """A header value by DICOM keyword."""
-        return getattr(self.dataset, keyword, default)
+        """A header value by DICOM keyword (``default`` when absent or unreadable)."""
+        try:
+            return getattr(self.dataset, keyword, default)
+        except Exception:  # a malformed value must not break callers that only look
+            return default
+
+    def pixel_dataset(self) -> Dataset:
+        """A dataset holding this instance's pixel data and pixel-module attributes (loaded on demand)."""
+        return self.loader() if self.loader is not None else self.dataset
 
 
 @dataclass
@@ -86,6 +98,7 @@ class Study:
     PatientID: str = ""
     PatientSex: str = ""
     PatientAge: str = ""
+    PatientBirthDate: str = ""
     PatientSize: float | None = None  # m
     PatientWeight: float | None = None  # kg
     StudyDate: str = ""

@@ -1,0 +1,618 @@
+"""Ingest DICOM from files, folders (recursive), zip archives, gzipped files and in-memory bytes.
+
+``ingest(sources) -> IngestResult`` groups what it finds into ``Study -> Series -> Instance``. It never stops on a
+single bad input: non-DICOM files, truncated or malformed files, unsupported transfer syntaxes, missing pixel data,
+absurd image sizes and conflicting duplicates are *reported* (:class:`IngestProblem`) and skipped. Only when nothing
+usable was found does it raise :class:`medai.errors.IngestError`, listing why.
+
+Speed and memory: headers are parsed with pixel data deferred. For files on disk the pixel data is read later by
+seeking into the file (:attr:`Instance.loader`); zip members are re-read from the archive on demand, so an archive
+is never held in memory. Content hashes (SHA-256) are computed only when two inputs share a SOPInstanceUID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import logging
+import os
+import re
+import struct
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.uid import UID
+
+from medai.dicom.tags import get_float, get_int, get_str, quiet_pydicom
+from medai.domain.study import IngestProblem, IngestResult, Instance, Series, Study
+from medai.errors import IngestError
+
+logger = logging.getLogger(__name__)
+
+PIXEL_TAGS = (Tag(0x7FE0, 0x0010), Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009))  # PixelData, Float, DoubleFloat
+PIXEL_DATA = PIXEL_TAGS[0]
+#: Elements larger than this are not read while parsing headers (bytes).
+DEFER_SIZE = 2048
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Limits that protect ingest against absurd or hostile input (all in bytes unless stated).
+
+    Attributes:
+        max_file_bytes: larger files (or archive members, or decompressed ``.gz``) are skipped.
+        max_pixel_bytes: Rows x Columns x frames x samples x bytes per sample above this is skipped as absurd.
+        max_frames: NumberOfFrames above this is skipped as absurd.
+        max_archive_members: members read from one zip archive at most.
+        max_archive_depth: how deep zips inside zips are opened.
+    """
+
+    max_file_bytes: int = 4 * 1024**3
+    max_pixel_bytes: int = 2 * 1024**3
+    max_frames: int = 20_000
+    max_archive_members: int = 200_000
+    max_archive_depth: int = 2
+
+
+class _Skip(Exception):
+    """An input that is reported and skipped (not raised to the caller)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sniffing
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """True for a Part 10 file ('DICM' at byte 128) or a raw little-endian dataset starting with a group 2/8 tag."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) >= 8:
+        group, element = struct.unpack("<HH", head[:4])
+        if group in (0x0002, 0x0008) and element < 0x2000:
+            vr = head[4:6]
+            # explicit VR (two upper-case letters) or implicit VR (a 4-byte length)
+            return vr.isalpha() and vr.isupper() or struct.unpack("<I", head[4:8])[0] < 0x10000
+    return False
+
+
+def _describe_sources(sources: Any) -> str:
+    if isinstance(sources, bytes | bytearray | memoryview):
+        return "<bytes>"
+    if isinstance(sources, str | os.PathLike):
+        return str(sources)
+    return "the given inputs"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# readers
+
+
+@dataclass
+class _PixelRef:
+    """Where the deferred pixel data of a file lives."""
+
+    path: str
+    offset: int
+    length: int
+    vr: str
+
+
+class _FilePixelLoader:
+    """Loads the pixel data of a file-backed instance by seeking to it; returns a small pixel-only dataset."""
+
+    def __init__(self, header: Dataset, ref: _PixelRef) -> None:
+        self.header = header
+        self.ref = ref
+
+    def __call__(self) -> Dataset:
+        with open(self.ref.path, "rb") as f:
+            f.seek(self.ref.offset)
+            data = f.read(self.ref.length)
+        if len(data) != self.ref.length:
+            raise OSError(f"{self.ref.path}: pixel data truncated ({len(data)} of {self.ref.length} bytes)")
+        return pixel_only_dataset(self.header, DataElement(PIXEL_DATA, self.ref.vr, data))
+
+
+def pixel_only_dataset(header: Dataset, pixel_element: DataElement | RawDataElement) -> Dataset:
+    """A dataset holding the image pixel module of ``header`` (group 0x0028) and ``pixel_element``."""
+    small = Dataset()
+    small.file_meta = header.file_meta if hasattr(header, "file_meta") else pydicom.dataset.FileMetaDataset()
+    for tag in list(header.keys()):
+        if tag.group == 0x0028:
+            small[tag] = header[tag]
+    small[pixel_element.tag] = pixel_element
+    small.set_original_encoding(
+        header.original_encoding[0] if header.original_encoding[0] is not None else False,
+        header.original_encoding[1] if header.original_encoding[1] is not None else True,
+    )
+    return small
+
+
+class _ZipMemberLoader:
+    """Re-reads one archive member and parses it fully (the archive is never kept in memory)."""
+
+    def __init__(self, opener: Callable[[], zipfile.ZipFile], member: str) -> None:
+        self.opener = opener
+        self.member = member
+
+    def read_bytes(self) -> bytes:
+        with self.opener() as zf:
+            data = zf.read(self.member)
+        if data[:2] == _GZIP_MAGIC:
+            data = gzip.decompress(data)
+        return data
+
+    def __call__(self) -> Dataset:
+        with quiet_pydicom():
+            return pydicom.dcmread(io.BytesIO(self.read_bytes()), force=True)
+
+
+def _pixel_bytes_expected(ds: Dataset) -> int | None:
+    rows, cols = get_int(ds, "Rows"), get_int(ds, "Columns")
+    if rows is None or cols is None:
+        return None
+    frames = get_int(ds, "NumberOfFrames") or 1
+    samples = get_int(ds, "SamplesPerPixel") or 1
+    bits = get_int(ds, "BitsAllocated") or 8
+    n = rows * cols * frames * samples
+    return (n * bits + 7) // 8
+
+
+def _is_image_sop_class(sop_class: str) -> bool:
+    try:
+        name = UID(sop_class).name
+    except Exception:
+        return False
+    return "Image Storage" in name
+
+
+def _validate(ds: Dataset, size: int, limits: IngestLimits) -> tuple[str, str]:
+    """Check a parsed header; returns ``(SOPInstanceUID, SOPClassUID)`` or raises :class:`_Skip`."""
+    sop_uid = get_str(ds, "SOPInstanceUID")
+    if not sop_uid:
+        raise _Skip("not a DICOM instance: no SOPInstanceUID")
+    sop_class = get_str(ds, "SOPClassUID") or get_str(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID")
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
+        raise _Skip("DICOMDIR (a media index, not an instance); the files it lists are read directly")
+    ts = get_str(getattr(ds, "file_meta", None), "TransferSyntaxUID")
+    if ts and not UID(ts).is_transfer_syntax:
+        raise _Skip(f"unknown transfer syntax {ts!r}: cannot decode; re-export the file with a standard syntax")
+
+    pixel_tag = next((t for t in PIXEL_TAGS if t in ds), None)
+    if pixel_tag is None:
+        if _is_image_sop_class(sop_class):
+            raise _Skip(f"no pixel data in an image instance ({UID(sop_class).name})")
+        return sop_uid, sop_class
+
+    rows, cols = get_int(ds, "Rows"), get_int(ds, "Columns")
+    if not rows or not cols or rows < 0 or cols < 0:
+        raise _Skip(f"pixel data without a valid Rows/Columns ({rows}x{cols})")
+    frames = get_int(ds, "NumberOfFrames") or 1
+    if frames < 1 or frames > limits.max_frames:
+        raise _Skip(f"absurd NumberOfFrames {frames} (limit {limits.max_frames})")
+    bits = get_int(ds, "BitsAllocated")
+    if bits not in (1, 8, 16, 32, 64):
+        raise _Skip(f"unsupported BitsAllocated {bits}")
+    samples = get_int(ds, "SamplesPerPixel") or 1
+    if samples not in (1, 3, 4):
+        raise _Skip(f"unsupported SamplesPerPixel {samples}")
+    expected = _pixel_bytes_expected(ds) or 0
+    if expected > limits.max_pixel_bytes:
+        raise _Skip(
+            f"absurd image size: {rows}x{cols}x{frames} frames x {samples} samples = {expected / 1e9:.2f} GB "
+            f"(limit {limits.max_pixel_bytes / 1e9:.2f} GB, see IngestLimits.max_pixel_bytes)"
+        )
+    try:
+        raw = ds.get_item(pixel_tag, keep_deferred=True)
+    except Exception as exc:  # damaged element
+        raise _Skip(f"unreadable pixel data element: {exc}") from exc
+    length = raw.length if raw is not None else 0
+    tsu = UID(ts) if ts else None
+    encapsulated = tsu is not None and tsu.is_compressed
+    undefined = raw is not None and getattr(raw, "is_undefined_length", False)
+    if not encapsulated and not undefined and length != 0xFFFFFFFF:
+        if length < expected:
+            raise _Skip(
+                f"pixel data too short: {length} bytes for {rows}x{cols}x{frames} frames (needs {expected}); "
+                "the file is truncated or its header is wrong"
+            )
+        value_tell = getattr(raw, "value_tell", None)
+        if value_tell is not None and value_tell + length > size:
+            raise _Skip(f"truncated file: pixel data needs {value_tell + length} bytes, file has {size}")
+    if tsu is not None and tsu.is_compressed:
+        from pydicom.pixels import get_decoder
+
+        try:
+            decoder = get_decoder(tsu)
+        except Exception as exc:
+            raise _Skip(f"no decoder for transfer syntax {tsu.name} ({tsu})") from exc
+        if not decoder.is_available:
+            raise _Skip(f"no installed plugin can decode {tsu.name} ({tsu}); install the pylibjpeg codecs")
+    return sop_uid, sop_class
+
+
+def _touch(ds: Dataset) -> None:
+    """Convert the elements ingest relies on now, so a damaged header fails here rather than later."""
+    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription"):
+        get_str(ds, kw)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the walk
+
+
+class _Collector:
+    """Accumulates instances and problems; de-duplicates by SOPInstanceUID."""
+
+    def __init__(self, limits: IngestLimits) -> None:
+        self.limits = limits
+        self.instances: dict[str, Instance] = {}
+        self.hashers: dict[str, Callable[[], str]] = {}
+        self.skipped: list[IngestProblem] = []
+        self.conflicts: list[IngestProblem] = []
+
+    def skip(self, source: str, reason: str) -> None:
+        logger.debug("skipped %s: %s", source, reason)
+        self.skipped.append(IngestProblem(source=source, reason=reason))
+
+    def add(self, inst: Instance, hasher: Callable[[], str]) -> None:
+        uid = inst.SOPInstanceUID
+        first = self.instances.get(uid)
+        if first is None:
+            self.instances[uid] = inst
+            self.hashers[uid] = hasher
+            return
+        if not first.content_hash:
+            first.content_hash = self.hashers[uid]()
+        inst.content_hash = hasher()
+        if inst.content_hash == first.content_hash:
+            logger.debug("identical duplicate of %s at %s ignored", uid, inst.source)
+            return
+        problem = IngestProblem(
+            source=inst.source,
+            reason=(
+                f"conflicting duplicate: SOPInstanceUID {uid} was already read from {first.source} with different "
+                "content; kept the first, refused this one"
+            ),
+        )
+        self.skipped.append(problem)
+        self.conflicts.append(problem)
+
+    # -- sources ----------------------------------------------------------------------------------------------
+
+    def source(self, src: Any) -> None:
+        if isinstance(src, bytes | bytearray | memoryview):
+            self.buffer(bytes(src), "<bytes>", depth=0)
+        elif isinstance(src, str | os.PathLike):
+            self.path(Path(src))
+        elif isinstance(src, Iterable):
+            for i, item in enumerate(src):
+                if isinstance(item, bytes | bytearray | memoryview):
+                    self.buffer(bytes(item), f"<bytes #{i}>", depth=0)
+                elif isinstance(item, str | os.PathLike):
+                    self.path(Path(item))
+                else:
+                    self.skip(repr(item)[:80], f"unsupported source type {type(item).__name__}")
+        else:
+            self.skip(repr(src)[:80], f"unsupported source type {type(src).__name__}")
+
+    def path(self, path: Path) -> None:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files, key=_natural_key):
+                    self.file(Path(root) / name)
+        elif path.is_file():
+            self.file(path)
+        else:
+            self.skip(str(path), "no such file or directory")
+
+    def file(self, path: Path) -> None:
+        source = str(path)
+        try:
+            size = path.stat().st_size
+            if size > self.limits.max_file_bytes:
+                raise _Skip(
+                    f"file of {size / 1e9:.1f} GB exceeds the limit ({self.limits.max_file_bytes / 1e9:.1f} GB)"
+                )
+            with open(path, "rb") as f:
+                head = f.read(132)
+            if head[:4] == _ZIP_MAGIC:
+                self.archive(lambda: zipfile.ZipFile(path), source, depth=1)
+                return
+            if head[:2] == _GZIP_MAGIC:
+                self.buffer(self._gunzip(path.read_bytes(), source), source, depth=0)
+                return
+            if not looks_like_dicom(head):
+                raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
+            with quiet_pydicom():
+                ds = pydicom.dcmread(source, defer_size=DEFER_SIZE, force=True)
+                _touch(ds)
+                sop_uid, sop_class = _validate(ds, size, self.limits)
+                loader = None
+                pixel_tag = next((t for t in PIXEL_TAGS if t in ds), None)
+                if pixel_tag is not None:
+                    raw = ds.get_item(pixel_tag, keep_deferred=True)
+                    if isinstance(raw, RawDataElement) and raw.value is None and pixel_tag == PIXEL_DATA:
+                        loader = _FilePixelLoader(ds, _PixelRef(source, raw.value_tell, raw.length, raw.VR or "OW"))
+            inst = Instance(sop_uid, sop_class, ds, source=source, loader=loader)
+            self.add(inst, lambda: _sha256_file(path))
+        except _Skip as exc:
+            self.skip(source, str(exc))
+        except Exception as exc:  # never crash on one bad file
+            self.skip(source, f"unreadable: {type(exc).__name__}: {exc}"[:500])
+
+    def _gunzip(self, data: bytes, source: str) -> bytes:
+        limit = self.limits.max_file_bytes
+        out = io.BytesIO()
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            while chunk := gz.read(1 << 20):
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise _Skip(f"gzip expands beyond the limit ({limit / 1e9:.1f} GB)")
+        return out.getvalue()
+
+    def buffer(self, data: bytes, source: str, depth: int) -> None:
+        """One in-memory input: DICOM, gzip or zip bytes."""
+        try:
+            if data[:4] == _ZIP_MAGIC:
+                self.archive(lambda: zipfile.ZipFile(io.BytesIO(data)), source, depth=depth + 1)
+                return
+            if data[:2] == _GZIP_MAGIC:
+                data = self._gunzip(data, source)
+            if not looks_like_dicom(data[:132]):
+                raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
+            with quiet_pydicom():
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+                _touch(ds)
+                sop_uid, sop_class = _validate(ds, len(data), self.limits)
+            self.add(Instance(sop_uid, sop_class, ds, source=source), lambda: hashlib.sha256(data).hexdigest())
+        except _Skip as exc:
+            self.skip(source, str(exc))
+        except Exception as exc:
+            self.skip(source, f"unreadable: {type(exc).__name__}: {exc}"[:500])
+
+    def archive(self, opener: Callable[[], zipfile.ZipFile], source: str, depth: int) -> None:
+        """A zip archive: members are parsed one at a time; pixel data is re-read from the archive on demand."""
+        if depth > self.limits.max_archive_depth:
+            self.skip(source, f"zip nested deeper than {self.limits.max_archive_depth} levels; not opened")
+            return
+        try:
+            with opener() as zf:
+                infos = [i for i in zf.infolist() if not i.is_dir()]
+        except Exception as exc:
+            self.skip(source, f"unreadable zip archive: {type(exc).__name__}: {exc}"[:500])
+            return
+        if len(infos) > self.limits.max_archive_members:
+            self.skip(source, f"zip has {len(infos)} members; only the first {self.limits.max_archive_members} read")
+            infos = infos[: self.limits.max_archive_members]
+        infos.sort(key=lambda i: _natural_key(i.filename))
+        for info in infos:
+            member_source = f"{source}!{info.filename}"
+            try:
+                if info.file_size > self.limits.max_file_bytes:
+                    raise _Skip(f"archive member of {info.file_size / 1e9:.1f} GB exceeds the limit")
+                if info.flag_bits & 0x1:
+                    raise _Skip("encrypted archive member; cannot read")
+                with opener() as zf:
+                    data = zf.read(info.filename)
+                if data[:4] == _ZIP_MAGIC:
+                    inner = data
+                    self.archive(lambda inner=inner: zipfile.ZipFile(io.BytesIO(inner)), member_source, depth + 1)
+                    continue
+                if data[:2] == _GZIP_MAGIC:
+                    data = self._gunzip(data, member_source)
+                self.member(data, member_source, _ZipMemberLoader(opener, info.filename))
+            except _Skip as exc:
+                self.skip(member_source, str(exc))
+            except Exception as exc:
+                self.skip(member_source, f"unreadable: {type(exc).__name__}: {exc}"[:500])
+
+    def member(self, data: bytes, source: str, loader: _ZipMemberLoader) -> None:
+        """An archive member: keep the header only; pixel data is re-read through ``loader``."""
+        if not looks_like_dicom(data[:132]):
+            raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
+        with quiet_pydicom():
+            ds = pydicom.dcmread(io.BytesIO(data), defer_size=DEFER_SIZE, force=True)
+            _touch(ds)
+            sop_uid, sop_class = _validate(ds, len(data), self.limits)
+            has_deferred = any(
+                t in ds and getattr(ds.get_item(t, keep_deferred=True), "value", b"") is None for t in PIXEL_TAGS
+            )
+        if has_deferred:
+            ds.filename = None
+            with contextlib.suppress(AttributeError):
+                ds.buffer = None  # drop the member's bytes; pixels come back through the loader
+        digest = hashlib.sha256(data).hexdigest()
+        self.add(
+            Instance(sop_uid, sop_class, ds, source=source, loader=loader if has_deferred else None), lambda: digest
+        )
+
+
+def _natural_key(name: str) -> list[Any]:
+    """Sort key so that ``2.dcm`` comes before ``10.dcm``."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# grouping
+
+
+def _valid_date(value: str) -> bool:
+    import datetime
+
+    try:
+        datetime.datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
+
+
+def _patient_size_m(ds: Dataset, problems: list[str]) -> float | None:
+    raw = get_str(ds, "PatientSize")
+    if not raw:
+        return None
+    v = get_float(ds, "PatientSize")
+    if v is not None and 0.3 <= v <= 2.6:
+        return v
+    if v is not None and 30 <= v <= 260:
+        problems.append(f"PatientSize {raw!r} looks like centimetres (DICOM uses metres); read as {v / 100:.2f} m")
+        return v / 100
+    problems.append(f"PatientSize {raw!r} is not a plausible height in metres; ignored")
+    return None
+
+
+def _patient_weight_kg(ds: Dataset, problems: list[str]) -> float | None:
+    raw = get_str(ds, "PatientWeight")
+    if not raw:
+        return None
+    v = get_float(ds, "PatientWeight")
+    if v is not None and 0.3 <= v <= 500:
+        return v
+    problems.append(f"PatientWeight {raw!r} is not a plausible weight in kg; ignored")
+    return None
+
+
+def _study_from(uid: str, instances: list[Instance]) -> Study:
+    ds = instances[0].dataset
+    problems: list[str] = []
+    study = Study(
+        StudyInstanceUID=uid,
+        PatientID=get_str(ds, "PatientID"),
+        PatientSex=get_str(ds, "PatientSex").upper(),
+        PatientAge=get_str(ds, "PatientAge"),
+        PatientBirthDate=get_str(ds, "PatientBirthDate"),
+        PatientSize=_patient_size_m(ds, problems),
+        PatientWeight=_patient_weight_kg(ds, problems),
+        StudyDate=get_str(ds, "StudyDate"),
+        StudyDescription=get_str(ds, "StudyDescription"),
+        problems=problems,
+    )
+    if study.PatientSex and study.PatientSex not in ("M", "F", "O"):
+        problems.append(f"PatientSex {study.PatientSex!r} is not M, F or O; ignored")
+        study.PatientSex = ""
+    for kw in ("StudyDate", "PatientBirthDate"):
+        value = getattr(study, kw)
+        if value and not _valid_date(value):
+            problems.append(f"{kw} {value!r} is not a valid date (YYYYMMDD)")
+    ids = {get_str(i.dataset, "PatientID") for i in instances}
+    if len(ids) > 1:
+        problems.append(f"instances of this study carry {len(ids)} different PatientIDs: {sorted(ids)[:5]}")
+    if uid.startswith("unknown-study"):
+        problems.append("instances without a StudyInstanceUID were grouped into one study")
+    return study
+
+
+def _series_from(uid: str, instances: list[Instance]) -> Series:
+    ds = instances[0].dataset
+    series = Series(
+        SeriesInstanceUID=uid,
+        Modality=get_str(ds, "Modality").upper(),
+        SeriesDescription=get_str(ds, "SeriesDescription"),
+        SeriesNumber=get_int(ds, "SeriesNumber"),
+        instances=sorted(instances, key=lambda i: (get_int(i.dataset, "InstanceNumber") or 0, _natural_key(i.source))),
+    )
+    if uid.startswith("unknown-series"):
+        series.problems.append("instances without a SeriesInstanceUID were grouped into one series")
+    modalities = {get_str(i.dataset, "Modality").upper() for i in instances}
+    if len(modalities) > 1:
+        series.problems.append(f"mixed modalities in one series: {sorted(modalities)}")
+    return series
+
+
+def group_instances(instances: Iterable[Instance]) -> list[Study]:
+    """Group instances into studies and series (ordered by StudyDate, then SeriesNumber)."""
+    by_study: dict[str, dict[str, list[Instance]]] = {}
+    for inst in instances:
+        study_uid = get_str(inst.dataset, "StudyInstanceUID") or "unknown-study"
+        series_uid = get_str(inst.dataset, "SeriesInstanceUID") or f"unknown-series-{study_uid}"
+        by_study.setdefault(study_uid, {}).setdefault(series_uid, []).append(inst)
+    studies = []
+    for study_uid, series_map in by_study.items():
+        all_instances = [i for insts in series_map.values() for i in insts]
+        study = _study_from(study_uid, all_instances)
+        study.series = sorted(
+            (_series_from(uid, insts) for uid, insts in series_map.items()),
+            key=lambda s: (s.SeriesNumber if s.SeriesNumber is not None else 1 << 30, s.SeriesInstanceUID),
+        )
+        studies.append(study)
+    return sorted(studies, key=lambda s: (s.StudyDate, s.StudyInstanceUID))
+
+
+def ingest(
+    sources: Source | Iterable[Source],
+    *,
+    classify: bool = True,
+    rules: Path | None = None,
+    limits: IngestLimits | None = None,
+) -> IngestResult:
+    """Read DICOM instances from ``sources`` into studies.
+
+    Args:
+        sources: a path (file or folder, read recursively), a zip archive (zips inside folders and archives are
+            opened too), a ``.gz`` gzipped DICOM file, raw ``bytes`` (DICOM, zip or gzip), or an iterable of those.
+        classify: classify each series by the rules (:mod:`medai.dicom.classify`).
+        rules: a user rules YAML overriding/extending ``configs/series/rules.yaml``.
+        limits: size limits against absurd input (:class:`IngestLimits`).
+
+    Returns:
+        :class:`IngestResult` with studies and the skipped inputs (each with a reason). Byte-identical duplicates
+        are dropped silently; a second instance with the same SOPInstanceUID but different content is refused and
+        listed in ``skipped`` (and in the study's problems).
+
+    Raises:
+        IngestError: nothing usable was found; the message lists why the inputs were skipped.
+    """
+    limits = limits or IngestLimits()
+    col = _Collector(limits)
+    col.source(sources)
+    root = Path(sources) if isinstance(sources, str | os.PathLike) else None
+    if not col.instances:
+        reasons = "; ".join(f"{p.source}: {p.reason}" for p in col.skipped[:10])
+        more = f" (and {len(col.skipped) - 10} more)" if len(col.skipped) > 10 else ""
+        msg = (
+            f"No usable DICOM instances in {_describe_sources(sources)}."
+            + (f" Skipped {len(col.skipped)} input(s): {reasons}{more}." if col.skipped else " No files were found.")
+            + " Provide DICOM Part 10 files, a folder or zip of them."
+        )
+        raise IngestError(msg, details=[{"source": p.source, "reason": p.reason} for p in col.skipped])
+    with quiet_pydicom():
+        studies = group_instances(col.instances.values())
+        for conflict in col.conflicts:
+            uid = conflict.reason.split("SOPInstanceUID ")[1].split(" ")[0]
+            for study in studies:
+                if any(i.SOPInstanceUID == uid for s in study.series for i in s.instances):
+                    study.problems.append(f"{conflict.source}: {conflict.reason}")
+        if classify:
+            from medai.dicom.classify import classify_study, load_rules
+
+            rule_set = load_rules(rules)
+            for study in studies:
+                classify_study(study, rule_set)
+    return IngestResult(studies=studies, skipped=col.skipped, root=root)
+
+
+def iter_instances(result: IngestResult) -> Iterator[Instance]:
+    """All instances of an ingest result."""
+    for study in result.studies:
+        for series in study.series:
+            yield from series.instances
