@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         from medai.errors import MedaiError
 
         console = Console()
-        err = Console(stderr=True)
+        err = Console(stderr=True, soft_wrap=True)
         try:
             secret = load_site_secret(secret_file)
             with Progress(
