@@ -118,13 +118,17 @@ class _FilePixelLoader:
         self.header = header
         self.ref = ref
 
-    def __call__(self) -> Dataset:
+    def read_pixel_bytes(self) -> bytes:
+        """The raw (native or encapsulated) pixel data bytes, read by one seek into the file."""
         with open(self.ref.path, "rb") as f:
             f.seek(self.ref.offset)
             data = f.read(self.ref.length)
         if len(data) != self.ref.length:
             raise OSError(f"{self.ref.path}: pixel data truncated ({len(data)} of {self.ref.length} bytes)")
-        return pixel_only_dataset(self.header, DataElement(PIXEL_DATA, self.ref.vr, data))
+        return data
+
+    def __call__(self) -> Dataset:
+        return pixel_only_dataset(self.header, DataElement(PIXEL_DATA, self.ref.vr, self.read_pixel_bytes()))
 
 
 def pixel_only_dataset(header: Dataset, pixel_element: DataElement | RawDataElement) -> Dataset:
