@@ -1331,8 +1331,14 @@ def _list_inputs(src: Path | bytes) -> list[tuple[str, Callable[[], bytes]]]:
     if not src.exists():
         raise IngestError(f"input {src} does not exist; give a DICOM file, a folder or a zip archive")
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.is_file())
-        return [(str(p.relative_to(src)), p.read_bytes) for p in files]
+        out: list[tuple[str, Callable[[], bytes]]] = []
+        for p in sorted(p for p in src.rglob("*") if p.is_file()):
+            name = str(p.relative_to(src))
+            if p.suffix.lower() == ".zip" and zipfile.is_zipfile(p):
+                out.extend(_zip_inputs(zipfile.ZipFile(p), name))
+            else:
+                out.append((name, p.read_bytes))
+        return out
     if zipfile.is_zipfile(src):
         return _zip_inputs(zipfile.ZipFile(src), src.name)
     return [(src.name, src.read_bytes)]

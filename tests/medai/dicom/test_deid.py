@@ -446,3 +446,15 @@ def test_site_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_site_secret(explicit) == b"explicit-secret-file-value"
     with pytest.raises(ConfigError, match="does not exist"):
         load_site_secret(tmp_path / "missing")
+
+
+def test_zip_inside_folder_is_opened(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.dcm", _to_bytes(_file_dataset()))
+    (src / "batch.zip").write_bytes(archive.getvalue())
+    (src / "b.dcm").write_bytes(_to_bytes(_file_dataset(patient_id="P2")))
+    report = deidentify_path(src, tmp_path / "out", secret=SECRET)
+    assert sorted(r.source for r in report.written) == ["b.dcm", "batch.zip:a.dcm"]
