@@ -262,12 +262,19 @@ def _touch(ds: Dataset) -> None:
 class _Collector:
     """Accumulates instances and problems; de-duplicates by SOPInstanceUID."""
 
-    def __init__(self, limits: IngestLimits) -> None:
+    def __init__(self, limits: IngestLimits, progress: Callable[[int], None] | None = None) -> None:
         self.limits = limits
+        self.progress = progress
+        self.n_seen = 0
         self.instances: dict[str, Instance] = {}
         self.hashers: dict[str, Callable[[], str]] = {}
         self.skipped: list[IngestProblem] = []
         self.conflicts: list[IngestProblem] = []
+
+    def tick(self) -> None:
+        self.n_seen += 1
+        if self.progress is not None:
+            self.progress(self.n_seen)
 
     def skip(self, source: str, reason: str) -> None:
         logger.debug("skipped %s: %s", source, reason)
@@ -327,6 +334,7 @@ class _Collector:
 
     def file(self, path: Path) -> None:
         source = str(path)
+        self.tick()
         try:
             size = path.stat().st_size
             if size > self.limits.max_file_bytes:
@@ -372,6 +380,7 @@ class _Collector:
 
     def buffer(self, data: bytes, source: str, depth: int) -> None:
         """One in-memory input: DICOM, gzip or zip bytes."""
+        self.tick()
         try:
             if data[:4] == _ZIP_MAGIC:
                 self.archive(lambda: zipfile.ZipFile(io.BytesIO(data)), source, depth=depth + 1)
@@ -407,6 +416,7 @@ class _Collector:
         infos.sort(key=lambda i: _natural_key(i.filename))
         for info in infos:
             member_source = f"{source}!{info.filename}"
+            self.tick()
             try:
                 if info.file_size > self.limits.max_file_bytes:
                     raise _Skip(f"archive member of {info.file_size / 1e9:.1f} GB exceeds the limit")
@@ -568,6 +578,7 @@ def ingest(
     classify: bool = True,
     rules: Path | None = None,
     limits: IngestLimits | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Read DICOM instances from ``sources`` into studies.
 
@@ -577,6 +588,7 @@ def ingest(
         classify: classify each series by the rules (:mod:`medai.dicom.classify`).
         rules: a user rules YAML overriding/extending ``configs/series/rules.yaml``.
         limits: size limits against absurd input (:class:`IngestLimits`).
+        progress: called with the number of inputs seen so far, after each file or archive member.
 
     Returns:
         :class:`IngestResult` with studies and the skipped inputs (each with a reason). Byte-identical duplicates
@@ -587,7 +599,7 @@ def ingest(
         IngestError: nothing usable was found; the message lists why the inputs were skipped.
     """
     limits = limits or IngestLimits()
-    col = _Collector(limits)
+    col = _Collector(limits, progress)
     col.source(sources)
     root = Path(sources) if isinstance(sources, str | os.PathLike) else None
     if not col.instances:
