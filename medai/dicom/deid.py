@@ -944,7 +944,7 @@ class Deidentifier:
         ds.preamble = b"\x00" * 128
         return DeidResult(dataset=ds, flags=flags, patient_pseudonym=ctx.pseudonym)
 
-    def _process(self, ds: Dataset, ctx: _Context) -> None:
+    def _process(self, ds: Dataset, ctx: _Context, depth: int = 0) -> None:
         temporal: list[int] = []
         dropped_overlays: set[int] = set()
         for tag in list(ds.keys()):
@@ -958,13 +958,18 @@ class Deidentifier:
                 continue
             rule = profile_rule(tag)
             if int(tag) in (_PATIENT_ID, _PATIENT_NAME):
-                elem.value = ctx.pseudonym
+                if depth == 0:
+                    elem.value = ctx.pseudonym
+                elif int(tag) == _PATIENT_ID and str(elem.value or "").strip():
+                    elem.value = self.pseudonym(str(elem.value).strip())  # another patient's ID in an item
+                else:
+                    elem.value = ""
             elif rule is None:
                 if elem.VR == "SQ":
                     for item in elem.value:
-                        self._process(item, ctx)
+                        self._process(item, ctx, depth + 1)
             else:
-                self._apply(ds, elem, rule.action, ctx)
+                self._apply(ds, elem, rule.action, ctx, depth)
                 if rule.is_masked and tag.group in _OVERLAY_GROUPS:
                     dropped_overlays.add(tag.group)
         for group in dropped_overlays:
@@ -972,7 +977,7 @@ class Deidentifier:
                 del ds[tag]
         _shift_temporal(ds, temporal, ctx)
 
-    def _apply(self, ds: Dataset, elem: Any, action: ProfileAction, ctx: _Context) -> None:
+    def _apply(self, ds: Dataset, elem: Any, action: ProfileAction, ctx: _Context, depth: int) -> None:
         resolved = _resolve(action)
         vr = elem.VR
         if resolved is ProfileAction.X:
@@ -985,7 +990,7 @@ class Deidentifier:
         elif resolved is ProfileAction.X_Z_U_STAR:
             if vr == "SQ":
                 for item in elem.value:
-                    self._process(item, ctx)
+                    self._process(item, ctx, depth + 1)
             elif vr == "UI":
                 self._remap_element(elem)
             else:
@@ -1413,11 +1418,7 @@ def _safe_component(uid: str) -> str:
 def _check_mapping_path(mapping_path: Path, dst: Path) -> Path:
     mapping_path = Path(mapping_path).resolve()
     dst = dst.resolve()
-    if (
-        mapping_path == dst
-        or mapping_path.is_relative_to(dst)
-        or mapping_path.is_relative_to(dst.parent / f".{dst.name}.partial")
-    ):
+    if mapping_path.is_relative_to(dst) or mapping_path.name.startswith(f".{dst.name}.partial-"):
         raise ConfigError(
             f"the re-identification mapping {mapping_path} would be inside the output folder {dst}; "
             "write it to a site-local path outside the de-identified output"

@@ -458,3 +458,15 @@ def test_zip_inside_folder_is_opened(tmp_path: Path) -> None:
     (src / "b.dcm").write_bytes(_to_bytes(_file_dataset(patient_id="P2")))
     report = deidentify_path(src, tmp_path / "out", secret=SECRET)
     assert sorted(r.source for r in report.written) == ["b.dcm", "batch.zip:a.dcm"]
+
+
+def test_nested_patient_ids_pseudonymised_by_their_own_value() -> None:
+    ds = _study("P1", n=1)[0]
+    other = Dataset()
+    other.PatientID = "OTHER-7"
+    other.PatientName = "Other^Person"
+    ds.SourcePatientGroupIdentificationSequence = Sequence([other])
+    out = Deidentifier(SECRET).deidentify_dataset(ds).dataset
+    item = out.SourcePatientGroupIdentificationSequence[0]
+    assert item.PatientID == Deidentifier(SECRET).pseudonym("OTHER-7") != out.PatientID
+    assert item.PatientName == ""
