@@ -150,9 +150,8 @@ class ImageCohort:
                 f"{len(missing)} images listed in {labels_csv} are missing, e.g. {missing[:3]}",
                 details=[{"field": image_col, "problem": "missing", "value": m} for m in missing[:20]],
             )
-        groups = (
-            [str(g) for g in df[group_col]] if group_col and group_col in df.columns else [str(v) for v in df[image_col]]
-        )
+        has_group = bool(group_col) and group_col in df.columns
+        groups = [str(g) for g in df[group_col if has_group else image_col]]
         labels = [str(v) for v in df[label_col]]
         return cls(
             paths=paths,
@@ -253,7 +252,7 @@ class OmicsCohort:
             studies=[str(v) for v in df["GSE"]],
             patients=[str(v) for v in df["patient_id"]],
             sample_ids=[str(v) for v in df.iloc[:, 0]],
-            class_names=["lesional", "non-lesional", "healthy"],
+            class_names=["lesional", "non_lesional", "healthy_control"],
             name="COPS psoriasis (10 GEO series)",
         )
 

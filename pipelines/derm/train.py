@@ -479,7 +479,9 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                 **{k_: v for k_, v in json.loads((out / "metadata.json").read_text())["metrics"].items()},
             }
         )
-        version = register_package(run_id, out, recipe.name, recipe.output.alias) if recipe.output.register_model else None
+        version = None
+        if recipe.output.register_model:
+            version = register_package(run_id, out, recipe.name, recipe.output.alias)
         if workdir.exists():
             shutil.rmtree(workdir, ignore_errors=True)
         logger.info("test balanced accuracy %.3f (registered version %s)", test_report["balanced_accuracy"], version)

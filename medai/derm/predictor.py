@@ -1,0 +1,177 @@
+"""``SkinLesionPredictor``: one skin image -> 7 HAM10000 diagnosis probabilities, malignant summary and saliency.
+
+Package files: ``weights.pt`` (network ``state_dict``), ``inference.json`` (:class:`SkinInferenceConfig`),
+``metadata.json``. The preprocessing is :mod:`medai.derm.preprocess`, the same code the training cache used.
+
+``Prediction`` contents:
+
+* ``classes`` -- one :class:`ClassProbability` per diagnosis (coded, see :mod:`medai.derm.labels`), temperature-
+  scaled ``softmax(logits / T)`` with ``T`` fitted on the validation lesions.
+* ``extras["malignant_probability"]`` -- ``P(mel) + P(bcc) + P(akiec)``.
+* ``extras["predicted_class"]`` -- arg-max class name.
+* ``extras["saliency"]`` -- ``(H, W) float32`` in [0, 1] at the source image size (long side capped at 2048 px):
+  Grad-CAM of the predicted class on the last convolutional stage for networks exposing ``features``/``head``
+  (the shipped network), gradient x input otherwise; ``extras["saliency_method"]`` says which.
+* ``extras["model_version"]``, ``extras["temperature"]``, ``extras["image_size"]`` (source ``[H, W]``).
+* ``flags`` -- e.g. colour-space conversions applied to the input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from medai.derm.image import SkinImage, load_skin_image
+from medai.derm.labels import CLASS_CODES, MALIGNANT, LesionClass
+from medai.derm.preprocess import DEFAULT_MEAN, DEFAULT_STD, normalise, resize_square
+from medai.domain.prediction import ClassProbability, Prediction, QualityFlag, Severity
+from medai.errors import ConfigError
+from medai.inference.predictor import Predictor
+from medai.registry import NETWORKS, PREDICTORS
+
+logger = logging.getLogger(__name__)
+
+SALIENCY_MAX_SIDE = 2048
+
+
+class SkinInferenceConfig(BaseModel):
+    """``inference.json`` of a skin-lesion package."""
+
+    network: str
+    network_params: dict[str, Any] = Field(default_factory=dict)
+    class_names: list[str]
+    image_size: int
+    mean: list[float] = Field(default_factory=lambda: list(DEFAULT_MEAN))
+    std: list[float] = Field(default_factory=lambda: list(DEFAULT_STD))
+    temperature: float = 1.0
+    preprocess: str = ""
+
+
+@PREDICTORS.register("skin_lesion")
+class SkinLesionPredictor(Predictor):
+    """Skin-lesion classifier (HAM10000 classes). ``predict(image)`` takes bytes, a path or a ``pydicom.Dataset``."""
+
+    input_kind: ClassVar[str] = "image"
+
+    def load(self, saliency: bool = True, **kwargs: Any) -> None:
+        """Read ``inference.json`` and ``weights.pt``.
+
+        Args:
+            saliency: compute the saliency map in :meth:`predict` (costs one backward pass).
+        """
+        import torch
+
+        try:
+            self.config = SkinInferenceConfig.model_validate_json((self.package_dir / "inference.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.package_dir}: unreadable inference.json: {exc}") from exc
+        self.saliency = saliency
+        net = NETWORKS.get(self.config.network)(
+            in_channels=3, num_classes=len(self.config.class_names), **self.config.network_params
+        )
+        state = torch.load(self.package_dir / "weights.pt", map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        self.net = net.eval()
+        self._mean = torch.tensor(self.config.mean, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def predict(self, inputs: bytes | str | Path | Any) -> Prediction:
+        """Classify one image (see the module docstring for the output)."""
+        img = inputs if isinstance(inputs, SkinImage) else load_skin_image(inputs)
+        probs, sal, method = self._run(img.pixels)
+        names = self.config.class_names
+        classes = []
+        for name, p in zip(names, probs, strict=True):
+            code = CLASS_CODES.get(LesionClass(name)) if name in LesionClass._value2member_map_ else None
+            classes.append(ClassProbability(name=name, code=code.model_dump() if code else None, probability=float(p)))
+        malignant = float(sum(p for n, p in zip(names, probs, strict=True) if n in {m.value for m in MALIGNANT}))
+        flags = [QualityFlag(code="image_converted", severity=Severity.INFO, message=n) for n in img.notes]
+        extras: dict[str, Any] = {
+            "malignant_probability": malignant,
+            "predicted_class": names[int(np.argmax(probs))],
+            "model_version": self.metadata.version,
+            "temperature": self.config.temperature,
+            "image_size": list(img.size),
+        }
+        if sal is not None:
+            extras["saliency"] = sal
+            extras["saliency_method"] = method
+        return Prediction(model=self.ref, classes=classes, flags=flags, extras=extras)
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``(K,)`` of a validated ``(H, W, 3) uint8`` RGB array (no saliency)."""
+        return self._run(pixels, want_saliency=False)[0]
+
+    def _run(self, pixels: np.ndarray, want_saliency: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+        import torch
+
+        want = self.saliency if want_saliency is None else want_saliency
+        s = self.config.image_size
+        x = torch.from_numpy(normalise(resize_square(pixels, s), self.config.mean, self.config.std))[None]
+        t = self.config.temperature
+        if not want:
+            with torch.no_grad():
+                logits = self.net(x)[0]
+            return torch.softmax(logits / t, 0).numpy().astype(np.float64), None, ""
+        net = self.net
+        if hasattr(net, "features") and hasattr(net, "head"):
+            with torch.enable_grad():
+                feats = net.features(x)
+                feats.retain_grad()
+                logits = net.head(feats)[0]
+                cls = int(logits.argmax())
+                logits[cls].backward()
+            weights = feats.grad.mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((weights * feats).sum(1, keepdim=True)).detach()
+            method = "grad-cam"
+        else:
+            xg = x.clone().requires_grad_(True)
+            with torch.enable_grad():
+                logits = net(xg)[0]
+                cls = int(logits.argmax())
+                logits[cls].backward()
+            cam = (xg.grad * xg).abs().sum(1, keepdim=True).detach()
+            method = "gradient-x-input"
+        probs = torch.softmax(logits.detach() / t, 0).numpy().astype(np.float64)
+        h, w = pixels.shape[:2]
+        scale = min(1.0, SALIENCY_MAX_SIDE / max(h, w))
+        oh, ow = max(1, round(h * scale)), max(1, round(w * scale))
+        sal = torch.nn.functional.interpolate(cam, size=(oh, ow), mode="bilinear", align_corners=False)[0, 0]
+        sal = sal - sal.min()
+        mx = float(sal.max())
+        sal = (sal / mx) if mx > 0 else sal
+        return probs, sal.numpy().astype(np.float32), method
+
+
+def saliency_overlay(pixels: np.ndarray, saliency: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a saliency map over the image: ``(H, W, 3) uint8`` (saliency resized to the image when needed)."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    if saliency.shape != (h, w):
+        saliency = np.asarray(Image.fromarray(saliency.astype(np.float32), mode="F").resize((w, h)))
+    heat = (colormaps["jet"](np.clip(saliency, 0, 1))[..., :3] * 255).astype(np.float32)
+    out = (1 - alpha) * pixels.astype(np.float32) + alpha * heat
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def write_saliency_png(pixels: np.ndarray, saliency: np.ndarray, path: str | Path) -> Path:
+    """Write the image and its saliency overlay side by side as a PNG."""
+    from PIL import Image
+
+    over = saliency_overlay(pixels, saliency)
+    both = np.concatenate([pixels, over], axis=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(both).save(path)
+    return path
+
+
+def read_package_config(package_dir: Path) -> dict[str, Any]:
+    """``inference.json`` of a package as a dict."""
+    return json.loads((Path(package_dir) / "inference.json").read_text())
