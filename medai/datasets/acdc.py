@@ -1,0 +1,212 @@
+"""ACDC (Automated Cardiac Diagnosis Challenge, MICCAI 2017) adapters.
+
+Two layouts are read:
+
+* the **official release**: one folder per patient, ``patientNNN/Info.cfg`` (``ED``, ``ES``, ``Group``, ``Height``
+  in cm, ``Weight`` in kg, ``NbFrame``), ``patientNNN_frameXX.nii.gz`` images and ``patientNNN_frameXX_gt.nii.gz``
+  masks (:func:`load_acdc_release`);
+* the **HDF5 form** (``patientNNN_frame01.h5`` = ED, ``_frame02.h5`` = ES, datasets ``image`` uint16 with attribute
+  ``scale`` and ``label`` uint8; no spacing survives) (:func:`load_acdc_h5`).
+
+Labels follow the ACDC convention (:data:`ACDC_LABELS`): 0 background, 1 RV cavity, 2 LV myocardium, 3 LV cavity.
+Licence CC BY-NC-SA 4.0 (non-commercial research); cite Bernard et al., IEEE TMI 37(11):2514-2525, 2018.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from medai.datasets.base import CardiacPhase, SegCase
+from medai.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: ACDC label convention (also the shipped cine model's output).
+ACDC_LABELS: dict[str, int] = {"rv": 1, "myo": 2, "lv": 3}
+
+#: Diagnosis group by patient number (1-20 DCM, 21-40 HCM, 41-60 MINF, 61-80 NOR, 81-100 ARV).
+_GROUPS = ((20, "DCM"), (40, "HCM"), (60, "MINF"), (80, "NOR"), (100, "RV"))
+
+_H5_PATTERN = re.compile(r"(patient\d{3})_frame(\d{2})\.h5$")
+
+
+def acdc_group(patient_id: str) -> str:
+    """Diagnosis group from an ACDC patient id (``patient042`` -> ``"MINF"``); ``""`` when out of range."""
+    m = re.search(r"(\d+)", patient_id)
+    if not m:
+        return ""
+    n = int(m.group(1))
+    for upper, name in _GROUPS:
+        if n <= upper:
+            return name
+    return ""
+
+
+def read_acdc_h5(path: Path) -> SegCase:
+    """Read one ACDC HDF5 file.
+
+    Args:
+        path: ``patientNNN_frame01.h5`` (ED) or ``patientNNN_frame02.h5`` (ES).
+
+    Returns:
+        A case with ``image`` ``(Z, Y, X)`` float32 (the original min-max normalised intensity, ``image * scale``),
+        ``label`` ``(Z, Y, X)`` uint8 (ACDC labels) and no spacing.
+    """
+    import h5py
+
+    path = Path(path)
+    m = _H5_PATTERN.search(path.name)
+    if not m:
+        raise ConfigError(f"{path.name} is not an ACDC HDF5 file name (expected patientNNN_frame01.h5 or _frame02.h5)")
+    patient, frame = m.group(1), int(m.group(2))
+    phase = {1: CardiacPhase.ED, 2: CardiacPhase.ES}.get(frame, CardiacPhase.OTHER)
+    with h5py.File(path, "r") as f:
+        if "image" not in f:
+            raise ConfigError(f"{path} has no 'image' dataset; is it an ACDC HDF5 file?")
+        img = f["image"]
+        scale = float(img.attrs.get("scale", 1.0))
+        image = img[()].astype(np.float32) * np.float32(scale)
+        label = f["label"][()].astype(np.uint8) if "label" in f else None
+    if image.ndim != 3:
+        raise ConfigError(f"{path}: expected a (Z, Y, X) image, got shape {image.shape}")
+    return SegCase(
+        case_id=f"{patient}_{phase.value}",
+        patient_id=patient,
+        image=image,
+        label=label,
+        phase=phase,
+        labels=dict(ACDC_LABELS),
+        meta={"group": acdc_group(patient), "source": str(path)},
+    )
+
+
+def iter_acdc_h5(folder: Path) -> Iterator[SegCase]:
+    """Yield every case of an ACDC HDF5 folder (e.g. ``acdc/train``), sorted by file name."""
+    folder = Path(folder)
+    files = sorted(folder.glob("patient*_frame*.h5"))
+    if not files:
+        raise ConfigError(f"no ACDC HDF5 files (patientNNN_frameXX.h5) in {folder}")
+    for p in files:
+        yield read_acdc_h5(p)
+
+
+def load_acdc_h5(folder: Path) -> list[SegCase]:
+    """All cases of an ACDC HDF5 folder (see :func:`iter_acdc_h5`)."""
+    return list(iter_acdc_h5(folder))
+
+
+# ----------------------------------------------------------------------------------------- official release
+
+
+def read_info_cfg(path: Path) -> dict[str, str]:
+    """Parse an ACDC ``Info.cfg`` (``Key: value`` lines) into a dict of strings."""
+    out: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def nifti_to_zyx(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI image as a ``(Z, Y, X)`` array with its ``(z, y, x, 1) -> LPS`` affine.
+
+    NIfTI stores ``(i, j, k)`` = ``(X, Y, Z)`` with a RAS affine; the array is transposed and the affine's columns
+    reordered to ``(k, j, i)`` and its first two rows negated (RAS -> LPS).
+    """
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4:
+        data = np.transpose(data, (3, 2, 1, 0))  # (T, Z, Y, X)
+    elif data.ndim == 3:
+        data = np.transpose(data, (2, 1, 0))
+    else:
+        raise ConfigError(f"{path}: expected a 3-D or 4-D NIfTI image, got {data.ndim}-D")
+    ras = np.asarray(img.affine, dtype=float)
+    aff = np.eye(4)
+    aff[:, :3] = ras[:, [2, 1, 0]]
+    aff[:, 3] = ras[:, 3]
+    aff[:2, :] *= -1.0  # RAS -> LPS
+    aff[3] = (0, 0, 0, 1)
+    return data, aff
+
+
+def read_acdc_patient(folder: Path) -> list[SegCase]:
+    """Read the ED and ES cases of one patient folder of the official ACDC release.
+
+    Args:
+        folder: ``.../patientNNN`` holding ``Info.cfg`` and ``patientNNN_frameXX[_gt].nii.gz``.
+
+    Returns:
+        Two cases (ED then ES) with spacing and affine from the NIfTI header; the label is None when the
+        ``_gt`` mask is absent (the official test set before its release). Height (cm), weight (kg) and the
+        group go to ``meta``.
+    """
+    folder = Path(folder)
+    info_path = folder / "Info.cfg"
+    if not info_path.is_file():
+        raise ConfigError(f"{folder} has no Info.cfg; expected the official ACDC patient folder layout")
+    info = read_info_cfg(info_path)
+    try:
+        frames = {CardiacPhase.ED: int(info["ED"]), CardiacPhase.ES: int(info["ES"])}
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{info_path} lacks valid ED/ES frame numbers: {exc}") from exc
+    pid = folder.name
+    meta: dict[str, object] = {"group": info.get("Group", acdc_group(pid))}
+    for key, name in (("Height", "height_cm"), ("Weight", "weight_kg")):
+        if key in info:
+            try:
+                meta[name] = float(info[key])
+            except ValueError:
+                logger.warning("%s: unreadable %s %r", info_path, key, info[key])
+    cases = []
+    for phase, frame in frames.items():
+        img_path = folder / f"{pid}_frame{frame:02d}.nii.gz"
+        if not img_path.is_file():
+            raise ConfigError(f"{img_path} is missing (Info.cfg says {phase.value} is frame {frame})")
+        image, aff = nifti_to_zyx(img_path)
+        gt_path = folder / f"{pid}_frame{frame:02d}_gt.nii.gz"
+        label = nifti_to_zyx(gt_path)[0].astype(np.uint8) if gt_path.is_file() else None
+        if label is not None and label.shape != image.shape:
+            raise ConfigError(f"{gt_path} shape {label.shape} differs from image {image.shape}")
+        spacing = tuple(float(np.linalg.norm(aff[:3, i])) for i in range(3))
+        cases.append(
+            SegCase(
+                case_id=f"{pid}_{phase.value}",
+                patient_id=pid,
+                image=image.astype(np.float32),
+                label=label,
+                phase=phase,
+                spacing_mm=spacing,  # type: ignore[arg-type]
+                affine=aff,
+                labels=dict(ACDC_LABELS),
+                meta={**meta, "frame": frame, "source": str(img_path)},
+            )
+        )
+    return cases
+
+
+def load_acdc_release(root: Path) -> list[SegCase]:
+    """All ED/ES cases of an official ACDC release folder (``training/`` or ``testing/`` holding patient folders)."""
+    root = Path(root)
+    patients = sorted(p for p in root.glob("patient*") if p.is_dir())
+    if not patients:
+        raise ConfigError(f"no patientNNN folders in {root}; expected the official ACDC release layout")
+    return [c for p in patients for c in read_acdc_patient(p)]
+
+
+def load_acdc(path: Path) -> list[SegCase]:
+    """Load ACDC from either layout (HDF5 files or official patient folders), detected from the folder content."""
+    path = Path(path)
+    if any(path.glob("patient*_frame*.h5")):
+        return load_acdc_h5(path)
+    if (path / "Info.cfg").is_file():
+        return read_acdc_patient(path)
+    return load_acdc_release(path)
