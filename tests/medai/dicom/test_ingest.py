@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import io
 import zipfile
@@ -116,7 +117,7 @@ def test_malformed_inputs_reported_not_raised(
     (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 50)
     (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b" + b"garbage")
 
-    nopix = cine_stack.datasets[3].copy()
+    nopix = copy.deepcopy(cine_stack.datasets[3])
     del nopix.PixelData
     (tmp_path / "nopixels.dcm").write_bytes(dataset_to_bytes(nopix))
 
@@ -185,7 +186,7 @@ def test_raw_dataset_without_preamble_accepted_and_sniffing() -> None:
 
 
 def test_invalid_patient_values_tolerated(cine_stack: Phantom) -> None:
-    ds = cine_stack.datasets[0].copy()
+    ds = copy.deepcopy(cine_stack.datasets[0])
     ds.PatientSize = "175"  # cm instead of m
     ds.PatientWeight = "74.321"  # replaced by an invalid DS in the bytes below
     ds.PatientBirthDate = "00000000"
