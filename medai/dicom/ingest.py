@@ -359,7 +359,12 @@ class _Collector:
                 pixel_tag = next((t for t in PIXEL_TAGS if t in ds), None)
                 if pixel_tag is not None:
                     raw = ds.get_item(pixel_tag, keep_deferred=True)
-                    if isinstance(raw, RawDataElement) and raw.value is None and pixel_tag == PIXEL_DATA:
+                    if (
+                        isinstance(raw, RawDataElement)
+                        and raw.value is None
+                        and pixel_tag == PIXEL_DATA
+                        and raw.length != 0xFFFFFFFF  # encapsulated: pydicom's own deferred read parses the items
+                    ):
                         loader = _FilePixelLoader(ds, _PixelRef(source, raw.value_tell, raw.length, raw.VR or "OW"))
             inst = Instance(sop_uid, sop_class, ds, source=source, loader=loader)
             self.add(inst, lambda: _sha256_file(path))
