@@ -75,7 +75,8 @@ def test_features() -> None:
 def test_user_rules_take_precedence_and_replace(tmp_path: Path) -> None:
     user = tmp_path / "rules.yaml"
     user.write_text(
-        "rules:\n  - name: brain-as-unknown\n    series_type: unknown\n    match: {modality: [MR], description: brain}\n"
+        "rules:\n  - name: brain-as-unknown\n    series_type: unknown\n"
+        "    match: {modality: [MR], description: brain}\n"
     )
     brain = make_brain_mr(n_slices=2, rows=8, cols=8)
     assert _types(brain, rules=user) == [SeriesType.UNKNOWN]
