@@ -112,6 +112,13 @@ def _from_pil_bytes(data: bytes, source: str) -> SkinImage:
 
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # PIL's own header check (> 2x its pixel limit)
+        raise _fail(
+            "image",
+            "too_large",
+            f"{source}: image header claims an enormous size ({exc}); refused as a possible decompression bomb. "
+            "Downscale it before sending.",
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         head = data[:16]
         raise _fail(
@@ -190,9 +197,7 @@ def _from_dicom(ds: Any, source: str) -> SkinImage:
         arr = np.clip(arr.astype(np.float32) / (2**bits - 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         notes.append(f"{bits}-bit samples rescaled to 8 bit")
     _check_colour(arr, source)
-    return SkinImage(
-        pixels=np.ascontiguousarray(arr), source=source, format="DICOM", sop_class_uid=sop, notes=notes
-    )
+    return SkinImage(pixels=np.ascontiguousarray(arr), source=source, format="DICOM", sop_class_uid=sop, notes=notes)
 
 
 def _is_dicom_bytes(data: bytes) -> bool:
@@ -225,8 +230,9 @@ def load_skin_image(src: bytes | str | Path | Any) -> SkinImage:
             Dataset = ()  # type: ignore[assignment,misc]
         if isinstance(src, Dataset):
             return _from_dicom(src, str(getattr(src, "SOPInstanceUID", "<dataset>")))
-        raise _fail("image", "bad_type", f"unsupported input type {type(src).__name__}: send bytes, a path or a "
-                    "pydicom Dataset")
+        raise _fail(
+            "image", "bad_type", f"unsupported input type {type(src).__name__}: send bytes, a path or a pydicom Dataset"
+        )
     if not data:
         raise _fail("image", "empty", f"{source}: empty file")
     if _is_dicom_bytes(data):

@@ -319,23 +319,23 @@ The module eigengenes were computed by COPS on all 445 samples together (unsuper
 held-out studies contributed to the module definitions: a mild, label-free leak that LOSO cannot remove.
 
 ## Leave-one-study-out validation (each GEO series held out once; metrics on pooled out-of-fold predictions)
-One-vs-rest macro AUC **{p['auc_ovr_macro']:.3f}**, lesional-vs-rest AUC **{p['auc_lesional_vs_rest']:.3f}**
-(mean over the {p['n_studies_with_auc']} studies that contain lesional and other samples:
-{p['auc_lesional_vs_rest_mean_over_studies']:.3f}), balanced accuracy {p['balanced_accuracy']:.3f}.
+One-vs-rest macro AUC **{p["auc_ovr_macro"]:.3f}**, lesional-vs-rest AUC **{p["auc_lesional_vs_rest"]:.3f}**
+(mean over the {p["n_studies_with_auc"]} studies that contain lesional and other samples:
+{p["auc_lesional_vs_rest_mean_over_studies"]:.3f}), balanced accuracy {p["balanced_accuracy"]:.3f}.
 
 | held-out study | n | classes | accuracy | lesional-vs-rest AUC |
 |---|---|---|---|---|
 {studies}
 
-## Ranked modules (stability over the {len(loso['studies'])} LOSO folds)
+## Ranked modules (stability over the {len(loso["studies"])} LOSO folds)
 | rank | module | mean fold rank +- SD | top-3 frequency | lesional sign agreement | lesional coef (full model) |
 |---|---|---|---|---|---|
 {rows}
 
 ## Study effects
 Share of each eigengene's variance explained by study (median eta^2):
-{diag.get('psoriasis_eta2_study_median', float('nan')):.3f}; by label:
-{diag.get('psoriasis_eta2_label_median', float('nan')):.3f}. Atopic dermatitis microarray data (unlabelled)
+{diag.get("psoriasis_eta2_study_median", float("nan")):.3f}; by label:
+{diag.get("psoriasis_eta2_label_median", float("nan")):.3f}. Atopic dermatitis microarray data (unlabelled)
 was used only for study-effect diagnostics (see `diagnostics.json`); no AD model is trained or claimed.
 
 ## Input caveat
@@ -443,8 +443,9 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
     return {"package": out, "loso": loso, "modules": modules, "diagnostics": diag, "model": full}
 
 
-def evaluate_cli(model: str, data: Path, fmt: str = "auto", out: Path = Path("evaluation.json"),
-                 package: Path | None = None) -> dict[str, Any]:
+def evaluate_cli(
+    model: str, data: Path, fmt: str = "auto", out: Path = Path("evaluation.json"), package: Path | None = None
+) -> dict[str, Any]:
     """``medai evaluate skin_omics_psoriasis_cls --data DIR``.
 
     Formats: ``auto``/``cops-loso`` (DIR is a COPS folder: the shipped model's recipe re-validated leaving each study

@@ -56,6 +56,8 @@ class LesionClassifier(L.LightningModule):
         mean / std: per-channel normalisation on the [0, 1] scale.
         augment: augmentation settings.
         lr / weight_decay / warmup_epochs / max_epochs: AdamW with linear warm-up then cosine decay (per step).
+        max_time_s: wall-time budget; the cosine follows whichever of step or time progress is further, so a run
+            slowed by a shared CPU still anneals fully before the trainer's ``max_time`` stops it.
         label_smoothing: cross-entropy label smoothing.
     """
 
@@ -73,6 +75,7 @@ class LesionClassifier(L.LightningModule):
         warmup_epochs: float = 1.0,
         max_epochs: int = 20,
         label_smoothing: float = 0.0,
+        max_time_s: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -81,6 +84,7 @@ class LesionClassifier(L.LightningModule):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.augment = AugmentConfig.model_validate(augment)
+        self._t0: float | None = None
         self._val_logits: list[torch.Tensor] = []
         self._val_y: list[torch.Tensor] = []
 
@@ -91,8 +95,13 @@ class LesionClassifier(L.LightningModule):
             x = augment_batch(x, self.augment)
         return self.net((x - self.mean) / self.std)
 
+    def on_train_start(self) -> None:
+        self._t0 = time.time()
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
+        if self.hparams.max_time_s and self._t0 and time.time() - self._t0 > self.hparams.max_time_s:
+            self.trainer.should_stop = True  # schedule fully annealed: stop at the end of this epoch
         logits = self.forward_uint8(x, train=True)
         loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
@@ -127,6 +136,8 @@ class LesionClassifier(L.LightningModule):
             if step < warm:
                 return (step + 1) / warm
             t = (step - warm) / max(1, total - warm)
+            if self.hparams.max_time_s and self._t0 is not None:
+                t = max(t, (time.time() - self._t0) / self.hparams.max_time_s)
             return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
@@ -306,12 +317,12 @@ def model_card(
 seven HAM10000 classes; not for clinical photographs of other diseases, not for screening decisions.
 
 ## Training data and licence
-{td.name if td else ''}: {td.description if td else ''}. Licence of the data: {td.licence if td else ''}; the weights
-are a derivative and carry the same licence: **{meta.licence}**. Cite: {td.citation if td else ''}
+{td.name if td else ""}: {td.description if td else ""}. Licence of the data: {td.licence if td else ""}; the weights
+are a derivative and carry the same licence: **{meta.licence}**. Cite: {td.citation if td else ""}
 
 ## Held-out test split (lesions never used for training, model selection or calibration)
-n = {test['n']} images. Balanced accuracy **{test['balanced_accuracy']:.3f}**, accuracy {test['accuracy']:.3f}, macro
-one-vs-rest AUC {test['macro_auc']:.3f}, expected calibration error {test['ece']:.3f} (temperature {temperature:.3f}
+n = {test["n"]} images. Balanced accuracy **{test["balanced_accuracy"]:.3f}**, accuracy {test["accuracy"]:.3f}, macro
+one-vs-rest AUC {test["macro_auc"]:.3f}, expected calibration error {test["ece"]:.3f} (temperature {temperature:.3f}
 fitted on the validation lesions).
 
 | class | n | AUC | sensitivity | specificity |
@@ -406,6 +417,8 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         warmup_epochs=tc.warmup_epochs,
         max_epochs=tc.max_epochs,
         label_smoothing=tc.label_smoothing,
+        # anneal by 95 % of the budget so the last epochs run at a low learning rate
+        max_time_s=0.95 * tc.max_time_min * 60 if tc.max_time_min else None,
     )
     import mlflow
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -468,8 +481,19 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         hardware = _hardware()
         out = Path(recipe.output.package_dir)
         write_package(
-            out, recipe, net, cohort, split, mean, std, temperature, test_report, val_report, train_seconds,
-            hardware, run_id,
+            out,
+            recipe,
+            net,
+            cohort,
+            split,
+            mean,
+            std,
+            temperature,
+            test_report,
+            val_report,
+            train_seconds,
+            hardware,
+            run_id,
         )
         (out / "test_metrics.json").write_text(json.dumps({"split": "test lesions", **test_report}, indent=2))
         mlflow.log_metrics(

@@ -1,0 +1,197 @@
+"""``medai evaluate skin_derm_lesion_cls --data DIR --out FILE.json``: the shipped (or given) classifier on images.
+
+``DIR`` is a HAM10000-layout folder (``HAM10000_metadata.csv`` + ``images/``) or, with ``--format csv``, a hospital
+cohort (``labels.csv`` with ``image``, ``label``, ``group``). Every image goes through the one predict path
+(:class:`medai.derm.predictor.SkinLesionPredictor`).
+
+Which images count (``--format``):
+
+* ``ham10000-test`` (default, also ``auto``): only the lesions the package's ``split.json`` holds out as *test* --
+  never used for training, checkpoint selection or temperature fitting. This is the test result.
+* ``ham10000-heldout``: test lesions plus lesions the package never saw at all (absent from every split, e.g. the
+  20 % of HAM10000 outside this copy).
+* ``ham10000-val``: the validation lesions (used for model selection and calibration: *not* a test result).
+* ``ham10000-all``: every image, including training images -- reported with ``"is_test_result": false``.
+* ``csv``: every image of an external cohort (a test result when the cohort is new to the model).
+
+Writes the metrics JSON (``balanced_accuracy``, per-class AUC / sensitivity / specificity, confusion matrix,
+``ece`` + reliability bins), and beside it ``<out>.confusion.png`` and ``<out>.reliability.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medai.derm.cohort import ImageCohort
+from medai.derm.image import load_skin_image
+from medai.derm.metrics import classification_report
+from medai.errors import ConfigError
+from medai.inference.package import read_metadata, resolve_package
+
+logger = logging.getLogger(__name__)
+
+SUBSETS = {"ham10000-test", "ham10000-heldout", "ham10000-val", "ham10000-all"}
+
+
+def select_subset(cohort: ImageCohort, split_doc: dict[str, Any], subset: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Indices of ``cohort`` in ``subset`` and a description of what they are."""
+    groups = np.asarray(cohort.groups)
+    known = {k: set(v) for k, v in split_doc.get("groups", {}).items()}
+    seen = set().union(*known.values()) if known else set()
+    if subset == "ham10000-test":
+        m = np.isin(groups, list(known.get("test", set())))
+        desc = "test lesions of the package's lesion-grouped split (never used for training, selection or calibration)"
+        is_test = True
+    elif subset == "ham10000-heldout":
+        m = np.isin(groups, list(known.get("test", set()))) | ~np.isin(groups, list(seen))
+        desc = "test lesions plus lesions absent from every split of the package (never seen)"
+        is_test = True
+    elif subset == "ham10000-val":
+        m = np.isin(groups, list(known.get("val", set())))
+        desc = "validation lesions: used for checkpoint selection and temperature fitting (NOT a test result)"
+        is_test = False
+    else:
+        m = np.ones(len(groups), bool)
+        desc = "all images, including the training images (NOT a test result)"
+        is_test = False
+    n_train_overlap = int(np.isin(groups[m], list(known.get("train", set())) + list(known.get("val", set()))).sum())
+    return np.flatnonzero(m), {
+        "subset": subset,
+        "description": desc,
+        "is_test_result": is_test and not n_train_overlap,
+        "images_from_train_or_val_lesions": n_train_overlap,
+    }
+
+
+def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> Path:
+    """Confusion matrix PNG (rows = truth, columns = prediction; cells show counts, colour = row-normalised)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a = np.asarray(cm, float)
+    norm = a / np.maximum(a.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, int(a[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(rel: dict[str, list], ece: float, path: Path, title: str) -> Path:
+    """Reliability diagram PNG (top-label confidence vs accuracy per bin, bar width = bin, counts annotated)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lo, hi = np.asarray(rel["bin_lower"]), np.asarray(rel["bin_upper"])
+    acc, conf, n = np.asarray(rel["accuracy"]), np.asarray(rel["confidence"]), np.asarray(rel["count"])
+    ok = n > 0
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.bar(lo[ok], acc[ok], width=(hi - lo)[ok], align="edge", edgecolor="k", alpha=0.7, label="accuracy")
+    ax.plot(conf[ok], acc[ok], "o", color="C1", label="mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-label probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE = {ece:.3f}", fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def evaluate_cli(
+    model: str, data: Path, fmt: str = "auto", out: Path = Path("evaluation.json"), package: Path | None = None
+) -> dict[str, Any]:
+    """Evaluate a skin-lesion package on ``data`` (see the module docstring); returns the written metrics."""
+    from rich.progress import track
+
+    from medai.inference.predictor import Predictor
+
+    pkg = resolve_package(package or model)
+    meta = read_metadata(pkg)
+    fmt = "ham10000-test" if fmt in ("auto", "ham10000") else fmt
+    data = Path(data)
+    predictor = Predictor.from_package(pkg, saliency=False)
+    class_names = list(predictor.config.class_names)
+    if fmt in SUBSETS:
+        cohort = ImageCohort.from_ham10000(data, class_names=class_names)
+        split_path = pkg / "split.json"
+        split_doc = json.loads(split_path.read_text()) if split_path.is_file() else {}
+        if not split_doc and fmt != "ham10000-all":
+            raise ConfigError(f"{pkg} has no split.json: cannot tell its test lesions apart; use --format csv/all")
+        idx, subset = select_subset(cohort, split_doc, fmt)
+    elif fmt == "csv":
+        cohort = ImageCohort.from_csv(data / "labels.csv", data, class_names=class_names)
+        idx = np.arange(len(cohort))
+        subset = {"subset": "csv", "description": f"all images of the external cohort {data}", "is_test_result": True}
+    else:
+        raise ConfigError(f"unknown --format {fmt!r}: use {', '.join(sorted(SUBSETS))} or csv")
+    if len(idx) == 0:
+        raise ConfigError(f"no images of {data} fall in {fmt}")
+    probs = np.empty((len(idx), len(class_names)))
+    for row, i in enumerate(track(idx, description=f"classifying {len(idx)} images")):
+        probs[row] = predictor.predict_proba(load_skin_image(cohort.paths[i]).pixels)
+    y = cohort.y[idx]
+    report = classification_report(probs, y, class_names)
+    malignant = [class_names.index(c) for c in ("mel", "bcc", "akiec") if c in class_names]
+    if malignant:
+        from medai.derm.metrics import binary_auc
+
+        report["malignant_vs_benign_auc"] = binary_auc(probs[:, malignant].sum(1), np.isin(y, malignant))
+    result: dict[str, Any] = {
+        "model": meta.name,
+        "version": meta.version,
+        "package": str(pkg),
+        "data": str(data),
+        **subset,
+        "n_lesions": int(len(set(np.asarray(cohort.groups)[idx]))),
+        **report,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+    title = f"{meta.name} {meta.version} on {subset['subset']} (n={len(idx)})"
+    result["confusion_png"] = str(
+        plot_confusion(
+            report["confusion_matrix"]["rows_true_cols_pred"], class_names, Path(f"{stem}.confusion.png"), title
+        )
+    )
+    result["reliability_png"] = str(
+        plot_reliability(report["reliability"], report["ece"], Path(f"{stem}.reliability.png"), title)
+    )
+    out.write_text(json.dumps(result, indent=2, default=float))
+    _log_to_active_mlflow_run(result, out)
+    return result
+
+
+def _log_to_active_mlflow_run(result: dict[str, Any], out: Path) -> None:
+    """Log the headline metrics and files when an MLflow run is active (``medai evaluate`` inside a run)."""
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover
+        return
+    if mlflow.active_run() is None:
+        return
+    prefix = "test" if result.get("is_test_result") else "eval"
+    mlflow.log_metrics({f"{prefix}/balanced_accuracy": result["balanced_accuracy"], f"{prefix}/ece": result["ece"]})
+    mlflow.log_artifact(str(out))
