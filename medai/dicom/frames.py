@@ -150,44 +150,62 @@ def _floats(v: object, n: int) -> tuple[float, ...] | None:
 
 
 def frame_records(series: Series | Iterable[Instance]) -> list[FrameRecord]:
-    """Flat list of the frames of ``series`` (or of the given instances) with their geometry and timing."""
+    """Flat list of the frames of ``series`` (or of the given instances) with their geometry and timing.
+
+    Computed once per instance and cached on it (headers are treated as immutable after ingest; call
+    :func:`forget_frames` after editing a header in place).
+    """
     instances = series.instances if isinstance(series, Series) else list(series)
     records: list[FrameRecord] = []
     for inst in instances:
-        ds = inst.dataset
-        base = {
-            "rows": get_int(ds, "Rows") or 0,
-            "columns": get_int(ds, "Columns") or 0,
-            "acquisition": (get_str(ds, "SeriesInstanceUID"), get_int(ds, "AcquisitionNumber") or 0),
-            "instance_number": get_int(ds, "InstanceNumber") or 0,
-            "series_number": get_int(ds, "SeriesNumber") or 0,
-            "acquisition_time": get_str(ds, "AcquisitionTime") or get_str(ds, "ContentTime"),
-        }
-        if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        cached = inst.__dict__.get("_frame_records")
+        if cached is not None:
+            records.extend(cached)
             continue
-        n = get_int(ds, "NumberOfFrames") or 1
-        if is_enhanced(inst):
-            records.extend(_enhanced_records(inst, base))
-            continue
-        ipp = get_floats(ds, "ImagePositionPatient", 3)
-        iop = get_floats(ds, "ImageOrientationPatient", 6)
-        ps = get_floats(ds, "PixelSpacing", 2)
-        th = get_float(ds, "SliceThickness")
-        if n == 1:
-            t = get_float(ds, "TriggerTime")
-            if t is None:
-                t = get_float(ds, "NominalCardiacTriggerDelayTime")
+        inst.__dict__["_frame_records"] = mine = _instance_records(inst)
+        records.extend(mine)
+    return records
+
+
+def forget_frames(inst: Instance) -> None:
+    """Drop the cached frame records of ``inst`` (after its header was edited in place)."""
+    inst.__dict__.pop("_frame_records", None)
+
+
+def _instance_records(inst: Instance) -> list[FrameRecord]:
+    """The frames of one instance (computed once per instance; headers do not change after ingest)."""
+    records: list[FrameRecord] = []
+    ds = inst.dataset
+    base = {
+        "rows": get_int(ds, "Rows") or 0,
+        "columns": get_int(ds, "Columns") or 0,
+        "acquisition": (get_str(ds, "SeriesInstanceUID"), get_int(ds, "AcquisitionNumber") or 0),
+        "instance_number": get_int(ds, "InstanceNumber") or 0,
+        "series_number": get_int(ds, "SeriesNumber") or 0,
+        "acquisition_time": get_str(ds, "AcquisitionTime") or get_str(ds, "ContentTime"),
+    }
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        return records
+    n = get_int(ds, "NumberOfFrames") or 1
+    if is_enhanced(inst):
+        return _enhanced_records(inst, base)
+    ipp = get_floats(ds, "ImagePositionPatient", 3)
+    iop = get_floats(ds, "ImageOrientationPatient", 6)
+    ps = get_floats(ds, "PixelSpacing", 2)
+    th = get_float(ds, "SliceThickness")
+    if n == 1:
+        t = get_float(ds, "TriggerTime")
+        if t is None:
+            t = get_float(ds, "NominalCardiacTriggerDelayTime")
+        records.append(
+            FrameRecord(inst, None, ipp, iop, ps, th, t, None, None, _rescale(ds), **base)  # type: ignore[arg-type]
+        )
+    else:
+        times = _frame_time_vector(ds, n)
+        for k in range(n):
             records.append(
-                FrameRecord(inst, None, ipp, iop, ps, th, t, None, None, _rescale(ds), **base)  # type: ignore[arg-type]
+                FrameRecord(inst, k, ipp, iop, ps, th, times[k] if times else None, k + 1, None, _rescale(ds), **base)  # type: ignore[arg-type]
             )
-        else:
-            times = _frame_time_vector(ds, n)
-            for k in range(n):
-                records.append(
-                    FrameRecord(
-                        inst, k, ipp, iop, ps, th, times[k] if times else None, k + 1, None, _rescale(ds), **base
-                    )  # type: ignore[arg-type]
-                )
     return records
 
 

@@ -249,12 +249,6 @@ def _validate(ds: Dataset, size: int, limits: IngestLimits) -> tuple[str, str]:
     return sop_uid, sop_class
 
 
-def _touch(ds: Dataset) -> None:
-    """Convert the elements ingest relies on now, so a damaged header fails here rather than later."""
-    for kw in ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription"):
-        get_str(ds, kw)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # the walk
 
@@ -353,7 +347,6 @@ class _Collector:
                 raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
             with quiet_pydicom():
                 ds = pydicom.dcmread(source, defer_size=DEFER_SIZE, force=True)
-                _touch(ds)
                 sop_uid, sop_class = _validate(ds, size, self.limits)
                 loader = None
                 pixel_tag = next((t for t in PIXEL_TAGS if t in ds), None)
@@ -396,7 +389,6 @@ class _Collector:
                 raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
             with quiet_pydicom():
                 ds = pydicom.dcmread(io.BytesIO(data), force=True)
-                _touch(ds)
                 sop_uid, sop_class = _validate(ds, len(data), self.limits)
             self.add(Instance(sop_uid, sop_class, ds, source=source), lambda: hashlib.sha256(data).hexdigest())
         except _Skip as exc:
@@ -447,7 +439,6 @@ class _Collector:
             raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
         with quiet_pydicom():
             ds = pydicom.dcmread(io.BytesIO(data), defer_size=DEFER_SIZE, force=True)
-            _touch(ds)
             sop_uid, sop_class = _validate(ds, len(data), self.limits)
             has_deferred = any(
                 t in ds and getattr(ds.get_item(t, keep_deferred=True), "value", b"") is None for t in PIXEL_TAGS
@@ -605,7 +596,8 @@ def ingest(
     """
     limits = limits or IngestLimits()
     col = _Collector(limits, progress)
-    col.source(sources)
+    with quiet_pydicom():
+        col.source(sources)
     root = Path(sources) if isinstance(sources, str | os.PathLike) else None
     if not col.instances:
         reasons = "; ".join(f"{p.source}: {p.reason}" for p in col.skipped[:10])

@@ -18,34 +18,70 @@ from typing import Any
 
 from pydicom import config as pydicom_config
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+
+_QUIET_DEPTH = 0
 
 
 @contextlib.contextmanager
 def quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's validation warnings (reported by medai as problems instead) within the block."""
+    """Silence pydicom's validation warnings (reported by medai as problems instead) within the block.
+
+    Re-entrant and cheap when nested: only the outermost block changes pydicom's settings.
+    """
+    global _QUIET_DEPTH
+    if _QUIET_DEPTH > 0:
+        _QUIET_DEPTH += 1
+        try:
+            yield
+        finally:
+            _QUIET_DEPTH -= 1
+        return
     pd_logger = logging.getLogger("pydicom")
     old_level = pd_logger.level
     old_mode = pydicom_config.settings.reading_validation_mode
     pd_logger.setLevel(logging.ERROR)
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    _QUIET_DEPTH = 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        _QUIET_DEPTH = 0
         pydicom_config.settings.reading_validation_mode = old_mode
         pd_logger.setLevel(old_level)
 
 
 _ASCII_VRS = frozenset({"DS", "IS", "CS", "UI", "DA", "TM", "DT", "AS"})
+_TEXT_VRS = frozenset({"LO", "SH"})  # multi-valued text whose bytes are Latin-1 in the default/ISO_IR 100 sets
+_LATIN1_CHARSETS = (b"", b"ISO_IR 100", b"ISO_IR 6", b"ISO 2022 IR 6", b"ISO 2022 IR 100")
 _BINARY_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
 
 
 @lru_cache(maxsize=512)
 def _tag(keyword: str) -> int | None:
     return tag_for_keyword(keyword)
+
+
+def _default_charset(store: object) -> bool:
+    """True when the dataset's SpecificCharacterSet is absent, ASCII or Latin-1 (so bytes decode as Latin-1)."""
+    if not isinstance(store, dict):
+        return False
+    elem = store.get(0x00080005)
+    if elem is None:
+        return True
+    value = getattr(elem, "value", None)
+    if isinstance(value, bytes):
+        return value.strip(b"\x00 ") in _LATIN1_CHARSETS
+    if isinstance(value, str):
+        return value.strip().encode() in _LATIN1_CHARSETS
+    return False
+
+
+#: returned by :func:`_raw_values` when the element is not in the dataset at all
+ABSENT: tuple[()] = ()
 
 
 def _raw_values(ds: Dataset | None, keyword: str) -> list[str] | tuple[float, ...] | None:
@@ -58,12 +94,21 @@ def _raw_values(ds: Dataset | None, keyword: str) -> list[str] | tuple[float, ..
     if tag is None:
         return None
     try:
-        elem = ds.get_item(tag)
+        store = getattr(ds, "_dict", None)  # pydicom 3.0's element store: a plain dict lookup, no Tag() coercion
+        if isinstance(store, dict):
+            elem = store.get(tag)
+            if elem is None:
+                return ABSENT
+        else:
+            elem = ds.get_item(tag)
     except Exception:
         return None
     if not isinstance(elem, RawDataElement) or elem.value is None:
         return None
     vr, value = elem.VR, elem.value
+    if vr in _TEXT_VRS and _default_charset(store):
+        text = value.decode("latin-1").strip("\x00 ")
+        return [v.strip("\x00 ") for v in text.split("\\")] if text else []
     if vr in _ASCII_VRS:
         text = value.decode("latin-1").strip("\x00 ")
         return [v.strip("\x00 ") for v in text.split("\\")] if text else []
@@ -77,15 +122,20 @@ def _raw_values(ds: Dataset | None, keyword: str) -> list[str] | tuple[float, ..
     return None
 
 
-_MISSING = object()
-
-
 def get_value(ds: Dataset | None, keyword: str, default: Any = None) -> Any:
     """The (pydicom-converted) value of ``keyword`` in ``ds``; ``default`` when absent, empty or unreadable."""
     if ds is None:
         return default
     try:
-        value = getattr(ds, keyword, None)
+        store = getattr(ds, "_dict", None)
+        tag = _tag(keyword)
+        if isinstance(store, dict) and tag is not None:
+            elem = store.get(tag)
+            if elem is None:
+                return default
+            value = elem.value if isinstance(elem, DataElement) else ds[tag].value
+        else:
+            value = getattr(ds, keyword, None)
     except Exception:
         return default
     if value is None or (isinstance(value, str | bytes) and len(value) == 0):
