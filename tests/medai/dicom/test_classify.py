@@ -117,3 +117,27 @@ def test_select_series_names_what_the_study_has() -> None:
     assert "no cine_sax series" in msg and "t2_tse_tra_brain" in msg and "mr_other" in msg
     cine = ingest(make_cine_sax_study(**SMALL).to_bytes()).studies[0]
     assert select_series(cine, SeriesType.CINE_SAX) == cine.series
+
+
+def test_non_image_and_pet_series() -> None:
+    import copy
+
+    from pydicom.uid import BasicTextSRStorage, PositronEmissionTomographyImageStorage, generate_uid
+
+    from medai.dicom.phantoms import dataset_to_bytes
+
+    brain = make_brain_mr(n_slices=2, rows=8, cols=8)
+    pet = [copy.deepcopy(d) for d in brain.datasets]
+    for ds in pet:
+        ds.Modality, ds.SOPClassUID = "PT", PositronEmissionTomographyImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.SeriesDescription = "PET FDG"
+    sr = copy.deepcopy(brain.datasets[0])
+    for kw in ("PixelData", "Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient"):
+        delattr(sr, kw)
+    sr.Modality, sr.SOPClassUID, sr.SOPInstanceUID = "SR", BasicTextSRStorage, generate_uid()
+    sr.SeriesInstanceUID, sr.SeriesNumber = generate_uid(), 99
+    sr.file_meta.MediaStorageSOPClassUID, sr.file_meta.MediaStorageSOPInstanceUID = sr.SOPClassUID, sr.SOPInstanceUID
+    result = ingest([dataset_to_bytes(d) for d in [*pet, sr]])
+    assert result.skipped == []  # an SR has no pixel data, and needs none
+    assert sorted(s.series_type.value for s in result.studies[0].series) == ["pet", "sr"]
