@@ -120,7 +120,7 @@ class PackageConfig(_Strict):
     name: str = "heart_mr_cine_seg"
     version: str = "1.0.0"
     out_dir: str | None = Field(default=None, description="None: <MEDAI_HOME>/packages/<name>/<run id>")
-    register: bool = True
+    register_model: bool = True
     alias: str = "candidate"
     fp16: bool = False
 

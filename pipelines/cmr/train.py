@@ -403,7 +403,7 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
         (work / "history.json").write_text(json.dumps(history.history, indent=1))
         mlflow_utils.log_artifacts(work / "history.json", "history")
         version = None
-        if recipe.package.register:
+        if recipe.package.register_model:
             version = mlflow_utils.register_package(pkg_dir, recipe.package.name, recipe.package.alias)
         logger.info("package written to %s (%.1f MB)", pkg_dir,
                     sum(f.stat().st_size for f in pkg_dir.iterdir()) / 1e6)
