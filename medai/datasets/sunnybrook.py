@@ -124,7 +124,7 @@ def _phase_case(root: Path, patient: str, contour_dir: str, phase: int, cardiac:
         n = s * PHASES_PER_SLICE + phase
         dcm_path = root / "dicoms" / patient / f"{n}.dcm"
         if not dcm_path.is_file():
-            raise ConfigError(f"{dcm_path} is missing for contour {by_slice[s]['i'].path.name if 'i' in by_slice[s] else n}")
+            raise ConfigError(f"{dcm_path} is missing although image {n} has an expert contour")
         ds = pydicom.dcmread(dcm_path)
         arr = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1) or 1) + float(
             getattr(ds, "RescaleIntercept", 0) or 0)

@@ -46,7 +46,8 @@ def test_sunnybrook_masks_match_derived_volumes(sunnybrook: Path) -> None:
         assert c.meta["phase"] == phase
         assert c.spacing_mm is not None
         ml = (c.label == 3).sum() * float(np.prod(c.spacing_mm)) / 1000.0
-        ref = float(row["lv_edv_ml_contoured_slices"] if c.phase is CardiacPhase.ED else row["lv_esv_ml_contoured_slices"])
+        key = "lv_edv_ml_contoured_slices" if c.phase is CardiacPhase.ED else "lv_esv_ml_contoured_slices"
+        ref = float(row[key])
         # filled pixel centres vs polygon area: within 5 %
         assert ml == pytest.approx(ref, rel=0.05), c.case_id
         if c.phase is CardiacPhase.ED:
