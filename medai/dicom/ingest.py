@@ -146,16 +146,36 @@ def pixel_only_dataset(header: Dataset, pixel_element: DataElement | RawDataElem
     return small
 
 
+class _Archive:
+    """A zip archive opened lazily and kept open while members are read (re-opened on demand afterwards)."""
+
+    def __init__(self, opener: Callable[[], zipfile.ZipFile]) -> None:
+        self.opener = opener
+        self._zf: zipfile.ZipFile | None = None
+
+    def zipfile(self) -> zipfile.ZipFile:
+        if self._zf is None:
+            self._zf = self.opener()
+        return self._zf
+
+    def read(self, member: str) -> bytes:
+        return self.zipfile().read(member)
+
+    def close(self) -> None:
+        if self._zf is not None:
+            self._zf.close()
+            self._zf = None
+
+
 class _ZipMemberLoader:
     """Re-reads one archive member and parses it fully (the archive is never kept in memory)."""
 
-    def __init__(self, opener: Callable[[], zipfile.ZipFile], member: str) -> None:
-        self.opener = opener
+    def __init__(self, archive: _Archive, member: str) -> None:
+        self.archive = archive
         self.member = member
 
     def read_bytes(self) -> bytes:
-        with self.opener() as zf:
-            data = zf.read(self.member)
+        data = self.archive.read(self.member)
         if data[:2] == _GZIP_MAGIC:
             data = gzip.decompress(data)
         return data
@@ -227,7 +247,7 @@ def _validate(ds: Dataset, size: int, limits: IngestLimits) -> tuple[str, str]:
     length = raw.length if raw is not None else 0
     tsu = UID(ts) if ts else None
     encapsulated = tsu is not None and tsu.is_compressed
-    undefined = raw is not None and getattr(raw, "is_undefined_length", False)
+    undefined = raw is not None and (getattr(raw, "is_undefined_length", False) or length == 0xFFFFFFFF)
     if not encapsulated and not undefined and length != 0xFFFFFFFF:
         if length < expected:
             raise _Skip(
@@ -237,6 +257,16 @@ def _validate(ds: Dataset, size: int, limits: IngestLimits) -> tuple[str, str]:
         value_tell = getattr(raw, "value_tell", None)
         if value_tell is not None and value_tell + length > size:
             raise _Skip(f"truncated file: pixel data needs {value_tell + length} bytes, file has {size}")
+    if encapsulated and not undefined:
+        raise _Skip(
+            f"transfer syntax {tsu.name} declares compressed (encapsulated) pixel data, but the pixel data is stored "
+            "natively: the file meta information is wrong; re-export the file"
+        )
+    if undefined and not encapsulated and pixel_tag == PIXEL_DATA:
+        raise _Skip(
+            f"pixel data is encapsulated (compressed) but the transfer syntax {tsu.name if tsu else '(none)'} is "
+            "native: the file meta information is wrong; re-export the file"
+        )
     if tsu is not None and tsu.is_compressed:
         from pydicom.pixels import get_decoder
 
@@ -401,9 +431,9 @@ class _Collector:
         if depth > self.limits.max_archive_depth:
             self.skip(source, f"zip nested deeper than {self.limits.max_archive_depth} levels; not opened")
             return
+        arc = _Archive(opener)
         try:
-            with opener() as zf:
-                infos = [i for i in zf.infolist() if not i.is_dir()]
+            infos = [i for i in arc.zipfile().infolist() if not i.is_dir()]
         except Exception as exc:
             self.skip(source, f"unreadable zip archive: {type(exc).__name__}: {exc}"[:500])
             return
@@ -411,27 +441,29 @@ class _Collector:
             self.skip(source, f"zip has {len(infos)} members; only the first {self.limits.max_archive_members} read")
             infos = infos[: self.limits.max_archive_members]
         infos.sort(key=lambda i: _natural_key(i.filename))
-        for info in infos:
-            member_source = f"{source}!{info.filename}"
-            self.tick()
-            try:
-                if info.file_size > self.limits.max_file_bytes:
-                    raise _Skip(f"archive member of {info.file_size / 1e9:.1f} GB exceeds the limit")
-                if info.flag_bits & 0x1:
-                    raise _Skip("encrypted archive member; cannot read")
-                with opener() as zf:
-                    data = zf.read(info.filename)
-                if data[:4] == _ZIP_MAGIC:
-                    inner = data
-                    self.archive(lambda inner=inner: zipfile.ZipFile(io.BytesIO(inner)), member_source, depth + 1)
-                    continue
-                if data[:2] == _GZIP_MAGIC:
-                    data = self._gunzip(data, member_source)
-                self.member(data, member_source, _ZipMemberLoader(opener, info.filename))
-            except _Skip as exc:
-                self.skip(member_source, str(exc))
-            except Exception as exc:
-                self.skip(member_source, f"unreadable: {type(exc).__name__}: {exc}"[:500])
+        try:
+            for info in infos:
+                member_source = f"{source}!{info.filename}"
+                self.tick()
+                try:
+                    if info.file_size > self.limits.max_file_bytes:
+                        raise _Skip(f"archive member of {info.file_size / 1e9:.1f} GB exceeds the limit")
+                    if info.flag_bits & 0x1:
+                        raise _Skip("encrypted archive member; cannot read")
+                    data = arc.read(info.filename)
+                    if data[:4] == _ZIP_MAGIC:
+                        inner = data
+                        self.archive(lambda inner=inner: zipfile.ZipFile(io.BytesIO(inner)), member_source, depth + 1)
+                        continue
+                    if data[:2] == _GZIP_MAGIC:
+                        data = self._gunzip(data, member_source)
+                    self.member(data, member_source, _ZipMemberLoader(arc, info.filename))
+                except _Skip as exc:
+                    self.skip(member_source, str(exc))
+                except Exception as exc:
+                    self.skip(member_source, f"unreadable: {type(exc).__name__}: {exc}"[:500])
+        finally:
+            arc.close()  # loaders re-open it when pixel data is needed
 
     def member(self, data: bytes, source: str, loader: _ZipMemberLoader) -> None:
         """An archive member: keep the header only; pixel data is re-read through ``loader``."""

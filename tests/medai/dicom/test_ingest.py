@@ -205,3 +205,12 @@ def test_progress_callback(cine_stack_bytes: list[bytes]) -> None:
     seen: list[int] = []
     ingest(cine_stack_bytes[:4], progress=seen.append)
     assert seen == [1, 2, 3, 4]
+
+
+def test_transfer_syntax_that_contradicts_the_pixel_data_is_reported(cine_stack_bytes: list[bytes]) -> None:
+    good = cine_stack_bytes[0]
+    explicit = b"1.2.840.10008.1.2.1\x00"
+    assert explicit in good
+    wrong = good.replace(explicit, b"1.2.840.10008.1.2.5\x00", 1)  # says RLE, pixels are native
+    result = ingest([wrong, cine_stack_bytes[1]])
+    assert len(result.skipped) == 1 and "stored natively" in result.skipped[0].reason
