@@ -344,29 +344,19 @@ sensitivity for melanoma is limited; probabilities are calibrated for the HAM100
 def _mlflow_run(experiment: str) -> Any:
     import mlflow
 
-    from medai.settings import get_settings
+    from pipelines.mlflow_utils import setup_tracking
 
-    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
+    setup_tracking()
     mlflow.set_experiment(experiment)
     return mlflow.start_run()
 
 
 def register_package(run_id: str, package: Path, name: str, alias: str) -> str | None:
-    """Log ``package`` as the run's ``package`` artefact and register it as ``name`` with ``alias``."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    """Log ``package`` as the active run's ``package/`` artefact and register it as ``name`` with ``alias``
+    (:func:`pipelines.mlflow_utils.register_package`)."""
+    from pipelines.mlflow_utils import register_package as _register
 
-    mlflow.log_artifacts(str(package), artifact_path="package")
-    client = MlflowClient()
-    try:
-        client.create_registered_model(name)
-    except Exception:  # already exists
-        pass
-    source = f"{mlflow.get_artifact_uri('package')}"
-    mv = client.create_model_version(name=name, source=source, run_id=run_id)
-    if alias:
-        client.set_registered_model_alias(name, alias, mv.version)
-    return str(mv.version)
+    return _register(package, name, alias or None)
 
 
 def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
