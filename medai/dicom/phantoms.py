@@ -32,6 +32,7 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     DermoscopicPhotographyImageStorage,
+    EnhancedCTImageStorage,
     EnhancedMRImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
@@ -664,11 +665,13 @@ def make_ct_volume(
     seed: int = 2,
     contrast: bool = True,
     shuffle: bool = True,
+    enhanced: bool = False,
 ) -> Phantom:
     """A small axial cardiac CT (CTA when ``contrast``): signed 16-bit with RescaleIntercept -1024.
 
     Instances are stored in shuffled order (``shuffle``) with descending ImagePositionPatient z, so that builders
-    must sort along the slice normal. ``image`` holds HU ``(Z, Y, X)`` in ascending-normal order; ``labels``
+    must sort along the slice normal (``enhanced``: one Enhanced CT instance whose frames are shuffled, with
+    per-frame positions and rescale). ``image`` holds HU ``(Z, Y, X)`` in ascending-normal order; ``labels``
     marks the contrast-filled LV (1).
     """
     rng = np.random.default_rng(seed)
@@ -724,11 +727,93 @@ def make_ct_volume(
         ds.RescaleType = "HU"
         _image_pixels(ds, stored[z], bits_stored=16, signed=True)
         datasets.append(ds)
-    if shuffle:
+    if enhanced:
+        datasets = [_enhanced_from_slices(datasets, EnhancedCTImageStorage, seed, shuffle=shuffle, rng=rng)]
+    elif shuffle:
         order = rng.permutation(n_slices)
         datasets = [datasets[i] for i in order]
     affine = affine_from_dicom(ipps[0], [*row, *col], [pixel_spacing] * 2, normal * slice_thickness)
     return Phantom(datasets, _write(datasets, out_dir), hu.astype(np.float32), lv.astype(np.uint8), None, affine)
+
+
+def _enhanced_from_slices(
+    slices: list[Dataset], sop_class: str, seed: int, *, shuffle: bool, rng: np.random.Generator
+) -> Dataset:
+    """Pack single-frame slices into one enhanced multi-frame instance (per-frame position and rescale groups)."""
+    order = list(rng.permutation(len(slices))) if shuffle else list(range(len(slices)))
+    first = slices[0]
+    sop_uid = _uid(seed, "enhanced", sop_class)
+    ds = Dataset()
+    ds.file_meta = _file_meta(sop_class, sop_uid)
+    for kw in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "PatientAge",
+        "PatientSize",
+        "PatientWeight",
+        "StudyInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "StudyID",
+        "AccessionNumber",
+        "StudyDescription",
+        "ReferringPhysicianName",
+        "Manufacturer",
+        "SpecificCharacterSet",
+        "Modality",
+        "SeriesNumber",
+        "SeriesDescription",
+        "FrameOfReferenceUID",
+        "ContrastBolusAgent",
+        "ImageType",
+    ):
+        if kw in first:
+            setattr(ds, kw, first.data_element(kw).value)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, sop_uid
+    ds.SeriesInstanceUID = _uid(seed, "enhanced-series", sop_class)
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = len(slices)
+    shared = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = first.PixelSpacing
+    pm.SliceThickness = first.SliceThickness
+    shared.PixelMeasuresSequence = DicomSequence([pm])
+    po = Dataset()
+    po.ImageOrientationPatient = first.ImageOrientationPatient
+    shared.PlaneOrientationSequence = DicomSequence([po])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    per_frame = []
+    for k in order:
+        src = slices[k]
+        fg = Dataset()
+        pp = Dataset()
+        pp.ImagePositionPatient = src.ImagePositionPatient
+        fg.PlanePositionSequence = DicomSequence([pp])
+        pv = Dataset()
+        pv.RescaleIntercept = src.get("RescaleIntercept", "0")
+        pv.RescaleSlope = src.get("RescaleSlope", "1")
+        pv.RescaleType = src.get("RescaleType", "US")
+        fg.PixelValueTransformationSequence = DicomSequence([pv])
+        fc = Dataset()
+        fc.InStackPositionNumber = k + 1
+        fg.FrameContentSequence = DicomSequence([fc])
+        per_frame.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+    for kw in (
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+    ):
+        setattr(ds, kw, first.data_element(kw).value)
+    ds.PixelData = b"".join(slices[k].PixelData for k in order)
+    return ds
 
 
 def make_brain_mr(

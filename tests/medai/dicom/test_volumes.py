@@ -235,3 +235,13 @@ def test_undecodable_pixels_raise_dicom_error() -> None:
     series = _series([ds])
     with pytest.raises(DicomError, match="cannot decode"):
         decode_instance(series[0].instances[0])
+
+
+def test_enhanced_ct_frames_sorted_with_per_frame_rescale() -> None:
+    ph = make_ct_volume(n_slices=6, rows=16, cols=16, enhanced=True)  # one instance, frames shuffled
+    (ds,) = ph.datasets
+    assert ds.NumberOfFrames == 6 and "PerFrameFunctionalGroupsSequence" in ds
+    vol = build_volume(_series(ph.datasets)[0])
+    np.testing.assert_allclose(vol.array, ph.image)
+    np.testing.assert_allclose(vol.affine, ph.affine, atol=1e-4)
+    assert set(vol.source_sop_uids[0]) == {ds.SOPInstanceUID}
