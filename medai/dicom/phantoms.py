@@ -740,7 +740,7 @@ def _enhanced_from_slices(
     slices: list[Dataset], sop_class: str, seed: int, *, shuffle: bool, rng: np.random.Generator
 ) -> Dataset:
     """Pack single-frame slices into one enhanced multi-frame instance (per-frame position and rescale groups)."""
-    order = list(rng.permutation(len(slices))) if shuffle else list(range(len(slices)))
+    order = [int(k) for k in rng.permutation(len(slices))] if shuffle else list(range(len(slices)))
     first = slices[0]
     sop_uid = _uid(seed, "enhanced", sop_class)
     ds = Dataset()
