@@ -105,7 +105,7 @@ def plot_reliability(rel: dict[str, list], ece: float, path: Path, title: str) -
     ok = n > 0
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.bar(lo[ok], acc[ok], width=(hi - lo)[ok], align="edge", edgecolor="k", alpha=0.7, label="accuracy")
-    ax.plot(conf[ok], acc[ok], "o", color="C1", label="mean confidence")
+    ax.plot(conf[ok], acc[ok], "o", color="C1", label="accuracy at mean confidence")
     ax.plot([0, 1], [0, 1], "k--", lw=1)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
