@@ -167,6 +167,49 @@ class _Archive:
             self._zf = None
 
 
+class _LazyMember(io.RawIOBase):
+    """A read-only file-like over one archive member, loaded on first access.
+
+    Set as the header dataset's ``buffer`` so that pydicom's deferred reads (large elements, pixel data) of an
+    archive member still work after ingest, without holding the member's bytes until someone asks.
+    """
+
+    def __init__(self, archive: _Archive, member: str) -> None:
+        super().__init__()
+        self.archive = archive
+        self.member = member
+        self._buf: io.BytesIO | None = None
+
+    def _load(self) -> io.BytesIO:
+        if self._buf is None:
+            data = self.archive.read(self.member)
+            if data[:2] == _GZIP_MAGIC:
+                data = gzip.decompress(data)
+            self._buf = io.BytesIO(data)
+        return self._buf
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._load().read(size)
+
+    def readinto(self, b: Any) -> int:
+        return self._load().readinto(b)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._load().seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._load().tell()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _LazyMember:
+        return self  # read-only: copies of the dataset may share it
+
+
 class _ZipMemberLoader:
     """Re-reads one archive member and parses it fully (the archive is never kept in memory)."""
 
@@ -476,9 +519,10 @@ class _Collector:
                 t in ds and getattr(ds.get_item(t, keep_deferred=True), "value", b"") is None for t in PIXEL_TAGS
             )
         if has_deferred:
+            # drop the member's bytes; deferred elements are re-read from the archive on demand
             ds.filename = None
             with contextlib.suppress(AttributeError):
-                ds.buffer = None  # drop the member's bytes; pixels come back through the loader
+                ds.buffer = _LazyMember(loader.archive, loader.member)
         digest = hashlib.sha256(data).hexdigest()
         self.add(
             Instance(sop_uid, sop_class, ds, source=source, loader=loader if has_deferred else None), lambda: digest
@@ -654,6 +698,20 @@ def ingest(
             for study in studies:
                 classify_study(study, rule_set)
     return IngestResult(studies=studies, skipped=col.skipped, root=root)
+
+
+def full_dataset(inst: Instance) -> Dataset:
+    """The complete dataset of an instance, pixel data included, re-read from its source when it was deferred.
+
+    Use this where a whole source image is needed (e.g. writing a DICOM SEG that references it); volume builders
+    use the lighter :meth:`Instance.pixel_dataset`.
+    """
+    if isinstance(inst.loader, _ZipMemberLoader):
+        return inst.loader()
+    if isinstance(inst.loader, _FilePixelLoader):
+        with quiet_pydicom():
+            return pydicom.dcmread(inst.loader.ref.path, force=True)
+    return inst.dataset
 
 
 def iter_instances(result: IngestResult) -> Iterator[Instance]:
