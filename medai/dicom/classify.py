@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medai.dicom.frames import analyze_layout, frame_records, is_enhanced
-from medai.dicom.tags import get_float, get_str, get_strs
+from medai.dicom.tags import get_float, get_int, get_str, get_strs
 from medai.domain.study import Series, SeriesType, Study
 from medai.errors import ConfigError, SeriesSelectionError
 from medai.settings import REPO_ROOT
@@ -47,6 +47,7 @@ class Match(BaseModel):
     image_type_all: list[str] | None = None
     min_phases: int | None = Field(default=None, ge=0)
     max_phases: int | None = Field(default=None, ge=0)
+    min_declared_phases: int | None = Field(default=None, ge=0)
     min_slices: int | None = Field(default=None, ge=0)
     max_slices: int | None = Field(default=None, ge=0)
     orientation: list[Orientation] | None = None
@@ -99,6 +100,7 @@ class SeriesFeatures(BaseModel):
     n_frames: int
     n_slices: int
     n_phases: int
+    declared_phases: int | None
     orientation: Orientation
     contrast: bool
     cardiac_gated: bool
@@ -135,6 +137,7 @@ def series_features(series: Series) -> SeriesFeatures:
         n_frames=len(records),
         n_slices=layout.n_slices,
         n_phases=layout.n_phases,
+        declared_phases=get_int(ds, "CardiacNumberOfImages"),
         orientation=layout.orientation,  # type: ignore[arg-type]
         contrast=bool(get_str(ds, "ContrastBolusAgent")),
         cardiac_gated=bool(gated),
@@ -161,6 +164,7 @@ def rule_matches(match: Match, f: SeriesFeatures) -> bool:
     checks = [
         (match.min_phases, lambda v: f.n_phases >= v),
         (match.max_phases, lambda v: f.n_phases <= v),
+        (match.min_declared_phases, lambda v: (f.declared_phases or 0) >= v),
         (match.min_slices, lambda v: f.n_slices >= v),
         (match.max_slices, lambda v: f.n_slices <= v),
         (match.orientation, lambda v: f.orientation in v),
@@ -215,6 +219,7 @@ def classify_series(series: Series, rules: RuleSet | None = None) -> SeriesType:
     try:
         f = series_features(series)
     except Exception as exc:  # a damaged header must not stop the study
+        logger.warning("classification features of series %s failed", series.SeriesInstanceUID, exc_info=True)
         series.problems.append(f"could not read classification features: {type(exc).__name__}: {exc}")
         series.series_type = SeriesType.UNKNOWN
         return series.series_type
@@ -222,6 +227,13 @@ def classify_series(series: Series, rules: RuleSet | None = None) -> SeriesType:
         if rule_matches(rule.match, f):
             logger.debug("series %s matched rule %s", series.SeriesInstanceUID, rule.name)
             series.series_type = rule.series_type
+            if rule.series_type in CINE_TYPES and f.declared_phases and f.n_phases < f.declared_phases:
+                note = (
+                    f"holds {f.n_phases} of the {f.declared_phases} cardiac phases it declares (CardiacNumberOfImages)"
+                    " per slice: an incomplete cine (e.g. only the contoured ED/ES frames)"
+                )
+                if note not in series.problems:
+                    series.problems.append(note)
             return series.series_type
     series.series_type = SeriesType.UNKNOWN
     return series.series_type

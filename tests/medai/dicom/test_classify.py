@@ -141,3 +141,15 @@ def test_non_image_and_pet_series() -> None:
     result = ingest([dataset_to_bytes(d) for d in [*pet, sr]])
     assert result.skipped == []  # an SR has no pixel data, and needs none
     assert sorted(s.series_type.value for s in result.studies[0].series) == ["pet", "sr"]
+
+
+def test_incomplete_cine_with_declared_phases_is_sax_with_a_note() -> None:
+    from medai.dicom.phantoms import dataset_to_bytes
+
+    ph = make_cine_sax_study(**SMALL, series_description="")
+    ed_es = [d for d in ph.datasets if float(d.TriggerTime) in (ph.frame_times_ms[0], ph.frame_times_ms[2])]
+    for ds in ed_es:
+        ds.SeriesDescription = ds.ProtocolName = ""
+    (series,) = ingest([dataset_to_bytes(d) for d in ed_es]).studies[0].series
+    assert series.series_type == SeriesType.CINE_SAX
+    assert any("holds 2 of the 6 cardiac phases" in p for p in series.problems)

@@ -115,3 +115,16 @@ def test_compressed_samples_match_reference_decoders(samples: list[Path]) -> Non
     # JPEG baseline YBR echo: RGB out
     jpg = build_cine(ingest(by_name["pydicom_examples_ybr_color_A4C_30f.dcm"]).studies[0].series[0])
     assert jpg.array.shape == (30, 1, 240, 320, 3)
+
+
+def test_sunnybrook_ed_es_subsets_are_incomplete_sax_cines(data_dir: Path) -> None:
+    root = data_dir / "cardiac" / "sunnybrook" / "dicoms"
+    others = sorted(p for p in root.glob("SCD*") if p.name != "SCD0000101")
+    if not others:
+        pytest.skip("only SCD0000101 present")
+    for folder in others:
+        (series,) = ingest(folder).studies[0].series
+        assert series.series_type.value == "cine_sax", folder.name
+        assert any("of the 20 cardiac phases" in p for p in series.problems)
+        vol = build_cine(series)
+        assert vol.n_frames == 2 and vol.frame_times_ms[0] < vol.frame_times_ms[1]
