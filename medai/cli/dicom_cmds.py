@@ -1,4 +1,5 @@
-"""``medai info``: what is in a folder, file, zip or gzipped DICOM (studies, series, geometry, problems)."""
+"""``medai info``: what is in a folder, file, zip or gzipped DICOM (studies, series, geometry, problems);
+``medai phantom``: write a synthetic study with known ground truth (for demos and tests)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,43 @@ def register(app: typer.Typer) -> None:
             return
         _print_tables(summary, show_skipped)
 
+    @app.command()
+    def phantom(
+        out: Path = typer.Argument(..., file_okay=False, help="folder to write the synthetic DICOM study into"),
+        kind: str = typer.Option(
+            "cine", "--kind", help="cine | cine-per-slice | cine-enhanced | lge | ct | cta | echo | brain | photo"
+        ),
+        seed: int = typer.Option(0, "--seed", help="makes UIDs and noise reproducible"),
+    ) -> None:
+        """Write a synthetic DICOM study with known ground truth (cine: exact LV/RV volumes and EF as JSON)."""
+        import json
+        from dataclasses import asdict
+
+        from medai.dicom import phantoms as ph
+        from medai.errors import ConfigError
+
+        makers = {
+            "cine": lambda: ph.make_cine_sax_study(out, seed=seed),
+            "cine-per-slice": lambda: ph.make_cine_sax_study(out, seed=seed, one_series_per_slice=True),
+            "cine-enhanced": lambda: ph.make_cine_sax_study(out, seed=seed, enhanced=True),
+            "lge": lambda: ph.make_lge_study(out, seed=seed),
+            "ct": lambda: ph.make_ct_volume(out, seed=seed, contrast=False),
+            "cta": lambda: ph.make_ct_volume(out, seed=seed),
+            "echo": lambda: ph.make_echo_multiframe(out, seed=seed),
+            "brain": lambda: ph.make_brain_mr(out, seed=seed),
+            "photo": lambda: ph.make_photo(out, seed=seed),
+        }
+        if kind not in makers:
+            raise ConfigError(f"unknown phantom kind {kind!r}; choose one of {', '.join(makers)}")
+        result = makers[kind]()
+        report = {"kind": kind, "files": len(result.paths), "out": str(out), "layout": result.layout}
+        if result.truth is not None:
+            report["truth"] = {k: v for k, v in asdict(result.truth).items() if not k.endswith("volume_ml")}
+        typer.echo(json.dumps(report, indent=2))
+
 
 def _fmt_spacing(v: list[float] | None) -> str:
-    return "x".join(f"{x:.3g}" for x in v) if v else "-"
+    return "x".join(f"{x:.3g}" for x in v) if v else "-"  # e.g. 1.37x1.37
 
 
 def _print_tables(summary: object, show_skipped: int) -> None:
@@ -62,21 +97,15 @@ def _print_tables(summary: object, show_skipped: int) -> None:
             if x
         )
         table = Table(title=f"study {st.uid}" + (f" ({st.description})" if st.description else ""), caption=who)
-        for col in (
-            "#",
-            "modality",
-            "type",
-            "description",
-            "matrix",
-            "slices",
-            "phases",
-            "frames",
-            "pixel mm",
-            "slice mm",
-            "orientation",
-            "problems",
-        ):
-            table.add_column(col, overflow="fold")
+        table.add_column("#", justify="right")
+        table.add_column("mod")
+        table.add_column("type", no_wrap=True)
+        table.add_column("description", overflow="fold", min_width=12)
+        table.add_column("matrix", no_wrap=True)
+        table.add_column("Z x T", no_wrap=True)
+        table.add_column("pixel mm", no_wrap=True)
+        table.add_column("dz mm", no_wrap=True)
+        table.add_column("plane", no_wrap=True)
         for s in st.series:
             table.add_row(
                 str(s.number if s.number is not None else "-"),
@@ -84,17 +113,17 @@ def _print_tables(summary: object, show_skipped: int) -> None:
                 s.series_type,
                 s.description,
                 f"{s.rows}x{s.columns}" if s.rows else "-",
-                str(s.n_slices),
-                str(s.n_phases),
-                str(s.n_frames),
+                f"{s.n_slices} x {s.n_phases}" + (f" ({s.n_frames})" if s.n_frames != s.n_slices * s.n_phases else ""),
                 _fmt_spacing(s.pixel_spacing),
                 f"{s.slice_spacing:.3g}" if s.slice_spacing else "-",
                 s.orientation,
-                "; ".join(s.problems) or "",
             )
         console.print(table)
+        for s in st.series:
+            for p in s.problems:
+                console.print(f"  [yellow]series #{s.number}:[/] {p}")
         for p in st.problems:
-            console.print(f"  [yellow]study problem:[/] {p}")
+            console.print(f"  [yellow]study:[/] {p}")
     if summary.skipped:
         skipped = Table(title=f"skipped inputs ({len(summary.skipped)})")
         skipped.add_column("input", overflow="fold")

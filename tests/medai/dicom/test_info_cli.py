@@ -93,3 +93,14 @@ def test_cli_module_keeps_heavy_imports_out() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_phantom_verb_writes_a_study_with_truth(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["phantom", str(tmp_path / "p"), "--kind", "cine-per-slice", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["files"] == 200 and 50 < report["truth"]["lv_ef_pct"] < 75
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "p"), "--json"]).output)
+    assert [s["series_type"] for s in info["studies"][0]["series"]] == ["cine_sax"] * 10
+    bad = runner.invoke(app, ["phantom", str(tmp_path / "q"), "--kind", "nope"])
+    assert bad.exit_code != 0 and "unknown phantom kind" in str(bad.exception)
