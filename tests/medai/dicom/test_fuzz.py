@@ -3,6 +3,9 @@ from what it accepted -- raise anything but the documented medai error types."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,11 @@ def _seeds() -> list[tuple[str, bytes]]:
         ("phantom-mr", make_cine_sax_study(n_slices=1, n_phases=1, rows=16, cols=16, pixel_spacing=8.0).to_bytes()[0]),
         ("phantom-us", make_echo_multiframe(n_frames=2, rows=8, cols=8).to_bytes()[0]),
     ]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/1.dcm", out[0][1])
+        zf.writestr("a/2.dcm.gz", gzip.compress(out[1][1]))
+    out += [("zip", buf.getvalue()), ("gzip", gzip.compress(out[0][1]))]
     root = find_data_dir()
     if root is not None:
         for rel in (
@@ -82,5 +90,5 @@ def test_seeds_are_valid() -> None:
     for name, data in SEEDS:
         result = ingest(data)
         assert result.studies, name
-    if len(SEEDS) == 2:
+    if len(SEEDS) == 4:
         pytest.skip("real data absent: fuzzed generated DICOM only")

@@ -185,6 +185,7 @@ def test_raw_dataset_without_preamble_accepted_and_sniffing() -> None:
     assert len(list(iter_instances(result))) == 1
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns when the test writes the invalid values
 def test_invalid_patient_values_tolerated(cine_stack: Phantom) -> None:
     ds = copy.deepcopy(cine_stack.datasets[0])
     ds.PatientSize = "175"  # cm instead of m
