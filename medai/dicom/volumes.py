@@ -478,12 +478,14 @@ def build_cine(series: Series | Sequence[Series]) -> Volume:
             grid.append(list(cell))
             continue
         slots: list[FrameRecord | None] = [None] * n_t
-        for r in cell:  # nearest free reference slot in time
-            t_r = r.time_ms if has_times else float(cell.index(r))
-            order = np.argsort(np.abs(ref - t_r))
-            k = next((int(k) for k in order if slots[int(k)] is None), None)
-            if k is not None:
-                slots[k] = r
+        # match frames to reference phase times, closest pairs first
+        t_of = [r.time_ms if has_times else float(i) for i, r in enumerate(cell)]
+        pairs = sorted((abs(ref[k] - t_r), i, k) for i, t_r in enumerate(t_of) for k in range(n_t))
+        used: set[int] = set()
+        for _, i, k in pairs:
+            if i not in used and slots[k] is None:
+                slots[k] = cell[i]
+                used.add(i)
         missing = [k for k, s in enumerate(slots) if s is None]
         extra = len(cell) - (n_t - len(missing))
         if missing:

@@ -245,3 +245,34 @@ def test_enhanced_ct_frames_sorted_with_per_frame_rescale() -> None:
     np.testing.assert_allclose(vol.array, ph.image)
     np.testing.assert_allclose(vol.affine, ph.affine, atol=1e-4)
     assert set(vol.source_sop_uids[0]) == {ds.SOPInstanceUID}
+
+
+def test_anisotropic_pixel_spacing_maps_rows_and_columns() -> None:
+    ph = make_ct_volume(n_slices=3, rows=12, cols=20, shuffle=False)
+    for ds in ph.datasets:
+        ds.PixelSpacing = [0.5, 0.8]  # (between rows, between columns)
+    vol = build_volume(_series(ph.datasets)[0])
+    assert vol.array.shape == (3, 12, 20)
+    assert vol.spacing == pytest.approx((1.5, 0.5, 0.8))
+    corner = np.asarray(ph.datasets[0].ImagePositionPatient, float)
+    np.testing.assert_allclose(vol.index_to_lps([0, 11, 19])[0], corner + [19 * 0.8, 11 * 0.5, 0], atol=1e-4)
+
+
+def test_in_plane_shifted_slice_warned() -> None:
+    ph = make_cine_sax_study(**SMALL, one_series_per_slice=True)
+    row = np.asarray(ph.datasets[0].ImageOrientationPatient[:3], float)
+    for ds in ph.datasets[12:18]:  # slice 2 moved 7 mm along the rows (a breath-hold mismatch)
+        ds.ImagePositionPatient = list(np.asarray(ds.ImagePositionPatient, float) + 7.0 * row)
+    vol = build_cine(_series(ph.datasets))
+    assert any("shifted in-plane by up to 7.0 mm" in w for w in vol.warnings)
+
+
+def test_slices_with_unequal_phase_counts() -> None:
+    ph = make_cine_sax_study(**SMALL)
+    extra = copy.deepcopy(ph.datasets[0])  # slice 0 gets a 7th frame late in the cycle
+    extra.SOPInstanceUID = pydicom.uid.generate_uid()
+    extra.TriggerTime = "990"
+    vol = build_cine(_series([*ph.datasets, extra])[0])
+    assert vol.array.shape == ph.image.shape
+    assert any("slice 0 has 1 more image" in w for w in vol.warnings)
+    np.testing.assert_array_equal(vol.array, ph.image.astype(np.float32))
