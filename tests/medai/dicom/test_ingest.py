@@ -232,3 +232,14 @@ def test_full_dataset_from_every_source(tmp_path: Path, cine_stack_bytes: list[b
         assert full.PixelData == ref.PixelData
         # the header's own deferred pixel data is readable too (files: from disk; archives: from the zip)
         assert inst.dataset.pixel_array.shape == ref.pixel_array.shape
+
+
+def test_dicomdir_index_skipped_with_reason(cine_stack: Phantom, cine_stack_bytes: list[bytes]) -> None:
+    from pydicom.uid import MediaStorageDirectoryStorage
+
+    ds = copy.deepcopy(cine_stack.datasets[0])
+    del ds.PixelData
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    result = ingest([dataset_to_bytes(ds), cine_stack_bytes[0]])
+    assert len(result.skipped) == 1 and "DICOMDIR" in result.skipped[0].reason
