@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from functools import lru_cache
@@ -21,37 +22,37 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
+_QUIET_LOCK = threading.Lock()
 _QUIET_DEPTH = 0
+_QUIET_SAVED: tuple[int, int] | None = None
 
 
 @contextlib.contextmanager
 def quiet_pydicom() -> Iterator[None]:
     """Silence pydicom's validation warnings (reported by medai as problems instead) within the block.
 
-    Re-entrant and cheap when nested: only the outermost block changes pydicom's settings.
+    Re-entrant and thread-safe: pydicom's settings change when the first block opens and are restored when the
+    last one closes (cheap when nested, e.g. once per decoded instance inside a volume build).
     """
-    global _QUIET_DEPTH
-    if _QUIET_DEPTH > 0:
-        _QUIET_DEPTH += 1
-        try:
-            yield
-        finally:
-            _QUIET_DEPTH -= 1
-        return
+    global _QUIET_DEPTH, _QUIET_SAVED
     pd_logger = logging.getLogger("pydicom")
-    old_level = pd_logger.level
-    old_mode = pydicom_config.settings.reading_validation_mode
-    pd_logger.setLevel(logging.ERROR)
-    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    _QUIET_DEPTH = 1
+    with _QUIET_LOCK:
+        if _QUIET_DEPTH == 0:
+            _QUIET_SAVED = (pd_logger.level, pydicom_config.settings.reading_validation_mode)
+            pd_logger.setLevel(logging.ERROR)
+            pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+        _QUIET_DEPTH += 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        _QUIET_DEPTH = 0
-        pydicom_config.settings.reading_validation_mode = old_mode
-        pd_logger.setLevel(old_level)
+        with _QUIET_LOCK:
+            _QUIET_DEPTH -= 1
+            if _QUIET_DEPTH == 0 and _QUIET_SAVED is not None:
+                pd_logger.setLevel(_QUIET_SAVED[0])
+                pydicom_config.settings.reading_validation_mode = _QUIET_SAVED[1]
+                _QUIET_SAVED = None
 
 
 _ASCII_VRS = frozenset({"DS", "IS", "CS", "UI", "DA", "TM", "DT", "AS"})

@@ -243,3 +243,16 @@ def test_dicomdir_index_skipped_with_reason(cine_stack: Phantom, cine_stack_byte
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     result = ingest([dataset_to_bytes(ds), cine_stack_bytes[0]])
     assert len(result.skipped) == 1 and "DICOMDIR" in result.skipped[0].reason
+
+
+def test_concurrent_ingests_restore_pydicom_settings(cine_stack_bytes: list[bytes]) -> None:
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pydicom import config
+
+    before = (config.settings.reading_validation_mode, logging.getLogger("pydicom").level)
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda k: len(list(iter_instances(ingest(cine_stack_bytes[k : k + 10])))), range(8)))
+    assert counts == [10] * 8
+    assert (config.settings.reading_validation_mode, logging.getLogger("pydicom").level) == before
