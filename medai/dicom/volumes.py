@@ -16,9 +16,11 @@ mixed orientations, matrix sizes or pixel spacings.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -293,6 +295,18 @@ def _photometric(records: Sequence[FrameRecord]) -> tuple[bool, int | None, bool
     return pi == "MONOCHROME1", get_int(ds, "BitsStored"), colour
 
 
+def _quiet(fn: Callable[..., Volume]) -> Callable[..., Volume]:
+    """Run a builder inside one :func:`quiet_pydicom` block (instead of one per decoded instance)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Volume:
+        with quiet_pydicom():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
 def build_volume(series: Series | Sequence[Series]) -> Volume:
     """A static 3-D volume sorted along the slice normal.
 
@@ -427,6 +441,7 @@ def _planar_volume(records: list[FrameRecord], series_uid: str, temporal: bool) 
     )
 
 
+@_quiet
 def build_cine(series: Series | Sequence[Series]) -> Volume:
     """A native 4-D cine ``(T, Z, Y, X)`` ordered by slice position along the normal and by trigger time.
 
