@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
         rules: Path | None = typer.Option(None, "--rules", exists=True, dir_okay=False, help="series rules YAML"),
         show_skipped: int = typer.Option(20, "--show-skipped", help="how many skipped inputs to list (table view)"),
+        picture: Path | None = typer.Option(None, "--picture", help="also write a PNG with a thumbnail per series"),
     ) -> None:
         """List the studies and series found under PATH, and the inputs skipped with the reason."""
         from rich.console import Console
@@ -31,6 +32,11 @@ def register(app: typer.Typer) -> None:
             with err.status("reading DICOM...") as status:
                 result = ingest(path, rules=rules, progress=lambda n: status.update(f"reading DICOM... {n} inputs"))
         summary = summarize(result)
+        if picture is not None:
+            from medai.dicom.summary import render_overview
+
+            render_overview(result, picture)
+            err.print(f"overview picture: {picture}")
         if as_json:
             typer.echo(summary.model_dump_json(indent=2))
             return

@@ -5,6 +5,8 @@ Header-only (no pixel decoding): geometry comes from :mod:`medai.dicom.frames`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 from medai.dicom.frames import analyze_layout, frame_records
@@ -159,4 +161,59 @@ def summarize(result: IngestResult) -> IngestSummary:
     )
 
 
-__all__ = ["IngestSummary", "SeriesSummary", "SkippedInput", "StudySummary", "summarize"]
+def render_overview(result: IngestResult, path: Path, *, max_series: int = 12) -> Path:
+    """Write a PNG with one thumbnail per series (middle slice, first frame) titled with its type and geometry.
+
+    A quick visual check that ingest grouped and classified what was sent. Series whose volume cannot be built
+    show the reason instead of an image.
+
+    Args:
+        result: an ingest result.
+        path: where to write the PNG.
+        max_series: at most this many series are drawn.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from medai.dicom.volumes import build_cine, build_volume
+    from medai.errors import MedaiError
+
+    series = [(st, s) for st in result.studies for s in st.series if s.instances][:max_series]
+    n = max(1, len(series))
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (_study, s) in zip(axes.ravel(), series, strict=False):
+        summary = summarize_series(s)
+        title = f"#{s.SeriesNumber} {s.series_type.value}\n{s.SeriesDescription[:28]}\n"
+        title += f"{summary.n_slices} slices x {summary.n_phases} phases"
+        try:
+            temporal = summary.n_phases > 1
+            vol = build_cine(s) if temporal else build_volume(s)
+            arr = vol.array[0] if vol.is_temporal else vol.array
+            img = arr[arr.shape[0] // 2]
+            if img.ndim == 3:  # colour
+                ax.imshow(np.clip(img / max(float(img.max()), 1.0), 0, 1))
+            else:
+                lo, hi = np.percentile(img, [1, 99])
+                ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1)
+        except MedaiError as exc:
+            ax.text(0.5, 0.5, exc.message[:160], ha="center", va="center", wrap=True, fontsize=7)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["IngestSummary", "SeriesSummary", "SkippedInput", "StudySummary", "render_overview", "summarize"]

@@ -104,3 +104,10 @@ def test_phantom_verb_writes_a_study_with_truth(tmp_path: Path) -> None:
     assert [s["series_type"] for s in info["studies"][0]["series"]] == ["cine_sax"] * 10
     bad = runner.invoke(app, ["phantom", str(tmp_path / "q"), "--kind", "nope"])
     assert bad.exit_code != 0 and "unknown phantom kind" in str(bad.exception)
+
+
+def test_info_picture(study_dir: Path, tmp_path: Path) -> None:
+    png = tmp_path / "overview.png"
+    res = runner.invoke(app, ["info", str(study_dir), "--json", "--picture", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
