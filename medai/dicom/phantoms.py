@@ -389,6 +389,7 @@ def make_cine_sax_study(
     noise: float = 25.0,
     series_description: str = "CINE_SAX_bSSFP",
     center_lps: Sequence[float] = (12.0, 35.0, -40.0),
+    orientation_angles: Sequence[float] = SAX_ANGLES_DEG,
 ) -> Phantom:
     """A cine short-axis bSSFP MR study of a beating heart with exactly known volumes.
 
@@ -409,6 +410,7 @@ def make_cine_sax_study(
         noise: standard deviation of the Gaussian noise on real and imaginary channels.
         series_description: SeriesDescription (slice number appended in the one-series-per-slice layout).
         center_lps: position of the volume centre (mm, LPS).
+        orientation_angles: rotations (degrees, about S, P, L) of the oblique image plane.
 
     Returns:
         The :class:`Phantom`: datasets (instance order is slice-major, phase-minor), labels ``(T, Z, Y, X)``,
@@ -420,7 +422,7 @@ def make_cine_sax_study(
     image = _paint_cine(labels, pixel_spacing, rng, noise)
     truth = truth_from_labels(labels, pixel_spacing * pixel_spacing * spacing / 1000.0)
 
-    row, col = _orientation(oblique)
+    row, col = _orientation(oblique, orientation_angles)
     ipps, normal = _slice_positions(center_lps, row, col, rows, cols, pixel_spacing, n_slices, spacing)
     iop = [_ds_str(float(v)) for v in (*row, *col)]
     rr_ms = 60000.0 / heart_rate

@@ -9,6 +9,8 @@ import io
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medai.dicom.ingest import ingest
 from medai.dicom.phantoms import (
@@ -276,3 +278,29 @@ def test_slices_with_unequal_phase_counts() -> None:
     assert vol.array.shape == ph.image.shape
     assert any("slice 0 has 1 more image" in w for w in vol.warnings)
     np.testing.assert_array_equal(vol.array, ph.image.astype(np.float32))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    angles=st.tuples(*[st.floats(-180, 180, allow_nan=False)] * 3),
+    per_slice=st.booleans(),
+    order_seed=st.integers(0, 2**16),
+)
+def test_cine_geometry_property(angles: tuple[float, float, float], per_slice: bool, order_seed: int) -> None:
+    """Any plane orientation, either vendor layout, any instance order: the 4-D array, affine and times match."""
+    ph = make_cine_sax_study(
+        n_slices=3,
+        n_phases=3,
+        rows=16,
+        cols=16,
+        pixel_spacing=9.0,
+        slice_thickness=7.0,
+        orientation_angles=angles,
+        one_series_per_slice=per_slice,
+    )
+    order = np.random.default_rng(order_seed).permutation(len(ph.datasets))
+    series = _series([ph.datasets[i] for i in order])
+    vol = build_cine(series if per_slice else series[0])
+    np.testing.assert_array_equal(vol.array, ph.image.astype(np.float32))
+    np.testing.assert_allclose(vol.affine, ph.affine, atol=2e-3)
+    assert vol.frame_times_ms == pytest.approx(ph.frame_times_ms) and vol.warnings == ()
