@@ -228,6 +228,14 @@ class _ZipMemberLoader:
             return pydicom.dcmread(io.BytesIO(self.read_bytes()), force=True)
 
 
+def _is_deflated(ds: Dataset) -> bool:
+    ts = get_str(getattr(ds, "file_meta", None), "TransferSyntaxUID")
+    try:
+        return bool(ts) and UID(ts).is_deflated
+    except Exception:
+        return False
+
+
 def _pixel_bytes_expected(ds: Dataset) -> int | None:
     rows, cols = get_int(ds, "Rows"), get_int(ds, "Columns")
     if rows is None or cols is None:
@@ -297,8 +305,11 @@ def _validate(ds: Dataset, size: int, limits: IngestLimits) -> tuple[str, str]:
                 f"pixel data too short: {length} bytes for {rows}x{cols}x{frames} frames (needs {expected}); "
                 "the file is truncated or its header is wrong"
             )
+        value = getattr(raw, "value", None)
+        if isinstance(value, bytes | bytearray) and len(value) < expected:  # read, but the file ended early
+            raise _Skip(f"truncated file: pixel data has {len(value)} of the {expected} bytes it needs")
         value_tell = getattr(raw, "value_tell", None)
-        if value_tell is not None and value_tell + length > size:
+        if value is None and value_tell is not None and value_tell + length > size:  # deferred: check the size
             raise _Skip(f"truncated file: pixel data needs {value_tell + length} bytes, file has {size}")
     if encapsulated and not undefined:
         raise _Skip(
@@ -420,6 +431,9 @@ class _Collector:
                 raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
             with quiet_pydicom():
                 ds = pydicom.dcmread(source, defer_size=DEFER_SIZE, force=True)
+                if _is_deflated(ds):  # offsets refer to the inflated stream: read it whole instead of deferring
+                    ds = pydicom.dcmread(source, force=True)
+                    size = 1 << 62
                 sop_uid, sop_class = _validate(ds, size, self.limits)
                 loader = None
                 pixel_tag = next((t for t in PIXEL_TAGS if t in ds), None)
@@ -514,7 +528,11 @@ class _Collector:
             raise _Skip("not DICOM: no 'DICM' marker at byte 128 and no DICOM header at the start")
         with quiet_pydicom():
             ds = pydicom.dcmread(io.BytesIO(data), defer_size=DEFER_SIZE, force=True)
-            sop_uid, sop_class = _validate(ds, len(data), self.limits)
+            size = len(data)
+            if _is_deflated(ds):  # offsets refer to the inflated stream: keep it whole
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+                size = 1 << 62
+            sop_uid, sop_class = _validate(ds, size, self.limits)
             has_deferred = any(
                 t in ds and getattr(ds.get_item(t, keep_deferred=True), "value", b"") is None for t in PIXEL_TAGS
             )

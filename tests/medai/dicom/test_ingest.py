@@ -256,3 +256,20 @@ def test_concurrent_ingests_restore_pydicom_settings(cine_stack_bytes: list[byte
         counts = list(pool.map(lambda k: len(list(iter_instances(ingest(cine_stack_bytes[k : k + 10])))), range(8)))
     assert counts == [10] * 8
     assert (config.settings.reading_validation_mode, logging.getLogger("pydicom").level) == before
+
+
+def test_deflated_transfer_syntax(tmp_path: Path, cine_stack: Phantom) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = copy.deepcopy(cine_stack.datasets[0])
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    data = dataset_to_bytes(ds)
+    (tmp_path / "deflated.dcm").write_bytes(data)
+    (tmp_path / "d.zip").write_bytes(_zip({"x/deflated.dcm": data}))
+    for src in (tmp_path / "deflated.dcm", tmp_path / "d.zip", data):
+        result = ingest(src)
+        assert result.skipped == [], result.skipped
+        (inst,) = list(iter_instances(result))
+        from medai.dicom.volumes import decode_instance
+
+        assert (decode_instance(inst)[0] == cine_stack.image[0, 0]).all()
