@@ -74,11 +74,17 @@ def hardware_description() -> str:
 
 
 class HistoryCallback(Callback):
-    """Keeps per-epoch metrics, logs them to MLflow (rank 0) and to the Python log."""
+    """Keeps per-epoch metrics and logs them to the MLflow run (rank 0 only; works in spawned DDP workers too).
 
-    def __init__(self, mlflow_active: bool = True) -> None:
+    Args:
+        run_id: the MLflow run to log to (None: no MLflow logging).
+        tracking_uri: the MLflow store (passed explicitly so spawned processes find it).
+    """
+
+    def __init__(self, run_id: str | None = None, tracking_uri: str | None = None) -> None:
         self.history: list[dict[str, float]] = []
-        self.mlflow_active = mlflow_active
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
         self._t0 = time.time()
 
     def _record(self, trainer: L.Trainer, stage: str) -> None:
@@ -91,8 +97,13 @@ class HistoryCallback(Callback):
         if stage == "train":
             row["train/lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         self.history.append(row)
-        if self.mlflow_active:
-            mlflow_utils.log_metrics({k: v for k, v in row.items() if "/" in k}, step=trainer.current_epoch)
+        if self.run_id:
+            from mlflow.entities import Metric
+            from mlflow.tracking import MlflowClient
+
+            now = int(time.time() * 1000)
+            batch = [Metric(k, v, now, trainer.current_epoch) for k, v in row.items() if "/" in k and np.isfinite(v)]
+            MlflowClient(self.tracking_uri).log_batch(self.run_id, metrics=batch)
         keys = [k for k in ("train/loss", "val/dice/lv", "val/dice/myo", "val/dice/rv", "val/dice/mean") if k in row]
         logger.info("epoch %d (%.0f s): %s", trainer.current_epoch, row["time_s"],
                     ", ".join(f"{k}={row[k]:.4f}" for k in keys))
@@ -102,6 +113,18 @@ class HistoryCallback(Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record(trainer, "val")
+
+
+def metric_history(run_id: str, keys: list[str]) -> list[dict[str, float]]:
+    """Per-epoch rows ``{"epoch", key: value}`` of a run's metrics, read back from MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    rows: dict[int, dict[str, float]] = {}
+    for k in keys:
+        for m in client.get_metric_history(run_id, k):
+            rows.setdefault(m.step, {"epoch": float(m.step)})[k] = m.value
+    return [rows[e] for e in sorted(rows)]
 
 
 def inference_config(recipe: CmrSegRecipe) -> CineSegInferenceConfig:
@@ -328,6 +351,26 @@ def _trainer(recipe: CmrSegRecipe, callbacks: list[Callback], ckpt_dir: Path) ->
     )
 
 
+def _launched_worker_rank() -> int:
+    """Global rank of a process started by Lightning's DDP subprocess launcher (0 for the launching process)."""
+    import os
+
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")) or 0)
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return node * 1000 + local
+
+
+def _fit_only(recipe: CmrSegRecipe) -> dict[str, Any]:
+    dm = CineSegDataModule(recipe.data)
+    module = CineSegModule(recipe.model, recipe.optim, max_epochs=recipe.trainer.max_epochs,
+                           divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
+    ckpt = ModelCheckpoint(monitor="val/dice/mean", mode="max", save_top_k=1)
+    early = EarlyStopping(monitor="val/dice/mean", mode="max", patience=recipe.trainer.early_stopping_patience,
+                          check_on_train_epoch_end=False)
+    _trainer(recipe, [ckpt, early], get_settings().home / "runs" / recipe.name / "worker").fit(module, datamodule=dm)
+    return {}
+
+
 def reproduce_command(recipe_path: Path, overrides: list[str]) -> str:
     """The ``medai train`` command line of a run."""
     try:
@@ -350,6 +393,9 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
     L.seed_everything(recipe.seed, workers=True)
     home = get_settings().home
     reproduce = reproduce_command(recipe_path, overrides)
+    if _launched_worker_rank() != 0:
+        # a DDP worker started by Lightning's subprocess launcher re-runs this command: train, do not track
+        return _fit_only(recipe)
     with mlflow_utils.start_run(recipe.name, run_name=recipe.name, tags={"task": recipe.task}) as run:
         run_id = run.info.run_id
         mlflow_utils.log_config(recipe.model_dump(mode="json"))
@@ -361,7 +407,7 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
         dm = CineSegDataModule(recipe.data)
         module = CineSegModule(recipe.model, recipe.optim, max_epochs=recipe.trainer.max_epochs,
                                divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
-        history = HistoryCallback()
+        history = HistoryCallback(run_id, mlflow_utils.setup_tracking())
         ckpt = ModelCheckpoint(dirpath=str(work / "checkpoints"), monitor="val/dice/mean", mode="max",
                                save_top_k=1, save_last=True, filename="best-{epoch:03d}")
         early = EarlyStopping(monitor="val/dice/mean", mode="max", patience=recipe.trainer.early_stopping_patience,
@@ -396,11 +442,12 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
                        run_id=run_id, hardware=hw, train_time_s=train_time, reproduce=reproduce)
         plots = work / "plots"
         plots.mkdir(exist_ok=True)
-        for p in (_plot_history(history.history, plots / "training_curves.png"),
+        curves = metric_history(run_id, ["train/loss", "val/dice/lv", "val/dice/myo", "val/dice/rv", "val/dice/mean"])
+        for p in (_plot_history(curves, plots / "training_curves.png"),
                   _plot_overlay(module.net, dm, recipe, plots / "val_overlay.png")):
             if p is not None:
                 mlflow_utils.log_artifacts(p, "plots")
-        (work / "history.json").write_text(json.dumps(history.history, indent=1))
+        (work / "history.json").write_text(json.dumps(curves, indent=1))
         mlflow_utils.log_artifacts(work / "history.json", "history")
         version = None
         if recipe.package.register_model:
