@@ -48,6 +48,8 @@ def _fast_native(inst: Instance) -> np.ndarray | None:
     ts = get_str(getattr(ds, "file_meta", None), "TransferSyntaxUID")
     if ts not in _NATIVE_LE or (get_int(ds, "SamplesPerPixel") or 1) != 1:
         return None
+    if get_str(ds, "PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2"):
+        return None  # palette colour and others go through pydicom
     bits, stored = get_int(ds, "BitsAllocated"), get_int(ds, "BitsStored")
     signed = get_int(ds, "PixelRepresentation") == 1
     if bits not in (8, 16, 32) or (signed and stored != bits):
@@ -126,6 +128,16 @@ class _Decoder:
         if k >= arr.shape[0]:
             raise DicomError(f"{rec.instance.source}: frame {k + 1} requested, pixel data has {arr.shape[0]} frames")
         return arr[k]
+
+
+def _checked(frame: np.ndarray, shape: tuple[int, ...], rec: FrameRecord) -> np.ndarray:
+    """``frame`` when it has the expected shape; a GeometryError (not a silent broadcast) otherwise."""
+    if frame.shape != tuple(shape):
+        raise GeometryError(
+            f"{rec.instance.source or rec.sop_uid}: decoded frame has shape {frame.shape}, the volume expects "
+            f"{tuple(shape)} (mixed colour/greyscale or matrix sizes in one series)"
+        )
+    return frame
 
 
 def _to_float(pixels: np.ndarray, rec: FrameRecord, monochrome1: bool, bits_stored: int | None) -> np.ndarray:
@@ -355,7 +367,7 @@ def build_volume(series: Series | Sequence[Series]) -> Volume:
     array = np.empty(shape, dtype=np.float32)
     dec = _Decoder()
     for z, rec in enumerate(cells):
-        array[z] = _to_float(dec.frame(rec), rec, mono1, bits_stored)
+        array[z] = _checked(_to_float(dec.frame(rec), rec, mono1, bits_stored), array.shape[1:], rec)
     for_uid = _frame_of_reference(cells, warnings)
     return Volume(
         array=array,
@@ -417,7 +429,8 @@ def _planar_volume(records: list[FrameRecord], series_uid: str, temporal: bool) 
     records = sorted(records, key=lambda r: (r.frame_index or 0, r.instance_number))
     mono1, bits_stored, colour = _photometric(records)
     dec = _Decoder()
-    frames = [_to_float(dec.frame(r), r, mono1, bits_stored) for r in records]
+    shape0 = dec.frame(records[0]).shape
+    frames = [_checked(_to_float(dec.frame(r), r, mono1, bits_stored), shape0, r) for r in records]
     array = np.stack(frames)[:, None]  # (T, 1, Y, X[, 3])
     if not temporal:
         return Volume(
@@ -536,7 +549,7 @@ def build_cine(series: Series | Sequence[Series]) -> Volume:
     dec = _Decoder()
     for z, cell in enumerate(grid):
         for t, rec in enumerate(cell):
-            array[t, z] = _to_float(dec.frame(rec), rec, mono1, bits_stored)
+            array[t, z] = _checked(_to_float(dec.frame(rec), rec, mono1, bits_stored), array.shape[2:], rec)
     used = [r for c in grid for r in c]
     for_uid = _frame_of_reference(used, warnings)
     frame_times = tuple(float(v) for v in ref)

@@ -304,3 +304,29 @@ def test_cine_geometry_property(angles: tuple[float, float, float], per_slice: b
     np.testing.assert_array_equal(vol.array, ph.image.astype(np.float32))
     np.testing.assert_allclose(vol.affine, ph.affine, atol=2e-3)
     assert vol.frame_times_ms == pytest.approx(ph.frame_times_ms) and vol.warnings == ()
+
+
+def test_palette_colour_applied() -> None:
+    ph = make_photo(rows=8, cols=10)
+    ds = ph.datasets[0]
+    idx = (np.arange(80).reshape(8, 10) % 4).astype(np.uint8)
+    lut = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]] + [[0, 0, 0]] * 252, dtype=np.uint16) * 257
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "PALETTE COLOR"
+    del ds.PlanarConfiguration
+    for i, c in enumerate(["Red", "Green", "Blue"]):
+        setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(ds, f"{c}PaletteColorLookupTableData", lut[:, i].tobytes())
+    ds.PixelData = idx.tobytes()
+    vol = build_volume(_series([ds])[0])
+    assert vol.array.shape == (1, 8, 10, 3)
+    np.testing.assert_array_equal(vol.array[0, 0, :4], lut[:4].astype(np.float32))
+
+
+def test_mixed_colour_and_greyscale_refused() -> None:
+    ct = make_ct_volume(n_slices=3, rows=8, cols=10, shuffle=False)
+    colour = copy.deepcopy(ct.datasets[1])
+    colour.SamplesPerPixel, colour.PhotometricInterpretation, colour.PlanarConfiguration = 3, "RGB", 0
+    colour.BitsAllocated, colour.BitsStored, colour.HighBit, colour.PixelRepresentation = 8, 8, 7, 0
+    colour.PixelData = np.zeros((8, 10, 3), np.uint8).tobytes()
+    with pytest.raises(GeometryError, match="decoded frame has shape"):
+        build_volume(_series([ct.datasets[0], colour, ct.datasets[2]])[0])
