@@ -330,3 +330,12 @@ def test_mixed_colour_and_greyscale_refused() -> None:
     colour.PixelData = np.zeros((8, 10, 3), np.uint8).tobytes()
     with pytest.raises(GeometryError, match="decoded frame has shape"):
         build_volume(_series([ct.datasets[0], colour, ct.datasets[2]])[0])
+
+
+def test_monochrome1_inverted_with_warning() -> None:
+    brain = make_brain_mr(n_slices=2, rows=8, cols=8)
+    for ds in brain.datasets:
+        ds.PhotometricInterpretation = "MONOCHROME1"
+    vol = build_volume(_series(brain.datasets)[0])
+    np.testing.assert_array_equal(vol.array, 4095.0 - brain.image.astype(np.float32))  # BitsStored 12
+    assert any("MONOCHROME1" in w for w in vol.warnings)
