@@ -1,0 +1,1 @@
+"""Metrics of medai models (survival / risk: :mod:`medai.metrics.survival`)."""
