@@ -60,6 +60,7 @@ class DataConfig(_Strict):
     manifest: str | None = None
     max_cases: int | None = Field(default=None, description="use only the first N cases per split (smoke tests)")
     patch_size: tuple[int, int] = (128, 128)
+    pos_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="share of patches centred on foreground")
     batch_size: int = 16
     val_batch_slices: int = 32
     num_workers: int = 1
@@ -76,7 +77,7 @@ class ModelConfig(_Strict):
             params={"in_channels": 1, "out_channels": 4, "channels": [16, 32, 64, 128, 256], "num_res_units": 2},
         )
     )
-    spatial_dims: int = 2
+    spatial_dims: int = Field(default=2, ge=2, le=2, description="the cine pipeline trains slice-wise (2-D)")
     labels: dict[str, int] = Field(default_factory=lambda: dict(CINE_LABELS))
     target_spacing_mm: float = 1.5
     size_divisor: int = 32

@@ -148,7 +148,9 @@ def _augment_slice(
 class SliceDataset(Dataset):
     """Augmented 2-D training slices: items ``{"image": (1, h, w) float32, "label": (1, h, w) int64}``."""
 
-    def __init__(self, cases: list[SegCase], patch: tuple[int, int], aug: AugmentConfig, length: int | None = None):
+    def __init__(self, cases: list[SegCase], patch: tuple[int, int], aug: AugmentConfig, length: int | None = None,
+                 pos_fraction: float = 0.5):
+        self.pos_fraction = pos_fraction
         self.slices: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]] = []
         for c in cases:
             img = normalize_intensity(c.image)
@@ -176,7 +178,8 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         img, lab, fg = self.slices[i % len(self.slices)]
-        x, y = _augment_slice(img, lab, fg, self.patch, self.aug, self._generator())  # type: ignore[arg-type]
+        x, y = _augment_slice(img, lab, fg, self.patch, self.aug, self._generator(),  # type: ignore[arg-type]
+                              self.pos_fraction)
         return {"image": x, "label": y}
 
 
@@ -216,7 +219,8 @@ class CineSegDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_ds is None and stage in (None, "fit"):
             train = load_cases(self.cfg, "train")
-            self.train_ds = SliceDataset(train, self.cfg.patch_size, self.cfg.augment, self.cfg.samples_per_epoch)
+            self.train_ds = SliceDataset(train, self.cfg.patch_size, self.cfg.augment, self.cfg.samples_per_epoch,
+                                         self.cfg.pos_fraction)
             logger.info("train: %d cases, %d slices", len(train), len(self.train_ds.slices))
         if self.val_ds is None:
             val = load_cases(self.cfg, "val")

@@ -70,6 +70,9 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...] | None = 
 class CineSegModule(L.LightningModule):
     """Network + DiceCE + AdamW (warm-up then cosine); validation on whole volumes.
 
+    Validation Dice is computed after :func:`medai.cardiac.postprocess.clean_frame` (the predictor's consistency
+    step); ``val/dice_raw/<label>`` is the network's argmax alone.
+
     Logged metrics: ``train/loss``, ``val/dice/<label>``, ``val/dice/mean``, ``val/dice_ed/<label>``,
     ``val/dice_es/<label>``, ``val/hd95/<label>`` (voxels when spacing is unknown).
     """
@@ -101,12 +104,18 @@ class CineSegModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        pred = segment_slices(self.net, batch["image"], self.divisor, self.val_chunk).cpu().numpy()
+        from medai.cardiac.postprocess import clean_frame
+
+        raw = segment_slices(self.net, batch["image"], self.divisor, self.val_chunk).cpu().numpy().astype(np.uint8)
+        # the predictor's 3-D consistency step (largest component per structure, no RV inside the LV): the
+        # selection metric is computed on what the shipped predictor outputs; raw Dice is logged alongside
+        pred = clean_frame(raw, self.model_cfg.labels)
         ref = batch["label"].cpu().numpy()
         phase = str(batch.get("phase", "")).lower()
         dices = []
         for name, value in self.model_cfg.labels.items():
             d = dice_score(pred == value, ref == value)
+            self.log(f"val/dice_raw/{name}", dice_score(raw == value, ref == value), batch_size=1, sync_dist=True)
             dices.append(d)
             self.log(f"val/dice/{name}", d, batch_size=1, sync_dist=True)
             if phase in ("ed", "es"):

@@ -59,5 +59,7 @@ def test_bad_recipes_fail_clearly() -> None:
         build_recipe({"data": {"batch_size": "many"}})
     with pytest.raises(ConfigError, match="invalid cine segmentation recipe"):
         build_recipe({"data": {"unknown_key": 1}})
+    with pytest.raises(ConfigError, match="spatial_dims"):  # 3-D networks exist, the cine pipeline is 2-D
+        build_recipe({"model": {"spatial_dims": 3}})
     with pytest.raises(ConfigError, match="key.sub=value"):
         build_recipe({}, ["trainer.max_epochs"])
