@@ -279,7 +279,7 @@ class CohortSpec(BaseModel):
                     problems.append(
                         {"field": f.name, "problem": str(Problem.MISSING_REQUIRED), "value": None, "message": "column absent"}
                     )
-                out[f.name] = np.nan if f.type != FeatureType.CATEGORICAL else None
+                out[f.name] = pd.Series(np.nan, index=df.index, dtype=float if f.type != FeatureType.CATEGORICAL else object)
                 continue
             col = df[f.name]
             cache: dict[Any, tuple[Any, dict[str, Any] | None]] = {}
@@ -305,7 +305,7 @@ class CohortSpec(BaseModel):
                     }
                 )
             if f.type == FeatureType.CATEGORICAL:
-                out[f.name] = pd.Series(vals, index=df.index, dtype=object)
+                out[f.name] = pd.Series([np.nan if v is None else v for v in vals], index=df.index, dtype=object)
             else:
                 out[f.name] = pd.Series([np.nan if v is None else v for v in vals], index=df.index, dtype=float)
         if problems and errors == "raise":
@@ -321,7 +321,7 @@ class CohortSpec(BaseModel):
         df = pd.DataFrame(rows, columns=self.names)
         for f in self.features:
             if f.type == FeatureType.CATEGORICAL:
-                df[f.name] = df[f.name].astype(object).where(df[f.name].notna(), None)
+                df[f.name] = df[f.name].astype(object).where(df[f.name].notna(), np.nan)
             else:
                 df[f.name] = pd.to_numeric(df[f.name], errors="coerce").astype(float)
         return df

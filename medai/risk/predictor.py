@@ -1,0 +1,229 @@
+"""The risk predictor: patient factors -> :class:`~medai.domain.prediction.RiskEstimate`.
+
+A risk model package holds::
+
+    metadata.json    # ModelMetadata, predictor "risk_model", input_contract = the CohortSpec
+    inference.json   # RiskInferenceConfig below
+    model.skops      # the fitted scikit-learn / scikit-survival pipeline (skops; loaded with an allow-list)
+
+``RiskPredictor.predict(factors)`` validates the factors against the spec (raising
+:class:`~medai.errors.InputValidationError` listing each offending field), then returns the risk at each horizon,
+the survival curve (survival models), the risk group and the top contributing factors for that patient.
+Contributions are occlusion effects: the change of the model's risk scale (log hazard for survival, log-odds for
+classifiers) when the factor is replaced by the training reference value (median / mode).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from medai.domain.prediction import Contribution, Prediction, QualityFlag, RiskEstimate, Severity
+from medai.errors import ConfigError, InputValidationError
+from medai.inference.predictor import Predictor
+from medai.registry import PREDICTORS
+from medai.risk.spec import CohortSpec
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_FILE = "inference.json"
+MODEL_FILE = "model.skops"
+#: module prefixes whose types a risk package may contain (skops allow-list)
+TRUSTED_PREFIXES = ("sklearn.", "sksurv.", "numpy.", "scipy.", "builtins.", "collections.", "_operator.")
+
+
+class RiskInferenceConfig(BaseModel):
+    """Frozen inference config of a risk package (``inference.json``).
+
+    Attributes:
+        cohort: cohort name of the spec.
+        outcome / outcome_description: what is predicted.
+        kind: ``"survival"`` (risk score + survival curve) or ``"binary"`` (probability by the horizon).
+        estimator / params: registry name and parameters of the fitted estimator.
+        horizons: horizons in days at which the cumulative risk is reported.
+        primary_horizon: the horizon whose risk defines the risk group.
+        time_grid: days at which the survival curve is reported.
+        risk_group_cutpoints: ascending cut-points on the primary-horizon risk (tertiles of the training data).
+        risk_group_labels: group names (one more than cut-points).
+        reference: factor -> reference value (training median / mode) for contributions.
+        n_top: number of contributing factors reported.
+    """
+
+    cohort: str
+    outcome: str
+    outcome_description: str = ""
+    kind: str
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    horizons: list[float]
+    primary_horizon: float
+    time_grid: list[float] = Field(default_factory=list)
+    risk_group_cutpoints: list[float]
+    risk_group_labels: list[str] = Field(default_factory=lambda: ["low", "intermediate", "high"])
+    reference: dict[str, Any] = Field(default_factory=dict)
+    n_top: int = 5
+
+
+def horizon_key(h: float) -> str:
+    """Key of a horizon in :attr:`RiskEstimate.horizons` (``"182d"``)."""
+    return f"{h:g}d"
+
+
+def load_skops(path: Path) -> Any:
+    """Load a skops file, trusting only types from scikit-learn, scikit-survival, numpy and scipy.
+
+    Raises:
+        ConfigError: the file holds a type outside the allow-list (never loaded).
+    """
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=path)
+    bad = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if bad:
+        raise ConfigError(f"{path} contains types outside the allow-list, refusing to load: {', '.join(bad)}")
+    return sio.load(path, trusted=untrusted)
+
+
+class RiskPredictor(Predictor):
+    """Predictor of survival / fixed-horizon risk from patient factors (``input_kind = "factors"``)."""
+
+    input_kind = "factors"
+
+    def load(self, **kwargs: Any) -> None:
+        """Read ``inference.json``, the spec (``metadata.input_contract``) and ``model.skops``."""
+        try:
+            self.config = RiskInferenceConfig.model_validate(
+                json.loads((self.package_dir / INFERENCE_FILE).read_text())
+            )
+            self.spec = CohortSpec.model_validate(self.metadata.input_contract)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"invalid risk package {self.package_dir}: {exc}") from exc
+        self.model = load_skops(self.package_dir / MODEL_FILE)
+        self._ref_row = self.spec.to_frame([{k: self.config.reference.get(k) for k in self.spec.names}])
+
+    def input_schema(self) -> dict[str, Any]:
+        """JSON Schema of the patient factors this model accepts."""
+        return self.spec.json_schema()
+
+    # ----------------------------------------------------------------------------------------------- internals
+    def _scale(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's risk scale: log hazard (survival) or log-odds (binary)."""
+        if self.config.kind == "survival":
+            return np.asarray(self.model.predict(X), float)
+        p = np.clip(self.model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    def _horizon_risks(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """(n, n_horizons) cumulative risks, and (n, n_grid) survival curves (None for classifiers)."""
+        if self.config.kind == "survival":
+            fns = self.model.predict_survival_function(X)
+            hz = np.array([[1.0 - f(h) for h in self.config.horizons] for f in fns])
+            grid = np.asarray(self.config.time_grid, float)
+            curves = np.array([np.atleast_1d(f(grid)) for f in fns]).reshape(len(fns), len(grid)) if len(grid) else None
+            return hz, curves
+        p = self.model.predict_proba(X)[:, 1]
+        return np.repeat(p[:, None], len(self.config.horizons), axis=1), None
+
+    def _contributions(self, X: pd.DataFrame, base: np.ndarray) -> np.ndarray:
+        """(n, n_factors) occlusion contributions: ``scale(x) - scale(x with factor j at reference)``."""
+        n, names = len(X), self.spec.names
+        blocks = []
+        for j, name in enumerate(names):
+            Xj = X.copy()
+            Xj[name] = self._ref_row[name].iloc[0]
+            blocks.append(Xj)
+            del j
+        big = pd.concat(blocks, ignore_index=True)
+        occl = self._scale(big).reshape(len(names), n).T
+        return base[:, None] - occl
+
+    def _estimates(self, clean_rows: list[dict[str, Any]]) -> list[RiskEstimate]:
+        # absent optional factors take the training reference value (median / mode), flagged by _flags
+        ref = self.config.reference
+        filled = [{k: (ref.get(k) if v is None else v) for k, v in r.items()} for r in clean_rows]
+        X = self.spec.to_frame(filled)
+        score = self._scale(X)
+        hz, curves = self._horizon_risks(X)
+        contrib = self._contributions(X, score)
+        cfg = self.config
+        k = cfg.horizons.index(cfg.primary_horizon)
+        groups = np.asarray(cfg.risk_group_labels, dtype=object)[
+            np.searchsorted(np.asarray(cfg.risk_group_cutpoints), hz[:, k], side="right")
+        ]
+        out = []
+        for i, row in enumerate(clean_rows):
+            order = np.argsort(-np.abs(contrib[i]))[: cfg.n_top]
+            out.append(RiskEstimate(
+                model=self.ref,
+                outcome=cfg.outcome,
+                time_unit="d",
+                risk_score=float(score[i]),
+                horizons={horizon_key(h): float(hz[i, j]) for j, h in enumerate(cfg.horizons)},
+                survival_times=list(cfg.time_grid) if curves is not None else [],
+                survival=[float(v) for v in curves[i]] if curves is not None else [],
+                risk_group=str(groups[i]),
+                contributions=[
+                    Contribution(factor=self.spec.names[j], value=row[self.spec.names[j]],
+                                 contribution=float(contrib[i, j]))
+                    for j in order
+                ],
+            ))
+        return out
+
+    def _flags(self, clean: dict[str, Any]) -> list[QualityFlag]:
+        missing = [k for k, v in clean.items() if v is None]
+        if not missing:
+            return []
+        return [QualityFlag(code="factors_imputed", severity=Severity.INFO,
+                            message=f"{len(missing)} optional factor(s) absent, set to the training median/mode: "
+                            f"{', '.join(missing)}")]
+
+    # ----------------------------------------------------------------------------------------------- public
+    def predict(self, inputs: dict[str, Any]) -> Prediction:
+        """Risk of one patient.
+
+        Args:
+            inputs: factor name -> value (see :meth:`input_schema`).
+
+        Returns:
+            A Prediction whose ``risks`` holds one RiskEstimate (risk at each horizon, survival curve, risk group,
+            top contributing factors, model version in ``model``).
+
+        Raises:
+            InputValidationError: ``details`` lists each offending field.
+        """
+        clean = self.spec.validate_factors(inputs)
+        est = self._estimates([clean])[0]
+        return Prediction(model=self.ref, risks=[est], flags=self._flags(clean),
+                          extras={"outcome_description": self.config.outcome_description})
+
+    def predict_batch(self, rows: list[dict[str, Any]] | pd.DataFrame) -> list[Prediction]:
+        """Risk of many patients in one vectorised pass.
+
+        Raises:
+            InputValidationError: every offending field of every row, each detail carrying its ``row`` index.
+        """
+        if isinstance(rows, pd.DataFrame):
+            rows = [{k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}
+                    for r in rows.to_dict(orient="records")]
+        cleans, problems = [], []
+        for i, r in enumerate(rows):
+            try:
+                cleans.append(self.spec.validate_factors(r))
+            except InputValidationError as exc:
+                problems += [{**d, "row": i} for d in (exc.details or [])]  # type: ignore[union-attr]
+        if problems:
+            raise InputValidationError(
+                f"{len(problems)} invalid factor(s) in {len({p['row'] for p in problems})} row(s); "
+                "each detail names the row and field", problems)
+        ests = self._estimates(cleans)
+        return [Prediction(model=self.ref, risks=[e], flags=self._flags(c)) for e, c in zip(ests, cleans, strict=True)]
+
+
+PREDICTORS.add("risk_model", RiskPredictor)

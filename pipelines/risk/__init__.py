@@ -1,0 +1,1 @@
+"""Risk model training and evaluation flows (scikit-survival, MLflow)."""
