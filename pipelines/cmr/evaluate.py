@@ -125,6 +125,7 @@ def evaluate_sunnybrook(predictor: CineSegPredictor, data: Path) -> dict[str, An
 
     from medai.datasets.sunnybrook import load_sunnybrook_patient, read_link
     from medai.dicom.ingest import ingest
+    from medai.dicom.tags import quiet_pydicom
 
     derived: dict[str, dict[str, str]] = {}
     dpath = Path(data) / "derived_lv_volumes.csv"
@@ -145,7 +146,8 @@ def evaluate_sunnybrook(predictor: CineSegPredictor, data: Path) -> dict[str, An
         for case in load_sunnybrook_patient(data, pid):
             idx = []
             for src in case.meta["sources"]:  # type: ignore[union-attr]
-                hdr = pydicom.dcmread(src, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+                with quiet_pydicom():
+                    hdr = pydicom.dcmread(src, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
                 uid = str(hdr.SOPInstanceUID)
                 if uid not in where:
                     raise ConfigError(f"{src} (contoured) is not part of the predicted cine of {pid}")
