@@ -195,7 +195,7 @@ def reference_metrics(c_test: Cohort) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------------- packaging
 def write_package(out: Path, model: Any, recipe: RiskRecipe, c: Cohort, horizons: list[float], cutpoints: list[float],
-                  metrics: dict[str, float], run_id: str | None, version: str) -> Path:
+                  metrics: dict[str, float], run_id: str | None, version: str, reproduce: str = "") -> Path:
     """Write a risk model package (metadata.json, inference.json, model.skops, MODEL_CARD.md)."""
     import skops.io as sio
 
@@ -236,7 +236,7 @@ def write_package(out: Path, model: Any, recipe: RiskRecipe, c: Cohort, horizons
                                     licence=c.spec.licence, n_cases=len(c), citation=c.spec.citation)],
         metrics=metrics, mlflow_run_id=run_id, files=[MODEL_FILE, INFERENCE_FILE, "MODEL_CARD.md"],
         licence=c.spec.licence, created=datetime.now(UTC).isoformat(timespec="seconds"),
-        hardware=f"{platform.machine()} CPU", reproduce=f"medai train configs/experiment/risk_{recipe.name}.yaml",
+        hardware=f"{platform.machine()} CPU", reproduce=reproduce or f"medai train <recipe of {recipe.name}>",
     )
     write_metadata(out, meta)
     lines = [f"# {recipe.name}", "", meta.description, "", "Research use only. Not a medical device.", "",
@@ -458,7 +458,7 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                 pkg_metrics[f"test/{k}"] = float(v)
         mu.log_metrics(_flat("test", tr_ship))
         pkg = write_package(outdir / "package", final, recipe, cd, horizons, cutpoints, pkg_metrics,
-                            parent.info.run_id, version="1.0.0")
+                            parent.info.run_id, version="1.0.0", reproduce=f"medai train {recipe_path}")
         json.dump({"dev": dev.tolist(), "test": test.tolist(), "seed": recipe.seed, "test_size": recipe.test_size},
                   open(pkg / "split.json", "w"))
         try:
