@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medai.cardiac.predictor import CineSegPredictor
 from medai.domain.prediction import Prediction, QualityFlag, Report, Severity
 from medai.domain.study import Study
 from medai.inference.predictor import Predictor
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "heart_mr_cine_seg"
 #: Stage names reported in timings and to ``progress`` (in order).
-STAGES = ("preprocessing", "inference", "measurement", "rendering")
+STAGES = ("preprocessing", "inference", "postprocessing", "measurement", "rendering")
 
 
 @dataclass
@@ -177,7 +178,10 @@ def run_cine_analysis(
         tell("loading model")
         predictor = Predictor.from_package(DEFAULT_MODEL)
     tell("preprocessing")
-    prediction = predictor.predict(study)
+    if isinstance(predictor, CineSegPredictor):
+        prediction = predictor.predict(study, progress=tell)
+    else:
+        prediction = predictor.predict(study)
     timings = dict(prediction.extras.get("timings_s", {}))
     report = build_report(study, prediction)
     tell("rendering")

@@ -37,6 +37,17 @@ def clean_frame(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
         A cleaned copy (same shape and dtype).
     """
     out = labels.copy()
+    fg = np.argwhere(out.any(axis=0))
+    if not len(fg):
+        return out
+    # work on the in-plane bounding box of the labels (+1 pixel so that fill_holes sees the outside)
+    (y0, x0), (y1, x1) = np.maximum(fg.min(0) - 1, 0), fg.max(0) + 2
+    out[:, y0:y1, x0:x1] = _clean_box(out[:, y0:y1, x0:x1], values)
+    return out
+
+
+def _clean_box(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
+    out = labels.copy()
     for name in ("lv", "myo", "rv"):
         if name not in values:
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ DEFAULT_LABEL_CODES: dict[str, tuple[str, str, tuple[int, int, int]]] = {
 }
 #: Slices per forward pass.
 CHUNK = 24
+#: Margin (mm) around the heart's bounding box in frame 0 within which the other frames are segmented.
+ROI_MARGIN_MM = 30.0
 
 
 def _label_table(cfg: CineSegInferenceConfig, meta_labels: list[dict[str, Any]]) -> tuple[SegmentLabel, ...]:
@@ -96,7 +99,9 @@ class CineSegPredictor(Predictor):
         *,
         resample: bool = True,
         postprocess: bool = True,
+        roi: bool = True,
         timings: dict[str, float] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> LabelMap:
         """Segment a ``(Z, Y, X)`` or ``(T, Z, Y, X)`` image volume; the result is in the source geometry.
 
@@ -105,13 +110,15 @@ class CineSegPredictor(Predictor):
             resample: resample in-plane to the model's ``target_spacing_mm`` (False when the spacing is unknown,
                 e.g. ACDC HDF5, where the model sees the grid as-is like in training).
             postprocess: apply the 3-D consistency cleaning (:mod:`medai.cardiac.postprocess`).
+            roi: for cine volumes, segment frame 0 on the whole field of view, then the other frames inside the
+                heart's bounding box plus :data:`ROI_MARGIN_MM` (class scores outside count as background). The
+                heart moves by far less than the margin over a cycle; this cuts inference ~3x on a chest FOV.
             timings: filled with ``preprocessing`` / ``inference`` / ``postprocessing`` seconds when given.
+            progress: called with ``"inference"`` / ``"postprocessing"`` as those stages start.
 
         Returns:
             :class:`LabelMap` with ``volume.array`` uint8 of the input's shape and geometry.
         """
-        import torch
-
         cfg = self.config
         arr = np.asarray(volume.array)
         temporal = volume.is_temporal
@@ -125,28 +132,19 @@ class CineSegPredictor(Predictor):
         step = InplaneResample.to_spacing(volume, cfg.target_spacing_mm if resample else None)
         # per-frame normalisation, as in training (each ED/ES volume is normalised on its own)
         prep = np.stack([normalize_intensity(step.image(f), cfg.p_low, cfg.p_high) for f in frames])
-        flat = prep.reshape(n_t * n_z, *prep.shape[-2:])
-        padded, (sy, sx) = pad_to_divisor(flat, cfg.size_divisor)
         t1 = time.perf_counter()
-        out = np.empty((n_t * n_z, ny, nx), dtype=np.uint8)
-        n_classes = None
-        values = np.zeros(1, dtype=np.uint8)
-        with torch.inference_mode():
-            for i in range(0, len(padded), CHUNK):
-                x = torch.from_numpy(np.ascontiguousarray(padded[i : i + CHUNK, None])).to(self.device)
-                prob = torch.softmax(self.net(x).float(), dim=1)[:, :, sy, sx].cpu().numpy()
-                if n_classes is None:
-                    n_classes = prob.shape[1]
-                    values = np.zeros(n_classes, dtype=np.uint8)
-                    for v in cfg.labels.values():
-                        if 0 < v < n_classes:
-                            values[v] = v
-                prob = step.invert_image(prob) if not step.is_identity else prob
-                out[i : i + CHUNK] = values[prob.argmax(1)]
+        if progress is not None:
+            progress("inference")
+        out = np.empty((n_t, n_z, ny, nx), dtype=np.uint8)
+        out[0] = self._segment_slices(prep[0], step, None)
+        box = self._roi(out[0], step) if (roi and n_t > 1) else None
+        if n_t > 1:
+            rest = self._segment_slices(prep[1:].reshape(-1, *prep.shape[-2:]), step, box)
+            out[1:] = rest.reshape(n_t - 1, n_z, ny, nx)
         t2 = time.perf_counter()
-        lab = out.reshape(n_t, n_z, ny, nx)
-        if postprocess:
-            lab = clean_cine(lab, cfg.labels)
+        if progress is not None:
+            progress("postprocessing")
+        lab = clean_cine(out, cfg.labels) if postprocess else out
         t3 = time.perf_counter()
         if timings is not None:
             timings["preprocessing"] = timings.get("preprocessing", 0.0) + (t1 - t0)
@@ -154,8 +152,68 @@ class CineSegPredictor(Predictor):
             timings["postprocessing"] = timings.get("postprocessing", 0.0) + (t3 - t2)
         return LabelMap(volume=volume.with_array(lab if temporal else lab[0]), labels=self.labels)
 
+    def _roi(self, labels: np.ndarray, step: InplaneResample) -> tuple[int, int, int, int] | None:
+        """Bounding box ``(y0, y1, x0, x1)`` on the resampled grid around the heart in ``labels`` (source grid)."""
+        from medai.cardiac.postprocess import largest_component
+
+        fg = largest_component(labels > 0)
+        if not fg.any():
+            return None
+        yx = np.argwhere(fg.any(axis=0))
+        sy, sx = step.scale()
+        (ay, ax), (by, bx) = yx.min(0), yx.max(0)
+        spacing = self.config.target_spacing_mm
+        m = ROI_MARGIN_MM / spacing
+        h, w = step.out_shape
+        div = self.config.size_divisor
+
+        def span(lo: float, hi: float, size: int) -> tuple[int, int]:
+            a, b = max(0, int(np.floor(lo - m))), min(size, int(np.ceil(hi + m)) + 1)
+            length = min(size, int(np.ceil((b - a) / div) * div))  # a multiple of the divisor: no padding
+            a = min(max(0, (a + b - length) // 2), size - length)
+            return a, a + length
+
+        y0, y1 = span((ay + 0.5) / sy - 0.5, (by + 0.5) / sy - 0.5, h)
+        x0, x1 = span((ax + 0.5) / sx - 0.5, (bx + 0.5) / sx - 0.5, w)
+        if (y1 - y0) * (x1 - x0) > 0.6 * h * w:
+            return None
+        return y0, y1, x0, x1
+
+    def _segment_slices(
+        self, slices: np.ndarray, step: InplaneResample, box: tuple[int, int, int, int] | None
+    ) -> np.ndarray:
+        """``(N, Y', X')`` normalised slices on the model grid -> ``(N, Y, X)`` uint8 labels on the source grid."""
+        import torch
+
+        n = len(slices)
+        ny, nx = step.in_shape
+        out = np.empty((n, ny, nx), dtype=np.uint8)
+        values = None
+        for i in range(0, n, CHUNK):
+            x = slices[i : i + CHUNK]
+            if box is not None:
+                x = x[:, box[0] : box[1], box[2] : box[3]]
+            padded, (sy, sx) = pad_to_divisor(x, self.config.size_divisor)
+            with torch.inference_mode():
+                t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
+                prob = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx].cpu().numpy()
+            if values is None:
+                values = np.zeros(prob.shape[1], dtype=np.uint8)
+                for v in self.config.labels.values():
+                    if 0 < v < prob.shape[1]:
+                        values[v] = v
+            if box is not None:
+                full = np.zeros((len(x), prob.shape[1], *step.out_shape), dtype=np.float32)
+                full[:, 0] = 1.0
+                full[:, :, box[0] : box[1], box[2] : box[3]] = prob
+                prob = full
+            if not step.is_identity:
+                prob = step.invert_image(prob)
+            out[i : i + len(x)] = values[prob.argmax(1)]
+        return out
+
     # ------------------------------------------------------------------------------------------------------------
-    def predict(self, inputs: Study) -> Prediction:
+    def predict(self, inputs: Study, *, progress: Callable[[str], None] | None = None) -> Prediction:
         """Analyse the cine SAX series of a study.
 
         Raises:
@@ -180,7 +238,9 @@ class CineSegPredictor(Predictor):
             raise InputValidationError(
                 f"the cine series gave a {volume.array.shape} array, not a grey-level (T, Z, Y, X) stack",
                 details=[{"field": "series", "problem": "shape", "value": list(volume.array.shape)}])
-        labelmap = self.segment_volume(volume, timings=timings)
+        labelmap = self.segment_volume(volume, timings=timings, progress=progress)
+        if progress is not None:
+            progress("measurement")
         return self.measure(inputs, series, volume, labelmap, timings)
 
     def measure(

@@ -89,7 +89,8 @@ def wall_thickness_by_segment(labelmap: LabelMap, ed: int) -> dict[int, float]:
         sl = arr[z]
         myo = sl == myo_v
         cy, cx = ndimage.center_of_mass(sl == lv_v)
-        max_r = float(np.hypot(*sl.shape))
+        myo_px = np.argwhere(myo)
+        max_r = float(np.hypot(myo_px[:, 0] - cy, myo_px[:, 1] - cx).max()) * 1.5 + 2.0
         r = np.arange(0.0, max_r, _STEP_PX)
         # ray directions in pixel space from in-plane LPS directions: solve [col_y col_x] (dy, dx) = dir
         basis = np.stack([col_y, col_x], axis=1)

@@ -134,3 +134,24 @@ def test_cli_demo_and_analyze(tiny_package: Path, tmp_path: Path, small_phantom)
     make_brain_mr(brain_dir)
     res = runner.invoke(app, ["analyze", str(brain_dir), "--out", str(tmp_path / "b"), "--model", str(tiny_package)])
     assert res.exit_code != 0 and isinstance(res.exception, SeriesSelectionError)
+
+
+def test_roi_box_covers_the_heart_with_margin(tiny_package: Path) -> None:
+    from medai.cardiac.predictor import ROI_MARGIN_MM
+    from medai.geometry import InplaneResample
+
+    pred = Predictor.from_package(tiny_package)
+    p = make_cine_sax_study(n_slices=4, n_phases=3, rows=256, cols=256, pixel_spacing=1.25)
+    vol = Volume(array=p.image.astype(np.float32), affine=p.affine, frame_times_ms=p.frame_times_ms)
+    step = InplaneResample.to_spacing(vol, pred.config.target_spacing_mm)
+    box = pred._roi(p.labels[0], step)
+    assert box is not None
+    y0, y1, x0, x1 = box
+    div = pred.config.size_divisor
+    assert (y1 - y0) % div == 0 and (x1 - x0) % div == 0
+    heart = np.argwhere(p.labels.any(axis=(0, 1)))  # every frame's heart, source pixels
+    sy, sx = step.scale()
+    m = ROI_MARGIN_MM / pred.config.target_spacing_mm
+    assert y0 <= (heart[:, 0].min() + 0.5) / sy - 0.5 - m + 1 and y1 >= (heart[:, 0].max() + 0.5) / sy - 0.5 + m - 1
+    assert x0 <= (heart[:, 1].min() + 0.5) / sx - 0.5 - m + 1 and x1 >= (heart[:, 1].max() + 0.5) / sx - 0.5 + m - 1
+    assert pred._roi(np.zeros_like(p.labels[0]), step) is None
