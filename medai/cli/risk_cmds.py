@@ -13,8 +13,14 @@ def register(app: typer.Typer) -> None:
     @app.command("predict-risk")
     def predict_risk(
         model: str = typer.Argument(..., help="shipped risk model name, package folder or models:/<name>@<alias>"),
-        input_file: Path = typer.Option(..., "--input", "-i", exists=True, dir_okay=False,
-                                        help="patient factors as a JSON object (or a list of objects)"),
+        input_file: Path = typer.Option(
+            ...,
+            "--input",
+            "-i",
+            exists=True,
+            dir_okay=False,
+            help="patient factors as a JSON object (or a list of objects)",
+        ),
         as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
         schema: bool = typer.Option(False, "--schema", help="print the model's input JSON Schema and exit"),
     ) -> None:
@@ -51,8 +57,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         if as_json:
             docs = [
-                {"model": p.model.model_dump(), "risks": [r.model_dump(mode="json") for r in p.risks],
-                 "flags": [f.model_dump(mode="json") for f in p.flags]}
+                {
+                    "model": p.model.model_dump(),
+                    "risks": [r.model_dump(mode="json") for r in p.risks],
+                    "flags": [f.model_dump(mode="json") for f in p.flags],
+                }
                 for p in preds
             ]
             typer.echo(json.dumps(docs if isinstance(payload, list) else docs[0], indent=2))

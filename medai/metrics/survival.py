@@ -100,9 +100,13 @@ def calibration_binary(observed: np.ndarray, predicted: np.ndarray, n_bins: int 
     edges = np.unique(np.quantile(pred, np.linspace(0, 1, n_bins + 1)))
     which = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, max(len(edges) - 2, 0))
     out["bins"] = [
-        {"predicted": float(pred[which == b].mean()), "observed": float(obs[which == b].mean()),
-         "n": int((which == b).sum())}
-        for b in range(max(len(edges) - 1, 1)) if (which == b).any()
+        {
+            "predicted": float(pred[which == b].mean()),
+            "observed": float(obs[which == b].mean()),
+            "n": int((which == b).sum()),
+        }
+        for b in range(max(len(edges) - 1, 1))
+        if (which == b).any()
     ]
     return out
 
@@ -135,8 +139,9 @@ def calibration_survival(y: np.ndarray, risk_at_t: np.ndarray, t: float, n_bins:
     return out
 
 
-def bootstrap_ci(fn: Callable[[np.ndarray], float], n: int, n_boot: int = 200, seed: int = 0,
-                 alpha: float = 0.05) -> tuple[float, float]:
+def bootstrap_ci(
+    fn: Callable[[np.ndarray], float], n: int, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
     """Percentile bootstrap CI of ``fn(idx)`` over ``n_boot`` resamples of ``n`` row indices.
 
     ``fn`` receives resampled integer indices and returns the metric; failing resamples (e.g. no events) are
@@ -158,8 +163,9 @@ def bootstrap_ci(fn: Callable[[np.ndarray], float], n: int, n_boot: int = 200, s
     return float(lo), float(hi)
 
 
-def risk_groups(risk: np.ndarray, cutpoints: list[float], labels: tuple[str, ...] = ("low", "intermediate", "high")
-                ) -> np.ndarray:
+def risk_groups(
+    risk: np.ndarray, cutpoints: list[float], labels: tuple[str, ...] = ("low", "intermediate", "high")
+) -> np.ndarray:
     """Assign risk groups by ``cutpoints`` (ascending; ``len(labels) - 1`` of them) -> str array."""
     idx = np.searchsorted(np.asarray(cutpoints, float), np.asarray(risk, float), side="right")
     return np.asarray(labels, dtype=object)[idx]
@@ -176,7 +182,12 @@ def km_by_group(y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     for g in sorted(set(groups.tolist())):
         m = groups == g
         t, s = kaplan_meier_estimator(y["event"][m], y["time"][m])
-        curves[str(g)] = {"time": t.tolist(), "survival": s.tolist(), "n": int(m.sum()), "events": int(y["event"][m].sum())}
+        curves[str(g)] = {
+            "time": t.tolist(),
+            "survival": s.tolist(),
+            "n": int(m.sum()),
+            "events": int(y["event"][m].sum()),
+        }
     out: dict[str, Any] = {"curves": curves}
     if len(curves) > 1:
         chi2, p = compare_survival(y, groups)
@@ -184,8 +195,16 @@ def km_by_group(y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def survival_metrics(y_train: np.ndarray, y_test: np.ndarray, risk: np.ndarray, surv_fn: Any | None,
-                     horizons: list[float], *, n_boot: int = 0, seed: int = 0) -> dict[str, Any]:
+def survival_metrics(
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    risk: np.ndarray,
+    surv_fn: Any | None,
+    horizons: list[float],
+    *,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """All survival metrics on one test set.
 
     Args:
@@ -238,6 +257,7 @@ def binary_metrics(y: np.ndarray, prob: np.ndarray, *, n_boot: int = 0, seed: in
     out["brier"] = float(brier_score_loss(y, np.clip(prob, 0, 1)))
     out["calibration"] = calibration_binary(y, prob)
     if n_boot:
+
         def fn(i: np.ndarray) -> float:
             return float(roc_auc_score(y[i], prob[i]))
 
@@ -245,8 +265,13 @@ def binary_metrics(y: np.ndarray, prob: np.ndarray, *, n_boot: int = 0, seed: in
     return out
 
 
-def subgroup_table(subgroups: pd.DataFrame, fn: Callable[[np.ndarray], dict[str, Any]], min_n: int = 20,
-                   min_events: int = 3, events: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+def subgroup_table(
+    subgroups: pd.DataFrame,
+    fn: Callable[[np.ndarray], dict[str, Any]],
+    min_n: int = 20,
+    min_events: int = 3,
+    events: np.ndarray | None = None,
+) -> dict[str, dict[str, Any]]:
     """Metrics per level of every subgroup column: ``{"<column>=<level>": fn(row_mask)}``.
 
     Levels with fewer than ``min_n`` rows or ``min_events`` events are reported with ``n`` and a ``note`` only.

@@ -24,7 +24,7 @@ from medai.risk.spec import CohortSpec, FeatureSpec, FeatureType
 
 logger = logging.getLogger(__name__)
 
-N, I, B, C = FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL
+N, I, B, C = FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL  # noqa: E741 - short type aliases for the spec tables
 DAYS_PER_MONTH = 365.25 / 12
 
 
@@ -100,25 +100,86 @@ def age_band(age: Any) -> np.ndarray:
     return np.where(a.isna(), "unknown", out).astype(object)
 
 
-def _f(name: str, type_: FeatureType, desc: str, unit: str | None = None, lo: float | None = None,
-       hi: float | None = None, cats: list[str] | None = None, missing: list[Any] | None = None,
-       required: bool = False) -> FeatureSpec:
-    return FeatureSpec(name=name, type=type_, unit=unit, minimum=lo, maximum=hi, categories=cats,
-                       missing_codes=missing or [], required=required, description=desc)
+def _f(
+    name: str,
+    type_: FeatureType,
+    desc: str,
+    unit: str | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    cats: list[str] | None = None,
+    missing: list[Any] | None = None,
+    required: bool = False,
+) -> FeatureSpec:
+    return FeatureSpec(
+        name=name,
+        type=type_,
+        unit=unit,
+        minimum=lo,
+        maximum=hi,
+        categories=cats,
+        missing_codes=missing or [],
+        required=required,
+        description=desc,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- IST (stroke)
 _YN = ["Y", "N"]
 _YNC = ["Y", "N", "C"]
 _DEFICITS = {
-    "RDEF1": "face deficit", "RDEF2": "arm/hand deficit", "RDEF3": "leg/foot deficit", "RDEF4": "dysphasia",
-    "RDEF5": "hemianopia", "RDEF6": "visuospatial disorder", "RDEF7": "brainstem/cerebellar signs",
+    "RDEF1": "face deficit",
+    "RDEF2": "arm/hand deficit",
+    "RDEF3": "leg/foot deficit",
+    "RDEF4": "dysphasia",
+    "RDEF5": "hemianopia",
+    "RDEF6": "visuospatial disorder",
+    "RDEF7": "brainstem/cerebellar signs",
     "RDEF8": "other deficit",
 }
 IST_COUNTRIES = [
-    "ARGE", "AUSL", "AUST", "BELG", "BRAS", "CANA", "CHIL", "CZEC", "DENM", "EIRE", "FINL", "FRAN", "GERM", "GREE",
-    "HONG", "HUNG", "INDI", "INDO", "ISRA", "ITAL", "JAPA", "MALA", "NETH", "NEW", "NORW", "POLA", "PORT", "ROMA",
-    "SING", "SLOK", "SLOV", "SOUT", "SPAI", "SRI", "SWED", "SWIT", "THAI", "TURK", "UK", "USA", "SLOVAK", "NZ",
+    "ARGE",
+    "AUSL",
+    "AUST",
+    "BELG",
+    "BRAS",
+    "CANA",
+    "CHIL",
+    "CZEC",
+    "DENM",
+    "EIRE",
+    "FINL",
+    "FRAN",
+    "GERM",
+    "GREE",
+    "HONG",
+    "HUNG",
+    "INDI",
+    "INDO",
+    "ISRA",
+    "ITAL",
+    "JAPA",
+    "MALA",
+    "NETH",
+    "NEW",
+    "NORW",
+    "POLA",
+    "PORT",
+    "ROMA",
+    "SING",
+    "SLOK",
+    "SLOV",
+    "SOUT",
+    "SPAI",
+    "SRI",
+    "SWED",
+    "SWIT",
+    "THAI",
+    "TURK",
+    "UK",
+    "USA",
+    "SLOVAK",
+    "NZ",
 ]
 
 IST_SPEC = CohortSpec(
@@ -130,8 +191,13 @@ IST_SPEC = CohortSpec(
         _f("AGE", I, "age at randomisation", "a", 16, 110, required=True),
         _f("SEX", C, "sex (M/F)", cats=["M", "F"], required=True),
         _f("RDELAY", N, "delay between stroke onset and randomisation", "h", 0, 48, required=True),
-        _f("RCONSC", C, "conscious state at randomisation (F fully alert, D drowsy, U unconscious)",
-           cats=["F", "D", "U"], required=True),
+        _f(
+            "RCONSC",
+            C,
+            "conscious state at randomisation (F fully alert, D drowsy, U unconscious)",
+            cats=["F", "D", "U"],
+            required=True,
+        ),
         _f("RSLEEP", C, "symptoms noted on waking", cats=_YN),
         _f("RATRIAL", C, "atrial fibrillation", cats=_YN),
         _f("RCT", C, "CT before randomisation", cats=_YN),
@@ -140,8 +206,13 @@ IST_SPEC = CohortSpec(
         _f("RASP3", C, "aspirin within 3 days before randomisation", cats=_YN),
         _f("RSBP", N, "systolic blood pressure at randomisation", "mm[Hg]", 50, 300, required=True),
         *[_f(k, C, f"{v} (Y/N/C = can't assess)", cats=_YNC) for k, v in _DEFICITS.items()],
-        _f("STYPE", C, "stroke subtype (Oxfordshire: TACS/PACS/POCS/LACS/OTH)",
-           cats=["TACS", "PACS", "POCS", "LACS", "OTH"], required=True),
+        _f(
+            "STYPE",
+            C,
+            "stroke subtype (Oxfordshire: TACS/PACS/POCS/LACS/OTH)",
+            cats=["TACS", "PACS", "POCS", "LACS", "OTH"],
+            required=True,
+        ),
         _f("RXASP", C, "trial aspirin allocated", cats=_YN),
         _f("RXHEP", C, "trial heparin allocated (M medium, L low, N none; pilot H coded as M)", cats=["M", "L", "N"]),
         _f("COUNTRY", C, "country of the randomising hospital (site effect; optional)"),
@@ -215,23 +286,32 @@ def ist_from_frame(raw: pd.DataFrame, outcome: str = "death") -> Cohort:
         kind = "competing"
     else:
         raise ConfigError(f"unknown IST outcome {outcome!r}; known: {', '.join(OUTCOMES['ist'])}")
-    sub = pd.DataFrame({
-        "sex": raw["SEX"].map({"M": "male", "F": "female"}).fillna("unknown"),
-        "age_band": age_band(raw["AGE"]),
-        "stroke_type": raw["STYPE"].astype(str),
-        "atrial_fibrillation": raw["RATRIAL"].map({"Y": "yes", "N": "no"}).fillna("unknown"),
-        "conscious_state": raw["RCONSC"].astype(str),
-    })
+    sub = pd.DataFrame(
+        {
+            "sex": raw["SEX"].map({"M": "male", "F": "female"}).fillna("unknown"),
+            "age_band": age_band(raw["AGE"]),
+            "stroke_type": raw["STYPE"].astype(str),
+            "atrial_fibrillation": raw["RATRIAL"].map({"Y": "yes", "N": "no"}).fillna("unknown"),
+            "conscious_state": raw["RCONSC"].astype(str),
+        }
+    )
     ref = {k: raw[k].to_numpy(float) for k in ("EXPD6", "EXPD14", "EXPDD") if k in raw}
     extra = {}
     if kind == "competing":
         extra["status"] = status
     return Cohort(
-        name="ist", outcome=outcome, kind=kind, spec=IST_SPEC, X=X, y=y,
+        name="ist",
+        outcome=outcome,
+        kind=kind,
+        spec=IST_SPEC,
+        X=X,
+        y=y,
         groups=raw["HOSPNUM"].to_numpy() if "HOSPNUM" in raw else None,
-        subgroups=sub, reference=ref,
+        subgroups=sub,
+        reference=ref,
         horizons=[14.0, 182.0, 365.0] if kind == "survival" else [14.0 if "14d" in outcome else 182.0],
-        problems=X.attrs.get("problems", []), extra=extra,
+        problems=X.attrs.get("problems", []),
+        extra=extra,
     )
 
 
@@ -260,11 +340,26 @@ def _estonia(path: Path, outcome: str) -> Cohort:
     X = ESTONIA_SPEC.validate_frame(raw, errors="report")
     dead = raw["dead"].astype(str).str.lower().isin(["true", "1", "yes"])
     y = surv_y(dead, raw["obsmonths"].clip(lower=0.1) * DAYS_PER_MONTH)
-    sub = pd.DataFrame({"sex": raw["sex"].str.lower(), "age_band": age_band(raw["age"]),
-                        "diabetes": raw["diab"].str.lower(), "previous_mi": raw["minf"].str.lower(),
-                        "hypertension": raw["han"].str.lower()})
-    return Cohort("estonia", outcome, "survival", ESTONIA_SPEC, X, y, subgroups=sub,
-                  horizons=[30.0, 365.0, 3 * 365.25], problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["sex"].str.lower(),
+            "age_band": age_band(raw["age"]),
+            "diabetes": raw["diab"].str.lower(),
+            "previous_mi": raw["minf"].str.lower(),
+            "hypertension": raw["han"].str.lower(),
+        }
+    )
+    return Cohort(
+        "estonia",
+        outcome,
+        "survival",
+        ESTONIA_SPEC,
+        X,
+        y,
+        subgroups=sub,
+        horizons=[30.0, 365.0, 3 * 365.25],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- heart failure 299
@@ -296,15 +391,28 @@ def _hf299(path: Path, outcome: str) -> Cohort:
     _need(raw, ["time", "DEATH_EVENT"], "heart_failure_299")
     X = HF299_SPEC.validate_frame(raw, errors="report")
     y = surv_y(raw["DEATH_EVENT"] == 1, raw["time"])
-    sub = pd.DataFrame({
-        "sex": raw["sex"].map({1: "male", 0: "female"}), "age_band": age_band(raw["age"]),
-        "diabetes": raw["diabetes"].map({1: "yes", 0: "no"}), "anaemia": raw["anaemia"].map({1: "yes", 0: "no"}),
-        "hypertension": raw["high_blood_pressure"].map({1: "yes", 0: "no"}),
-        "ckd_creatinine_gt_1_5": np.where(raw["serum_creatinine"] > 1.5, "yes", "no"),
-        "ef_le_30": np.where(raw["ejection_fraction"] <= 30, "yes", "no"),
-    })
-    return Cohort("heart_failure_299", outcome, "survival", HF299_SPEC, X, y, subgroups=sub,
-                  horizons=[30.0, 90.0, 180.0], problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["sex"].map({1: "male", 0: "female"}),
+            "age_band": age_band(raw["age"]),
+            "diabetes": raw["diabetes"].map({1: "yes", 0: "no"}),
+            "anaemia": raw["anaemia"].map({1: "yes", 0: "no"}),
+            "hypertension": raw["high_blood_pressure"].map({1: "yes", 0: "no"}),
+            "ckd_creatinine_gt_1_5": np.where(raw["serum_creatinine"] > 1.5, "yes", "no"),
+            "ef_le_30": np.where(raw["ejection_fraction"] <= 30, "yes", "no"),
+        }
+    )
+    return Cohort(
+        "heart_failure_299",
+        outcome,
+        "survival",
+        HF299_SPEC,
+        X,
+        y,
+        subgroups=sub,
+        horizons=[30.0, 90.0, 180.0],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ WHAS500
@@ -337,13 +445,27 @@ def _whas(path: Path, outcome: str) -> Cohort:
     _need(raw, ["lenfol", "fstat"], "WHAS500")
     X = WHAS_SPEC.validate_frame(raw, errors="report")
     y = surv_y(raw["fstat"] == 1, raw["lenfol"])
-    sub = pd.DataFrame({
-        "sex": raw["gender"].map({1: "female", 0: "male"}), "age_band": age_band(raw["age"]),
-        "history_cvd": raw["cvd"].map({1: "yes", 0: "no"}), "heart_failure": raw["chf"].map({1: "yes", 0: "no"}),
-        "atrial_fibrillation": raw["afb"].map({1: "yes", 0: "no"}),
-    })
-    return Cohort("whas500", outcome, "survival", WHAS_SPEC, X, y, groups=raw["year"].to_numpy(), subgroups=sub,
-                  horizons=[30.0, 365.0, 5 * 365.25], problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["gender"].map({1: "female", 0: "male"}),
+            "age_band": age_band(raw["age"]),
+            "history_cvd": raw["cvd"].map({1: "yes", 0: "no"}),
+            "heart_failure": raw["chf"].map({1: "yes", 0: "no"}),
+            "atrial_fibrillation": raw["afb"].map({1: "yes", 0: "no"}),
+        }
+    )
+    return Cohort(
+        "whas500",
+        outcome,
+        "survival",
+        WHAS_SPEC,
+        X,
+        y,
+        groups=raw["year"].to_numpy(),
+        subgroups=sub,
+        horizons=[30.0, 365.0, 5 * 365.25],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ Zigong
@@ -400,14 +522,25 @@ ZIGONG_SPEC = CohortSpec(
         *[_f(k, N, d, u, lo, hi) for k, (d, u, lo, hi) in _ZLABS.items()],
     ],
 )
-ZIGONG_SUBGROUPS = ("cerebrovascular_disease", "peptic_ulcer_disease", "moderate_to_severe_chronic_kidney_disease",
-                    "solid_tumor", "diabetes")
+ZIGONG_SUBGROUPS = (
+    "cerebrovascular_disease",
+    "peptic_ulcer_disease",
+    "moderate_to_severe_chronic_kidney_disease",
+    "solid_tumor",
+    "diabetes",
+)
 
 
 def zigong_join(folder: Path) -> pd.DataFrame:
     """Join the Zigong sheets on ``inpatient_number`` (one row per admission)."""
-    sheets = ["Demography", "Hospitalization_Discharge", "PatientHistory", "CardiacComplications", "Labs",
-              "Responsivenes"]
+    sheets = [
+        "Demography",
+        "Hospitalization_Discharge",
+        "PatientHistory",
+        "CardiacComplications",
+        "Labs",
+        "Responsivenes",
+    ]
     df = None
     for s in sheets:
         part = pd.read_csv(folder / f"{s}.csv")
@@ -432,19 +565,31 @@ def _zigong(path: Path, outcome: str) -> Cohort:
     y = raw[col].astype(int).to_numpy()
 
     def yn(c: str) -> pd.Series:
-        return raw[c].map({1: "yes", 0: "no", 1.0: "yes", 0.0: "no"}).fillna("unknown")
+        return raw[c].map({1: "yes", 0: "no"}).fillna("unknown")
 
-    sub = pd.DataFrame({
-        "sex": raw["gender"].str.lower(),
-        "age_band": raw["age_band"].map(lambda a: "<69" if a in ZIGONG_AGE_BANDS[:5] else
-                                        ("69-79" if a == "69-79" else ">=79")),
-        **{c: yn(c) for c in ZIGONG_SUBGROUPS},
-        "charlson_ge_3": np.where(raw["CCI_score"] >= 3, "yes", np.where(raw["CCI_score"].isna(), "unknown", "no")),
-        "nyha": "NYHA" + raw["NYHA"].astype("Int64").astype(str),
-        "lvef_lt_40": np.where(raw["LVEF"] < 40, "yes", np.where(raw["LVEF"].isna(), "unknown", "no")),
-    })
-    return Cohort("zigong", outcome, "binary", ZIGONG_SPEC, X, y, subgroups=sub, horizons=[182.0],
-                  problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["gender"].str.lower(),
+            "age_band": raw["age_band"].map(
+                lambda a: "<69" if a in ZIGONG_AGE_BANDS[:5] else ("69-79" if a == "69-79" else ">=79")
+            ),
+            **{c: yn(c) for c in ZIGONG_SUBGROUPS},
+            "charlson_ge_3": np.where(raw["CCI_score"] >= 3, "yes", np.where(raw["CCI_score"].isna(), "unknown", "no")),
+            "nyha": "NYHA" + raw["NYHA"].astype("Int64").astype(str),
+            "lvef_lt_40": np.where(raw["LVEF"] < 40, "yes", np.where(raw["LVEF"].isna(), "unknown", "no")),
+        }
+    )
+    return Cohort(
+        "zigong",
+        outcome,
+        "binary",
+        ZIGONG_SPEC,
+        X,
+        y,
+        subgroups=sub,
+        horizons=[182.0],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- CKD cardiovascular
@@ -457,11 +602,22 @@ CKD_SPEC = CohortSpec(
     features=[
         _f("Sex", B, "male (1) / female (0)", required=True),
         _f("AgeBaseline", N, "age at baseline", "a", 18, 110, required=True),
-        *[_f(k, B, d) for k, d in {
-            "HistoryDiabetes": "diabetes", "HistoryCHD": "coronary heart disease", "HistoryVascular": "vascular disease",
-            "HistorySmoking": "smoking", "HistoryHTN": "hypertension", "HistoryDLD": "dyslipidaemia",
-            "HistoryObesity": "obesity", "DLDmeds": "lipid-lowering drugs", "DMmeds": "diabetes drugs",
-            "HTNmeds": "antihypertensives", "ACEIARB": "ACE inhibitor / ARB"}.items()],
+        *[
+            _f(k, B, d)
+            for k, d in {
+                "HistoryDiabetes": "diabetes",
+                "HistoryCHD": "coronary heart disease",
+                "HistoryVascular": "vascular disease",
+                "HistorySmoking": "smoking",
+                "HistoryHTN": "hypertension",
+                "HistoryDLD": "dyslipidaemia",
+                "HistoryObesity": "obesity",
+                "DLDmeds": "lipid-lowering drugs",
+                "DMmeds": "diabetes drugs",
+                "HTNmeds": "antihypertensives",
+                "ACEIARB": "ACE inhibitor / ARB",
+            }.items()
+        ],
         _f("CholesterolBaseline", N, "total cholesterol", "mmol/L", 1, 15),
         _f("TriglyceridesBaseline", N, "triglycerides", "mmol/L", 0.1, 20),
         _f("HgbA1C", N, "HbA1c", "%", 3, 20),
@@ -475,20 +631,32 @@ CKD_SPEC = CohortSpec(
 
 
 def _ckd(path: Path, outcome: str) -> Cohort:
-    f = (path / "cardio" / "ckd_cardiovascular" / "journal.pone.0199920.s002_EDITED.csv" if path.is_dir() else path)
+    f = path / "cardio" / "ckd_cardiovascular" / "journal.pone.0199920.s002_EDITED.csv" if path.is_dir() else path
     raw = pd.read_csv(f)
     raw.columns = [c.strip() for c in raw.columns]
     _need(raw, ["TimeToEventMonths", "EventCKD35"], "CKD-cardiovascular")
     X = CKD_SPEC.validate_frame(raw, errors="report")
     y = surv_y(raw["EventCKD35"] == 1, raw["TimeToEventMonths"].clip(lower=0.5) * DAYS_PER_MONTH)
-    sub = pd.DataFrame({
-        "sex": raw["Sex"].map({1: "male", 0: "female"}), "age_band": age_band(raw["AgeBaseline"]),
-        "diabetes": raw["HistoryDiabetes"].map({1: "yes", 0: "no"}),
-        "coronary_heart_disease": raw["HistoryCHD"].map({1: "yes", 0: "no"}),
-        "vascular_disease": raw["HistoryVascular"].map({1: "yes", 0: "no"}),
-    })
-    return Cohort("ckd_cardiovascular", outcome, "survival", CKD_SPEC, X, y, subgroups=sub,
-                  horizons=[2 * 365.25, 5 * 365.25], problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["Sex"].map({1: "male", 0: "female"}),
+            "age_band": age_band(raw["AgeBaseline"]),
+            "diabetes": raw["HistoryDiabetes"].map({1: "yes", 0: "no"}),
+            "coronary_heart_disease": raw["HistoryCHD"].map({1: "yes", 0: "no"}),
+            "vascular_disease": raw["HistoryVascular"].map({1: "yes", 0: "no"}),
+        }
+    )
+    return Cohort(
+        "ckd_cardiovascular",
+        outcome,
+        "survival",
+        CKD_SPEC,
+        X,
+        y,
+        subgroups=sub,
+        horizons=[2 * 365.25, 5 * 365.25],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ Framingham
@@ -522,16 +690,44 @@ def _framingham(path: Path, outcome: str) -> Cohort:
     raw = pd.read_csv(f)
     _need(raw, ["TenYearCHD"], "Framingham")
     X = FRAMINGHAM_SPEC.validate_frame(raw, errors="report")
-    sub = pd.DataFrame({"sex": raw["male"].map({1: "male", 0: "female"}), "age_band": age_band(raw["age"]),
-                        "diabetes": raw["diabetes"].map({1: "yes", 0: "no"}),
-                        "prevalent_stroke": raw["prevalentStroke"].map({1: "yes", 0: "no"})})
-    return Cohort("framingham", outcome, "binary", FRAMINGHAM_SPEC, X, raw["TenYearCHD"].astype(int).to_numpy(),
-                  subgroups=sub, horizons=[3652.5], problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["male"].map({1: "male", 0: "female"}),
+            "age_band": age_band(raw["age"]),
+            "diabetes": raw["diabetes"].map({1: "yes", 0: "no"}),
+            "prevalent_stroke": raw["prevalentStroke"].map({1: "yes", 0: "no"}),
+        }
+    )
+    return Cohort(
+        "framingham",
+        outcome,
+        "binary",
+        FRAMINGHAM_SPEC,
+        X,
+        raw["TenYearCHD"].astype(int).to_numpy(),
+        subgroups=sub,
+        horizons=[3652.5],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- UCI heart disease
-UCI_COLUMNS = ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak", "slope", "ca",
-               "thal", "num"]
+UCI_COLUMNS = [
+    "age",
+    "sex",
+    "cp",
+    "trestbps",
+    "chol",
+    "fbs",
+    "restecg",
+    "thalach",
+    "exang",
+    "oldpeak",
+    "slope",
+    "ca",
+    "thal",
+    "num",
+]
 UCI_SPEC = CohortSpec(
     name="uci_heart_disease",
     description="UCI heart disease (Cleveland, Hungary, Switzerland, VA Long Beach): angiographic CAD.",
@@ -540,7 +736,9 @@ UCI_SPEC = CohortSpec(
     features=[
         _f("age", N, "age", "a", 18, 110, required=True),
         _f("sex", B, "male (1)", required=True),
-        _f("cp", C, "chest pain type (1 typical, 2 atypical, 3 non-anginal, 4 asymptomatic)", cats=["1", "2", "3", "4"]),
+        _f(
+            "cp", C, "chest pain type (1 typical, 2 atypical, 3 non-anginal, 4 asymptomatic)", cats=["1", "2", "3", "4"]
+        ),
         _f("trestbps", N, "resting BP", "mm[Hg]", 60, 250, missing=[0]),
         _f("chol", N, "serum cholesterol", "mg/dL", 50, 700, missing=[0]),
         _f("fbs", B, "fasting glucose > 120 mg/dL"),
@@ -568,21 +766,47 @@ def _uci(path: Path, outcome: str) -> Cohort:
         raw = pd.read_csv(folder)
     X = UCI_SPEC.validate_frame(raw, errors="report")
     y = (raw["num"] > 0).astype(int).to_numpy()
-    sub = pd.DataFrame({"sex": raw["sex"].map({1: "male", 0: "female"}), "age_band": age_band(raw["age"]),
-                        "site": raw.get("site", pd.Series(["unknown"] * len(raw)))})
-    return Cohort("uci_heart_disease", outcome, "binary", UCI_SPEC, X, y,
-                  groups=raw["site"].to_numpy() if "site" in raw else None, subgroups=sub, horizons=[0.0],
-                  problems=X.attrs.get("problems", []))
+    sub = pd.DataFrame(
+        {
+            "sex": raw["sex"].map({1: "male", 0: "female"}),
+            "age_band": age_band(raw["age"]),
+            "site": raw.get("site", pd.Series(["unknown"] * len(raw))),
+        }
+    )
+    return Cohort(
+        "uci_heart_disease",
+        outcome,
+        "binary",
+        UCI_SPEC,
+        X,
+        y,
+        groups=raw["site"].to_numpy() if "site" in raw else None,
+        subgroups=sub,
+        horizons=[0.0],
+        problems=X.attrs.get("problems", []),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- registry
 ADAPTERS = {
-    "ist": _ist, "estonia": _estonia, "heart_failure_299": _hf299, "whas500": _whas, "zigong": _zigong,
-    "ckd_cardiovascular": _ckd, "framingham": _framingham, "uci_heart_disease": _uci,
+    "ist": _ist,
+    "estonia": _estonia,
+    "heart_failure_299": _hf299,
+    "whas500": _whas,
+    "zigong": _zigong,
+    "ckd_cardiovascular": _ckd,
+    "framingham": _framingham,
+    "uci_heart_disease": _uci,
 }
 SPECS = {
-    "ist": IST_SPEC, "estonia": ESTONIA_SPEC, "heart_failure_299": HF299_SPEC, "whas500": WHAS_SPEC,
-    "zigong": ZIGONG_SPEC, "ckd_cardiovascular": CKD_SPEC, "framingham": FRAMINGHAM_SPEC, "uci_heart_disease": UCI_SPEC,
+    "ist": IST_SPEC,
+    "estonia": ESTONIA_SPEC,
+    "heart_failure_299": HF299_SPEC,
+    "whas500": WHAS_SPEC,
+    "zigong": ZIGONG_SPEC,
+    "ckd_cardiovascular": CKD_SPEC,
+    "framingham": FRAMINGHAM_SPEC,
+    "uci_heart_disease": UCI_SPEC,
 }
 
 
@@ -604,8 +828,17 @@ def load_cohort(name: str, outcome: str, path: Path) -> Cohort:
     return ADAPTERS[name](path, outcome)
 
 
-def load_csv(path: Path, spec: CohortSpec, *, event: str, time: str | None = None, mapping: dict[str, str] | None = None,
-             time_unit: str = "d", name: str = "csv", strict: bool = True) -> Cohort:
+def load_csv(
+    path: Path,
+    spec: CohortSpec,
+    *,
+    event: str,
+    time: str | None = None,
+    mapping: dict[str, str] | None = None,
+    time_unit: str = "d",
+    name: str = "csv",
+    strict: bool = True,
+) -> Cohort:
     """Map any CSV (a hospital export) onto ``spec``.
 
     Args:
@@ -651,6 +884,8 @@ def _need(raw: pd.DataFrame, cols: list[str], what: str) -> None:
     if missing:
         raise InputValidationError(
             f"{what} data lacks outcome column(s) {', '.join(missing)}; is this the official release layout?",
-            [{"field": c, "problem": "missing_required", "value": None, "message": "outcome column absent"}
-             for c in missing],
+            [
+                {"field": c, "problem": "missing_required", "value": None, "message": "outcome column absent"}
+                for c in missing
+            ],
         )

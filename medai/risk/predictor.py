@@ -159,30 +159,38 @@ class RiskPredictor(Predictor):
         out = []
         for i, row in enumerate(clean_rows):
             order = np.argsort(-np.abs(contrib[i]))[: cfg.n_top]
-            out.append(RiskEstimate(
-                model=self.ref,
-                outcome=cfg.outcome,
-                time_unit="d",
-                risk_score=float(score[i]),
-                horizons={horizon_key(h): float(hz[i, j]) for j, h in enumerate(cfg.horizons)},
-                survival_times=list(cfg.time_grid) if curves is not None else [],
-                survival=[float(v) for v in curves[i]] if curves is not None else [],
-                risk_group=str(groups[i]),
-                contributions=[
-                    Contribution(factor=self.spec.names[j], value=row[self.spec.names[j]],
-                                 contribution=float(contrib[i, j]))
-                    for j in order
-                ],
-            ))
+            out.append(
+                RiskEstimate(
+                    model=self.ref,
+                    outcome=cfg.outcome,
+                    time_unit="d",
+                    risk_score=float(score[i]),
+                    horizons={horizon_key(h): float(hz[i, j]) for j, h in enumerate(cfg.horizons)},
+                    survival_times=list(cfg.time_grid) if curves is not None else [],
+                    survival=[float(v) for v in curves[i]] if curves is not None else [],
+                    risk_group=str(groups[i]),
+                    contributions=[
+                        Contribution(
+                            factor=self.spec.names[j], value=row[self.spec.names[j]], contribution=float(contrib[i, j])
+                        )
+                        for j in order
+                    ],
+                )
+            )
         return out
 
     def _flags(self, clean: dict[str, Any]) -> list[QualityFlag]:
         missing = [k for k, v in clean.items() if v is None]
         if not missing:
             return []
-        return [QualityFlag(code="factors_imputed", severity=Severity.INFO,
-                            message=f"{len(missing)} optional factor(s) absent, set to the training median/mode: "
-                            f"{', '.join(missing)}")]
+        return [
+            QualityFlag(
+                code="factors_imputed",
+                severity=Severity.INFO,
+                message=f"{len(missing)} optional factor(s) absent, set to the training median/mode: "
+                f"{', '.join(missing)}",
+            )
+        ]
 
     # ----------------------------------------------------------------------------------------------- public
     def predict(self, inputs: dict[str, Any]) -> Prediction:
@@ -200,8 +208,12 @@ class RiskPredictor(Predictor):
         """
         clean = self.spec.validate_factors(inputs)
         est = self._estimates([clean])[0]
-        return Prediction(model=self.ref, risks=[est], flags=self._flags(clean),
-                          extras={"outcome_description": self.config.outcome_description})
+        return Prediction(
+            model=self.ref,
+            risks=[est],
+            flags=self._flags(clean),
+            extras={"outcome_description": self.config.outcome_description},
+        )
 
     def predict_batch(self, rows: list[dict[str, Any]] | pd.DataFrame) -> list[Prediction]:
         """Risk of many patients in one vectorised pass.
@@ -210,8 +222,10 @@ class RiskPredictor(Predictor):
             InputValidationError: every offending field of every row, each detail carrying its ``row`` index.
         """
         if isinstance(rows, pd.DataFrame):
-            rows = [{k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}
-                    for r in rows.to_dict(orient="records")]
+            rows = [
+                {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}
+                for r in rows.to_dict(orient="records")
+            ]
         cleans, problems = [], []
         for i, r in enumerate(rows):
             try:
@@ -221,7 +235,9 @@ class RiskPredictor(Predictor):
         if problems:
             raise InputValidationError(
                 f"{len(problems)} invalid factor(s) in {len({p['row'] for p in problems})} row(s); "
-                "each detail names the row and field", problems)
+                "each detail names the row and field",
+                problems,
+            )
         ests = self._estimates(cleans)
         return [Prediction(model=self.ref, risks=[e], flags=self._flags(c)) for e, c in zip(ests, cleans, strict=True)]
 

@@ -270,16 +270,28 @@ class CohortSpec(BaseModel):
             for c in df.columns:
                 if c not in self.names:
                     problems.append(
-                        {"field": str(c), "problem": str(Problem.UNKNOWN_COLUMN), "value": None, "message": "not in spec"}
+                        {
+                            "field": str(c),
+                            "problem": str(Problem.UNKNOWN_COLUMN),
+                            "value": None,
+                            "message": "not in spec",
+                        }
                     )
         out = pd.DataFrame(index=df.index)
         for f in self.features:
             if f.name not in df.columns:
                 if f.required:
                     problems.append(
-                        {"field": f.name, "problem": str(Problem.MISSING_REQUIRED), "value": None, "message": "column absent"}
+                        {
+                            "field": f.name,
+                            "problem": str(Problem.MISSING_REQUIRED),
+                            "value": None,
+                            "message": "column absent",
+                        }
                     )
-                out[f.name] = pd.Series(np.nan, index=df.index, dtype=float if f.type != FeatureType.CATEGORICAL else object)
+                out[f.name] = pd.Series(
+                    np.nan, index=df.index, dtype=float if f.type != FeatureType.CATEGORICAL else object
+                )
                 continue
             col = df[f.name]
             cache: dict[Any, tuple[Any, dict[str, Any] | None]] = {}
@@ -311,8 +323,14 @@ class CohortSpec(BaseModel):
         if problems and errors == "raise":
             raise InputValidationError(_summary(self.name, problems), problems)
         for p in problems:
-            logger.warning("%s: %s %s in %s row(s), set to missing: %s", self.name, p["field"], p["problem"],
-                           p.get("n_rows", "all"), p["message"])
+            logger.warning(
+                "%s: %s %s in %s row(s), set to missing: %s",
+                self.name,
+                p["field"],
+                p["problem"],
+                p.get("n_rows", "all"),
+                p["message"],
+            )
         out.attrs["problems"] = problems
         return out
 
@@ -331,6 +349,8 @@ def _summary(cohort: str, problems: list[dict[str, Any]]) -> str:
     parts = [f"{p['field']} ({p['problem']}: {p['message']})" for p in problems[:12]]
     more = f" and {len(problems) - 12} more" if len(problems) > 12 else ""
     return (
-        f"{len(problems)} invalid patient factor(s) for the {cohort} model: " + "; ".join(parts) + more
+        f"{len(problems)} invalid patient factor(s) for the {cohort} model: "
+        + "; ".join(parts)
+        + more
         + ". Fix these fields (see the model's input schema) and retry."
     )

@@ -42,23 +42,31 @@ def preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTransforme
     """
     parts: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        parts.append((
-            "num",
-            Pipeline([
-                ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-                ("scale", StandardScaler()),
-            ]),
-            list(numeric),
-        ))
+        parts.append(
+            (
+                "num",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                list(numeric),
+            )
+        )
     if categorical:
-        parts.append((
-            "cat",
-            Pipeline([
-                ("impute", SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True)),
-                ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=10, sparse_output=False)),
-            ]),
-            list(categorical),
-        ))
+        parts.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="missing", keep_empty_features=True)),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=10, sparse_output=False)),
+                    ]
+                ),
+                list(categorical),
+            )
+        )
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=True)
 
 
@@ -80,29 +88,65 @@ def _coxnet(alpha: float = 0.01, l1_ratio: float = 0.5) -> CoxnetSurvivalAnalysi
     return CoxnetSurvivalAnalysis(alphas=[alpha], l1_ratio=l1_ratio, fit_baseline_model=True, max_iter=100000)
 
 
-def _rsf(n_estimators: int = 50, min_samples_leaf: int = 20, max_features: str | float = "sqrt",
-         max_samples: float | None = None, max_depth: int | None = None, random_state: int = 0) -> RandomSurvivalForest:
-    return RandomSurvivalForest(n_estimators=n_estimators, min_samples_leaf=min_samples_leaf,
-                                max_features=max_features, max_samples=max_samples, max_depth=max_depth,
-                                n_jobs=1, random_state=random_state, low_memory=False)
+def _rsf(
+    n_estimators: int = 50,
+    min_samples_leaf: int = 20,
+    max_features: str | float = "sqrt",
+    max_samples: float | None = None,
+    max_depth: int | None = None,
+    random_state: int = 0,
+) -> RandomSurvivalForest:
+    return RandomSurvivalForest(
+        n_estimators=n_estimators,
+        min_samples_leaf=min_samples_leaf,
+        max_features=max_features,
+        max_samples=max_samples,
+        max_depth=max_depth,
+        n_jobs=1,
+        random_state=random_state,
+        low_memory=False,
+    )
 
 
-def _gbsa(n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 2, subsample: float = 0.8,
-          min_samples_leaf: int = 20, random_state: int = 0) -> GradientBoostingSurvivalAnalysis:
-    return GradientBoostingSurvivalAnalysis(loss="coxph", n_estimators=n_estimators, learning_rate=learning_rate,
-                                            max_depth=max_depth, subsample=subsample,
-                                            min_samples_leaf=min_samples_leaf, random_state=random_state)
+def _gbsa(
+    n_estimators: int = 100,
+    learning_rate: float = 0.1,
+    max_depth: int = 2,
+    subsample: float = 0.8,
+    min_samples_leaf: int = 20,
+    random_state: int = 0,
+) -> GradientBoostingSurvivalAnalysis:
+    return GradientBoostingSurvivalAnalysis(
+        loss="coxph",
+        n_estimators=n_estimators,
+        learning_rate=learning_rate,
+        max_depth=max_depth,
+        subsample=subsample,
+        min_samples_leaf=min_samples_leaf,
+        random_state=random_state,
+    )
 
 
 def _logreg(C: float = 1.0, class_weight: str | None = None) -> LogisticRegression:  # noqa: N803 - sklearn name
     return LogisticRegression(C=C, class_weight=class_weight, max_iter=5000)
 
 
-def _hgb(learning_rate: float = 0.05, max_iter: int = 200, max_leaf_nodes: int = 15, min_samples_leaf: int = 40,
-         l2_regularization: float = 0.0, random_state: int = 0) -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(learning_rate=learning_rate, max_iter=max_iter,
-                                          max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                                          l2_regularization=l2_regularization, random_state=random_state)
+def _hgb(
+    learning_rate: float = 0.05,
+    max_iter: int = 200,
+    max_leaf_nodes: int = 15,
+    min_samples_leaf: int = 40,
+    l2_regularization: float = 0.0,
+    random_state: int = 0,
+) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(
+        learning_rate=learning_rate,
+        max_iter=max_iter,
+        max_leaf_nodes=max_leaf_nodes,
+        min_samples_leaf=min_samples_leaf,
+        l2_regularization=l2_regularization,
+        random_state=random_state,
+    )
 
 
 _register("coxph", "survival", _coxph)

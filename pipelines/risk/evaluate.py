@@ -41,12 +41,16 @@ def evaluate_risk(predictor: RiskPredictor, data: Path, fmt: str = "auto", n_boo
     """Metrics of ``predictor`` on the cohort file ``data`` (see module docstring)."""
     cfg = predictor.config
     if fmt == "csv":
-        c = load_csv(data, predictor.spec, event="event", time="time" if cfg.kind == "survival" else None,
-                     strict=False)
+        c = load_csv(data, predictor.spec, event="event", time="time" if cfg.kind == "survival" else None, strict=False)
     else:
         c = load_cohort(cfg.cohort, cfg.outcome, data)
-    out: dict[str, Any] = {"model": predictor.ref.model_dump(), "data": str(data), "cohort": c.name,
-                           "outcome": c.outcome, "format": fmt}
+    out: dict[str, Any] = {
+        "model": predictor.ref.model_dump(),
+        "data": str(data),
+        "cohort": c.name,
+        "outcome": c.outcome,
+        "format": fmt,
+    }
     split_path = predictor.package_dir / "split.json"
     idx = np.arange(len(c))
     out["subset"], out["is_test_result"] = "all rows of an external file", True
@@ -60,8 +64,10 @@ def evaluate_risk(predictor: RiskPredictor, data: Path, fmt: str = "auto", n_boo
                 idx = np.asarray(split["test"])
                 out["subset"] = "held-out rows of the package's split (never used for tuning or selection)"
     c = c.subset(idx)
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in c.X.to_dict(orient="records")]
+    rows = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in c.X.to_dict(orient="records")
+    ]
     preds = predictor.predict_batch(rows)
     ests = [p.risks[0] for p in preds]
     score = np.array([e.risk_score for e in ests])
@@ -80,9 +86,10 @@ def evaluate_risk(predictor: RiskPredictor, data: Path, fmt: str = "auto", n_boo
         if f"auc@{cfg.primary_horizon:g}d" in aucs:
             res["auc"] = aucs[f"auc@{cfg.primary_horizon:g}d"]
         res["subgroups"] = sm.subgroup_table(
-            c.subgroups, lambda m: {k: v for k, v in sm.survival_metrics(c.y, c.y[m], score[m], None,
-                                                                          cfg.horizons).items()},
-            events=c.y["event"])
+            c.subgroups,
+            lambda m: {k: v for k, v in sm.survival_metrics(c.y, c.y[m], score[m], None, cfg.horizons).items()},
+            events=c.y["event"],
+        )
         groups = np.array([e.risk_group for e in ests], dtype=object)
         res["risk_groups"] = sm.km_by_group(c.y, groups)
         res["note"] = "censoring distribution for Uno's C / time-dependent AUC / Brier estimated on this file"
@@ -94,15 +101,17 @@ def evaluate_risk(predictor: RiskPredictor, data: Path, fmt: str = "auto", n_boo
         ref = {}
         for name, s in c.reference.items():
             ok = np.isfinite(s)
-            ref[name] = (sm.binary_metrics(c.y[ok], s[ok]) if cfg.kind == "binary"
-                         else {"c_index": sm.harrell_c(c.y[ok], s[ok])})
+            ref[name] = (
+                sm.binary_metrics(c.y[ok], s[ok]) if cfg.kind == "binary" else {"c_index": sm.harrell_c(c.y[ok], s[ok])}
+            )
             ref[name].pop("calibration", None)
         out["reference_scores_same_rows"] = ref
     return out
 
 
-def evaluate_cli(model: str, data: Path, fmt: str = "auto", out: Path | None = None, package: Path | None = None
-                 ) -> dict[str, Any]:
+def evaluate_cli(
+    model: str, data: Path, fmt: str = "auto", out: Path | None = None, package: Path | None = None
+) -> dict[str, Any]:
     """Entry point of ``medai evaluate`` for risk models; writes ``out`` (JSON) and returns the metrics."""
     ref = package or model
     try:

@@ -35,7 +35,7 @@ from medai.errors import ConfigError
 from medai.inference.package import ModelMetadata, TrainingData, write_metadata
 from medai.metrics import survival as sm
 from medai.risk.cohorts import OUTCOMES, Cohort, load_cohort
-from medai.risk.predictor import INFERENCE_FILE, MODEL_FILE, RiskInferenceConfig, horizon_key
+from medai.risk.predictor import INFERENCE_FILE, MODEL_FILE, RiskInferenceConfig
 from medai.settings import find_data_dir, get_settings
 from models.survival import KINDS, make_estimator
 from pipelines.risk.recipe import RiskRecipe, load_recipe
@@ -77,8 +77,9 @@ def _scale(model: Any, kind: str, X: pd.DataFrame) -> np.ndarray:
     return model.predict(X) if kind == "survival" else model.predict_proba(X)[:, 1]
 
 
-def permutation_importance(model: Any, kind: str, X: pd.DataFrame, y: np.ndarray, repeats: int, seed: int
-                           ) -> dict[str, float]:
+def permutation_importance(
+    model: Any, kind: str, X: pd.DataFrame, y: np.ndarray, repeats: int, seed: int
+) -> dict[str, float]:
     """Drop in Harrell's C / AUC when one factor (original column) is permuted, averaged over ``repeats``."""
     rng = np.random.default_rng(seed)
     base = _score(model, kind, X, y)
@@ -122,9 +123,14 @@ def stability(per_fold: list[dict[str, float]]) -> list[dict[str, Any]]:
     """Rank factors by mean importance across folds, with SD, mean rank and how often each is in a fold's top 10."""
     df = pd.DataFrame(per_fold)
     ranks = df.rank(axis=1, ascending=False)
-    table = pd.DataFrame({
-        "mean": df.mean(), "sd": df.std(ddof=0), "mean_rank": ranks.mean(), "top10_folds": (ranks <= 10).sum(),
-    }).sort_values("mean", ascending=False)
+    table = pd.DataFrame(
+        {
+            "mean": df.mean(),
+            "sd": df.std(ddof=0),
+            "mean_rank": ranks.mean(),
+            "top10_folds": (ranks <= 10).sum(),
+        }
+    ).sort_values("mean", ascending=False)
     return [{"factor": f, **{k: float(v) for k, v in r.items()}} for f, r in table.iterrows()]
 
 
@@ -137,8 +143,15 @@ def fold_rank_agreement(per_fold: list[dict[str, float]]) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------- evaluation
-def evaluate_model(model: Any, c_train: Cohort, c_test: Cohort, horizons: list[float], n_boot: int, seed: int,
-                   cutpoints: list[float] | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model: Any,
+    c_train: Cohort,
+    c_test: Cohort,
+    horizons: list[float],
+    n_boot: int,
+    seed: int,
+    cutpoints: list[float] | None = None,
+) -> dict[str, Any]:
     """Test metrics of a fitted pipeline: overall, per subgroup, calibration, risk groups (KM + log-rank)."""
     X, y = c_test.X, c_test.y
     if c_test.kind == "survival":
@@ -194,8 +207,18 @@ def reference_metrics(c_test: Cohort) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------- packaging
-def write_package(out: Path, model: Any, recipe: RiskRecipe, c: Cohort, horizons: list[float], cutpoints: list[float],
-                  metrics: dict[str, float], run_id: str | None, version: str, reproduce: str = "") -> Path:
+def write_package(
+    out: Path,
+    model: Any,
+    recipe: RiskRecipe,
+    c: Cohort,
+    horizons: list[float],
+    cutpoints: list[float],
+    metrics: dict[str, float],
+    run_id: str | None,
+    version: str,
+    reproduce: str = "",
+) -> Path:
     """Write a risk model package (metadata.json, inference.json, model.skops, MODEL_CARD.md)."""
     import skops.io as sio
 
@@ -217,33 +240,68 @@ def write_package(out: Path, model: Any, recipe: RiskRecipe, c: Cohort, horizons
         horizons = [h for h in horizons if h <= tmax]
     primary = horizons[min(1, len(horizons) - 1)]
     cfg = RiskInferenceConfig(
-        cohort=c.name, outcome=c.outcome, outcome_description=OUTCOMES[c.name][c.outcome][1], kind=kind,
-        estimator=recipe.ship or "", params={}, horizons=horizons, primary_horizon=primary,
-        time_grid=grid if kind == "survival" else [], risk_group_cutpoints=cutpoints, reference=ref,
+        cohort=c.name,
+        outcome=c.outcome,
+        outcome_description=OUTCOMES[c.name][c.outcome][1],
+        kind=kind,
+        estimator=recipe.ship or "",
+        params={},
+        horizons=horizons,
+        primary_horizon=primary,
+        time_grid=grid if kind == "survival" else [],
+        risk_group_cutpoints=cutpoints,
+        reference=ref,
     )
     (out / INFERENCE_FILE).write_text(cfg.model_dump_json(indent=2))
     sio.dump(model, out / MODEL_FILE)
     meta = ModelMetadata(
-        name=recipe.name, version=version, predictor="risk_model",
+        name=recipe.name,
+        version=version,
+        predictor="risk_model",
         task="survival" if kind == "survival" else "classification",
         description=recipe.description or OUTCOMES[c.name][c.outcome][1],
         input_contract=c.spec.model_dump(mode="json"),
-        output_contract={"risks": "one RiskEstimate: horizons (days -> cumulative risk), survival curve (survival "
-                         "models), risk_group (tertiles of development risk), top contributions (occlusion, "
-                         "model risk scale)", "horizons_days": horizons},
-        training_data=[TrainingData(name=c.name, description=f"development part ({len(c)} patients) of the "
-                                    f"{c.name} release; held-out {recipe.test_size:.0%} never used for tuning",
-                                    licence=c.spec.licence, n_cases=len(c), citation=c.spec.citation)],
-        metrics=metrics, mlflow_run_id=run_id, files=[MODEL_FILE, INFERENCE_FILE, "MODEL_CARD.md"],
-        licence=c.spec.licence, created=datetime.now(UTC).isoformat(timespec="seconds"),
-        hardware=f"{platform.machine()} CPU", reproduce=reproduce or f"medai train <recipe of {recipe.name}>",
+        output_contract={
+            "risks": "one RiskEstimate: horizons (days -> cumulative risk), survival curve (survival "
+            "models), risk_group (tertiles of development risk), top contributions (occlusion, "
+            "model risk scale)",
+            "horizons_days": horizons,
+        },
+        training_data=[
+            TrainingData(
+                name=c.name,
+                description=f"development part ({len(c)} patients) of the "
+                f"{c.name} release; held-out {recipe.test_size:.0%} never used for tuning",
+                licence=c.spec.licence,
+                n_cases=len(c),
+                citation=c.spec.citation,
+            )
+        ],
+        metrics=metrics,
+        mlflow_run_id=run_id,
+        files=[MODEL_FILE, INFERENCE_FILE, "MODEL_CARD.md"],
+        licence=c.spec.licence,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        hardware=f"{platform.machine()} CPU",
+        reproduce=reproduce or f"medai train <recipe of {recipe.name}>",
     )
     write_metadata(out, meta)
-    lines = [f"# {recipe.name}", "", meta.description, "", "Research use only. Not a medical device.", "",
-             f"Data: {c.spec.citation} ({c.spec.licence}).", "", "## Held-out metrics", ""]
+    lines = [
+        f"# {recipe.name}",
+        "",
+        meta.description,
+        "",
+        "Research use only. Not a medical device.",
+        "",
+        f"Data: {c.spec.citation} ({c.spec.licence}).",
+        "",
+        "## Held-out metrics",
+        "",
+    ]
     lines += [f"- `{k}`: {v:.4f}" for k, v in metrics.items()]
-    lines += ["", "## Inputs", ""] + [f"- `{f.name}` ({f.type}{', ' + f.unit if f.unit else ''}): {f.description}"
-                                      for f in c.spec.features]
+    lines += ["", "## Inputs", ""] + [
+        f"- `{f.name}` ({f.type}{', ' + f.unit if f.unit else ''}): {f.description}" for f in c.spec.features
+    ]
     (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     return out
 
@@ -256,15 +314,21 @@ def competing_risks(c: Cohort, dev: np.ndarray, test: np.ndarray, seed: int) -> 
     status = c.extra["status"]
     t = c.y["time"]
     times, cif = cumulative_incidence_competing_risks(status, t)
-    res: dict[str, Any] = {"cif": {"time": times.tolist(), "recurrence": cif[1].tolist(), "death": cif[2].tolist()},
-                           "n": len(c), "recurrences": int((status == 1).sum()), "deaths": int((status == 2).sum())}
+    res: dict[str, Any] = {
+        "cif": {"time": times.tolist(), "recurrence": cif[1].tolist(), "death": cif[2].tolist()},
+        "n": len(c),
+        "recurrences": int((status == 1).sum()),
+        "deaths": int((status == 2).sum()),
+    }
     cd, ct = c.subset(dev), c.subset(test)
     for cause, label in ((1, "recurrence"), (2, "death")):
         yd = sm_surv(c.extra["status"][dev] == cause, cd.y["time"])
         yt = sm_surv(c.extra["status"][test] == cause, ct.y["time"])
         m = make_estimator("coxnet", c.spec.numeric, c.spec.categorical, alpha=0.01, l1_ratio=0.5).fit(cd.X, yd)
-        res[f"cause_specific/{label}"] = {"test_c_index": sm.harrell_c(yt, m.predict(ct.X)),
-                                           "events_test": int(yt["event"].sum())}
+        res[f"cause_specific/{label}"] = {
+            "test_c_index": sm.harrell_c(yt, m.predict(ct.X)),
+            "events_test": int(yt["event"].sum()),
+        }
     return res
 
 
@@ -287,8 +351,11 @@ def _plots(outdir: Path, name: str, test_res: dict[str, Any], kind: str) -> list
         for g, cur in test_res["risk_groups"]["curves"].items():
             ax.step(cur["time"], cur["survival"], where="post", label=f"{g} (n={cur['n']}, events={cur['events']})")
         p = test_res["risk_groups"].get("logrank_p")
-        ax.set(xlabel="days", ylabel="survival (Kaplan-Meier)",
-               title=f"{name}: held-out risk groups" + (f", log-rank p={p:.2g}" if p is not None else ""))
+        ax.set(
+            xlabel="days",
+            ylabel="survival (Kaplan-Meier)",
+            title=f"{name}: held-out risk groups" + (f", log-rank p={p:.2g}" if p is not None else ""),
+        )
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(outdir / f"{name}_km_risk_groups.png")
@@ -300,12 +367,19 @@ def _plots(outdir: Path, name: str, test_res: dict[str, Any], kind: str) -> list
         for k, cal in cals.items():
             xs = [b["predicted"] for b in cal["bins"]]
             ys = [b["observed"] for b in cal["bins"]]
-            ax.plot(xs, ys, "o-", label=f"{k} slope={cal.get('slope', float('nan')):.2f} "
-                    f"int={cal.get('intercept', float('nan')):.2f}")
+            ax.plot(
+                xs,
+                ys,
+                "o-",
+                label=f"{k} slope={cal.get('slope', float('nan')):.2f} int={cal.get('intercept', float('nan')):.2f}",
+            )
         lim = max([1e-3] + [max(b["predicted"], b["observed"]) for cal in cals.values() for b in cal["bins"]])
         ax.plot([0, lim], [0, lim], "k--", lw=0.8)
-        ax.set(xlabel="predicted risk (bin mean)", ylabel="observed risk (KM / proportion)",
-               title=f"{name}: held-out calibration")
+        ax.set(
+            xlabel="predicted risk (bin mean)",
+            ylabel="observed risk (KM / proportion)",
+            title=f"{name}: held-out calibration",
+        )
         ax.legend(fontsize=7)
         fig.tight_layout()
         paths.append(outdir / f"{name}_calibration.png")
@@ -340,8 +414,9 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         raise ConfigError("no data: set 'data' in the recipe or MEDAI_DATA_DIR")
     c = load_cohort(recipe.cohort, recipe.outcome, root)
     if recipe.subsample and recipe.subsample < len(c):
-        keep, _ = train_test_split(np.arange(len(c)), train_size=recipe.subsample, random_state=recipe.seed,
-                                   stratify=event_of(c))
+        keep, _ = train_test_split(
+            np.arange(len(c)), train_size=recipe.subsample, random_state=recipe.seed, stratify=event_of(c)
+        )
         c = c.subset(np.sort(keep))
     horizons = recipe.horizons or c.horizons
     dev, test = split_dev_test(c, recipe.test_size, recipe.seed)
@@ -349,10 +424,19 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
     outdir = get_settings().home / "risk_runs" / recipe.name
     outdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
-        "name": recipe.name, "cohort": c.name, "outcome": c.outcome, "kind": c.kind, "n": len(c),
-        "n_dev": len(dev), "n_test": len(test), "events_dev": int(event_of(cd).sum()),
-        "events_test": int(event_of(ct).sum()), "seed": recipe.seed, "horizons_days": horizons,
-        "data_problems": c.problems, "models": {},
+        "name": recipe.name,
+        "cohort": c.name,
+        "outcome": c.outcome,
+        "kind": c.kind,
+        "n": len(c),
+        "n_dev": len(dev),
+        "n_test": len(test),
+        "events_dev": int(event_of(cd).sum()),
+        "events_test": int(event_of(ct).sum()),
+        "seed": recipe.seed,
+        "horizons_days": horizons,
+        "data_problems": c.problems,
+        "models": {},
     }
     config = recipe.model_dump(mode="json")
     with mu.start_run(f"risk_{recipe.name}", run_name=recipe.name, tags={"task": recipe.task}) as parent:
@@ -365,13 +449,15 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             mu.log_metrics({f"test/{k}/c_index": v["test_c_index"] for k, v in res.items() if k.startswith("cause")})
             (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
             mlflow.log_dict(summary, "summary.json")
-            console.print(f"competing risks: {res['recurrences']} recurrences, {res['deaths']} deaths; "
-                          + ", ".join(f"{k} test C={v['test_c_index']:.3f}" for k, v in res.items()
-                                      if k.startswith("cause")))
+            console.print(
+                f"competing risks: {res['recurrences']} recurrences, {res['deaths']} deaths; "
+                + ", ".join(f"{k} test C={v['test_c_index']:.3f}" for k, v in res.items() if k.startswith("cause"))
+            )
             return summary
         folds = cv_splits(cd, recipe.cv_folds, recipe.seed, recipe.group_cv)
-        summary["cv_grouped_by_site"] = bool(recipe.group_cv and cd.groups is not None
-                                             and len(np.unique(cd.groups)) >= recipe.cv_folds)
+        summary["cv_grouped_by_site"] = bool(
+            recipe.group_cv and cd.groups is not None and len(np.unique(cd.groups)) >= recipe.cv_folds
+        )
         summary["reference_on_test"] = reference_metrics(ct)
         fitted: dict[str, Any] = {}
         for entry in recipe.models:
@@ -389,8 +475,14 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                     m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params)
                     m.fit(cd.X.iloc[tr], cd.y[tr])
                     scores.append(_score(m, kind, cd.X.iloc[va], cd.y[va]))
-                grid_log.append({"params": params, "mean": float(np.mean(scores)), "folds": scores,
-                                 "seconds": time.perf_counter() - t0})
+                grid_log.append(
+                    {
+                        "params": params,
+                        "mean": float(np.mean(scores)),
+                        "folds": scores,
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
                 console.print(f"[dim]{recipe.name} {entry.name} {params}: CV {np.mean(scores):.4f}[/]")
                 if best is None or np.mean(scores) > best[0]:
                     best = (float(np.mean(scores)), params, scores)
@@ -399,11 +491,13 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             # importance per fold with the chosen parameters
             imps, shaps = [], []
             for i, (tr, va) in enumerate(folds):
-                m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params).fit(cd.X.iloc[tr],
-                                                                                                 cd.y[tr])
+                m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params).fit(
+                    cd.X.iloc[tr], cd.y[tr]
+                )
                 va = va[: recipe.importance_rows]
-                imps.append(permutation_importance(m, kind, cd.X.iloc[va], cd.y[va], recipe.importance_repeats,
-                                                   recipe.seed + i))
+                imps.append(
+                    permutation_importance(m, kind, cd.X.iloc[va], cd.y[va], recipe.importance_repeats, recipe.seed + i)
+                )
                 if recipe.shap:
                     s = shap_importance(m, cd.X.iloc[va])
                     if s:
@@ -414,10 +508,13 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             test_res = evaluate_model(final, cd, ct, horizons, recipe.bootstrap, recipe.seed)
             metric_name = "c_index" if kind == "survival" else "auc"
             rec = {
-                "params": params, "cv": {metric_name: scores, "mean": float(np.mean(scores)),
-                                         "sd": float(np.std(scores))},
-                "grid": grid_log, "fit_seconds": fit_s, "test": test_res,
-                "importance": stability(imps), "importance_fold_agreement": fold_rank_agreement(imps),
+                "params": params,
+                "cv": {metric_name: scores, "mean": float(np.mean(scores)), "sd": float(np.std(scores))},
+                "grid": grid_log,
+                "fit_seconds": fit_s,
+                "test": test_res,
+                "importance": stability(imps),
+                "importance_fold_agreement": fold_rank_agreement(imps),
             }
             if shaps:
                 rec["shap"] = stability(shaps)
@@ -432,8 +529,10 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                 mlflow.log_dict({"ranked_factors": rec["importance"]}, "biomarker_ranking.json")
                 for p in _plots(outdir, f"{recipe.name}_{entry.name}", test_res, c.kind):
                     mu.log_artifacts(p, "plots")
-            console.print(f"{recipe.name} {entry.name}: CV {metric_name} {np.mean(scores):.4f} ± {np.std(scores):.4f}"
-                          f" | held-out {metric_name} {test_res.get(metric_name, float('nan')):.4f}")
+            console.print(
+                f"{recipe.name} {entry.name}: CV {metric_name} {np.mean(scores):.4f} ± {np.std(scores):.4f}"
+                f" | held-out {metric_name} {test_res.get(metric_name, float('nan')):.4f}"
+            )
         # choose and ship
         metric_name = "c_index" if c.kind == "survival" else "auc"
         ship = recipe.ship or max(summary["models"], key=lambda k: summary["models"][k]["cv"]["mean"])
@@ -448,8 +547,10 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             dev_risk = final.predict_proba(cd.X)[:, 1]
         cutpoints = [float(x) for x in np.quantile(dev_risk, [1 / 3, 2 / 3])]
         tr_ship = summary["models"][ship]["test"]
-        pkg_metrics = {f"test/{metric_name}": float(tr_ship[metric_name]),
-                       f"cv/{metric_name}": summary["models"][ship]["cv"]["mean"]}
+        pkg_metrics = {
+            f"test/{metric_name}": float(tr_ship[metric_name]),
+            f"cv/{metric_name}": summary["models"][ship]["cv"]["mean"],
+        }
         for k in ("uno_c", "ibs", "brier", "mean_auc"):
             if k in tr_ship:
                 pkg_metrics[f"test/{k}"] = float(tr_ship[k])
@@ -457,10 +558,22 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             if k.startswith("auc@"):
                 pkg_metrics[f"test/{k}"] = float(v)
         mu.log_metrics(_flat("test", tr_ship))
-        pkg = write_package(outdir / "package", final, recipe, cd, horizons, cutpoints, pkg_metrics,
-                            parent.info.run_id, version="1.0.0", reproduce=f"medai train {recipe_path}")
-        json.dump({"dev": dev.tolist(), "test": test.tolist(), "seed": recipe.seed, "test_size": recipe.test_size},
-                  open(pkg / "split.json", "w"))
+        pkg = write_package(
+            outdir / "package",
+            final,
+            recipe,
+            cd,
+            horizons,
+            cutpoints,
+            pkg_metrics,
+            parent.info.run_id,
+            version="1.0.0",
+            reproduce=f"medai train {recipe_path}",
+        )
+        json.dump(
+            {"dev": dev.tolist(), "test": test.tolist(), "seed": recipe.seed, "test_size": recipe.test_size},
+            open(pkg / "split.json", "w"),
+        )
         try:
             summary["registered_version"] = mu.register_package(pkg, recipe.name)
         except Exception as exc:  # registry problems must not lose the run
@@ -483,8 +596,13 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         table.add_column(col)
     for k, r in summary["models"].items():
         ci = r["test"].get("c_index_ci") or r["test"].get("auc_ci") or [float("nan")] * 2
-        table.add_row(k, f"{r['cv']['mean']:.4f} ± {r['cv']['sd']:.4f}", " ".join(f"{s:.3f}" for s in r["cv"][
-            metric_name]), f"{r['test'].get(metric_name, float('nan')):.4f}", f"{ci[0]:.3f}-{ci[1]:.3f}")
+        table.add_row(
+            k,
+            f"{r['cv']['mean']:.4f} ± {r['cv']['sd']:.4f}",
+            " ".join(f"{s:.3f}" for s in r["cv"][metric_name]),
+            f"{r['test'].get(metric_name, float('nan')):.4f}",
+            f"{ci[0]:.3f}-{ci[1]:.3f}",
+        )
     for k, r in summary["reference_on_test"].items():
         table.add_row(f"reference: {k}", "", "", f"{r.get(metric_name, r.get('c_index', float('nan'))):.4f}", "")
     console.print(table)

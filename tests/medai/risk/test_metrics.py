@@ -31,7 +31,7 @@ def test_calibration_of_perfect_probabilities() -> None:
     obs = rng.uniform(size=p.size) < p
     cal = sm.calibration_binary(obs, p)
     assert abs(cal["slope"] - 1) < 0.1 and abs(cal["intercept"]) < 0.1 and abs(cal["citl"]) < 0.01
-    cal2 = sm.calibration_binary(obs, p ** 0.5)  # over-predicts
+    cal2 = sm.calibration_binary(obs, p**0.5)  # over-predicts
     assert cal2["citl"] < -0.1
 
 

@@ -54,8 +54,15 @@ def test_missing_codes_become_missing() -> None:
 
 
 def test_frame_validation_reports_rows_per_field() -> None:
-    df = pd.DataFrame({"age": [60, 200, 70], "sex": [1, 0, 5], "ejection_fraction": [30, 40, 50],
-                       "serum_creatinine": [1.0, 1.1, 1.2], "extra": [1, 2, 3]})
+    df = pd.DataFrame(
+        {
+            "age": [60, 200, 70],
+            "sex": [1, 0, 5],
+            "ejection_fraction": [30, 40, 50],
+            "serum_creatinine": [1.0, 1.1, 1.2],
+            "extra": [1, 2, 3],
+        }
+    )
     with pytest.raises(InputValidationError) as exc:
         HF299_SPEC.validate_frame(df, allow_extra=False)
     by = {(d["field"], d["problem"]): d for d in exc.value.details}
@@ -74,8 +81,16 @@ def test_json_schema_lists_every_factor() -> None:
 
 
 def test_load_csv_maps_hospital_columns(tmp_path: Path) -> None:
-    df = pd.DataFrame({"Age": [60, 70, 80], "sex": [1, 0, 1], "EF": [30, 40, 50], "serum_creatinine": [1, 2, 3],
-                       "died": [1, 0, 1], "days": [10, 200, 50]})
+    df = pd.DataFrame(
+        {
+            "Age": [60, 70, 80],
+            "sex": [1, 0, 1],
+            "EF": [30, 40, 50],
+            "serum_creatinine": [1, 2, 3],
+            "died": [1, 0, 1],
+            "days": [10, 200, 50],
+        }
+    )
     p = tmp_path / "h.csv"
     df.to_csv(p, index=False)
     c = load_csv(p, HF299_SPEC, event="died", time="days", mapping={"age": "Age", "ejection_fraction": "EF"})
@@ -109,8 +124,16 @@ def test_ist_uses_baseline_factors_only(data_dir: Path) -> None:
 def test_zigong_joins_sheets_with_comorbidities(data_dir: Path) -> None:
     c = load_cohort("zigong", "death_6m", data_dir)
     assert len(c) == 2008
-    for col in ("cerebrovascular_disease", "peptic_ulcer_disease", "moderate_to_severe_chronic_kidney_disease",
-                "solid_tumor", "CCI_score", "NYHA", "LVEF", "brain_natriuretic_peptide"):
+    for col in (
+        "cerebrovascular_disease",
+        "peptic_ulcer_disease",
+        "moderate_to_severe_chronic_kidney_disease",
+        "solid_tumor",
+        "CCI_score",
+        "NYHA",
+        "LVEF",
+        "brain_natriuretic_peptide",
+    ):
         assert col in c.X.columns
     assert c.X["moderate_to_severe_chronic_kidney_disease"].mean() > 0.1
     # the 5 implausible BMI values (>70 kg/m2) are reported, not silently kept

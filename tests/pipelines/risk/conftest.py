@@ -26,8 +26,14 @@ def hf_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dev, test = split_dev_test(c, 0.2, 20)
     cd = c.subset(dev)
     m = make_estimator("coxph", c.spec.numeric, c.spec.categorical).fit(cd.X, cd.y)
-    recipe = RiskRecipe(task="survival", name="test_hf299", cohort=c.name, outcome="death",
-                        models=[ModelEntry(name="coxph")], ship="coxph")
+    recipe = RiskRecipe(
+        task="survival",
+        name="test_hf299",
+        cohort=c.name,
+        outcome="death",
+        models=[ModelEntry(name="coxph")],
+        ship="coxph",
+    )
     out = tmp_path_factory.mktemp("pkg") / "test_hf299"
     write_package(out, m, recipe, cd, c.horizons, [0.2, 0.4], {"test/c_index": 0.7}, None, "0.0.1")
     import json

@@ -13,8 +13,15 @@ from medai.errors import InputValidationError
 from medai.inference.predictor import Predictor
 from medai.risk.predictor import RiskPredictor
 
-PATIENT = {"age": 70, "sex": 1, "ejection_fraction": 20, "serum_creatinine": 2.5, "serum_sodium": 130,
-           "anaemia": 1, "high_blood_pressure": 1}
+PATIENT = {
+    "age": 70,
+    "sex": 1,
+    "ejection_fraction": 20,
+    "serum_creatinine": 2.5,
+    "serum_sodium": 130,
+    "anaemia": 1,
+    "high_blood_pressure": 1,
+}
 HEALTHY = {"age": 45, "sex": 0, "ejection_fraction": 55, "serum_creatinine": 0.9, "serum_sodium": 140}
 
 
@@ -50,7 +57,9 @@ def test_bad_input_lists_each_field(hf_package: Path) -> None:
     with pytest.raises(InputValidationError) as exc:
         p.predict({"age": "seventy", "sex": 1, "ejection_fraction": 120, "potassium": 4})
     assert {(d["field"], d["problem"]) for d in exc.value.details} == {
-        ("age", "wrong_type"), ("ejection_fraction", "out_of_range"), ("potassium", "unknown_column"),
+        ("age", "wrong_type"),
+        ("ejection_fraction", "out_of_range"),
+        ("potassium", "unknown_column"),
         ("serum_creatinine", "missing_required"),
     }
     schema = p.input_schema()

@@ -48,10 +48,17 @@ def test_survival_smoke_run(data_dir: Path, tmp_path: Path) -> None:
 
     from pipelines.risk.train import train_from_recipe
 
-    s = train_from_recipe(_recipe("risk_hf299_death"), [
-        "cv_folds=3", "bootstrap=10", "importance_repeats=1", "ship_dir=null",
-        "models=[{name: coxph}, {name: gbsa, grid: {n_estimators: [20]}}]", "ship=coxph",
-    ])
+    s = train_from_recipe(
+        _recipe("risk_hf299_death"),
+        [
+            "cv_folds=3",
+            "bootstrap=10",
+            "importance_repeats=1",
+            "ship_dir=null",
+            "models=[{name: coxph}, {name: gbsa, grid: {n_estimators: [20]}}]",
+            "ship=coxph",
+        ],
+    )
     assert s["n_test"] == 60 and set(s["models"]) == {"coxph", "gbsa"}
     cox = s["models"]["coxph"]
     assert len(cox["cv"]["c_index"]) == 3 and 0.55 < cox["test"]["c_index"] < 0.95
@@ -71,10 +78,19 @@ def test_survival_smoke_run(data_dir: Path, tmp_path: Path) -> None:
 def test_ist_binary_and_competing_smoke(data_dir: Path) -> None:
     from pipelines.risk.train import train_from_recipe
 
-    s = train_from_recipe(_recipe("risk_stroke_ist_death_6m"), [
-        "subsample=1500", "cv_folds=3", "bootstrap=10", "importance_repeats=1", "importance_rows=300",
-        "ship_dir=null", "models=[{name: logreg}]", "ship=logreg",
-    ])
+    s = train_from_recipe(
+        _recipe("risk_stroke_ist_death_6m"),
+        [
+            "subsample=1500",
+            "cv_folds=3",
+            "bootstrap=10",
+            "importance_repeats=1",
+            "importance_rows=300",
+            "ship_dir=null",
+            "models=[{name: logreg}]",
+            "ship=logreg",
+        ],
+    )
     assert s["n_test"] == 300 and "EXPD6" in s["reference_on_test"]
     assert s["reference_on_test"]["EXPD6"]["matches_outcome"] is True
     assert 0.6 < s["models"]["logreg"]["test"]["auc"] < 0.95
