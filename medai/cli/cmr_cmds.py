@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 
-def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None = None) -> None:
+def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None = None) -> Any:
     import time
 
     from rich.console import Console
@@ -66,6 +67,7 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
     console.print("timings: " + ", ".join(f"{k} {t[k]:.2f}s" for k in stages if k in t))
     for kind, path in outputs.files.items():
         console.print(f"{kind}: {path}")
+    return outputs
 
 
 def register(app: typer.Typer) -> None:
@@ -97,4 +99,10 @@ def register(app: typer.Typer) -> None:
         Console().print(f"phantom study written to {study_dir} ({len(phantom.paths)} images); truth: LV EDV "
                         f"{tr.lv_edv_ml:.1f} mL, ESV {tr.lv_esv_ml:.1f} mL, EF {tr.lv_ef_pct:.1f}%, mass "
                         f"{tr.lv_mass_g:.1f} g")  # type: ignore[union-attr]
-        _analyze(study_dir, out / "analysis", model)
+        outputs = _analyze(study_dir, out / "analysis", model)
+        got = {m.name: m.value for m in outputs.report.measurements}
+        rows = [("LV EDV (mL)", "lv_edv", tr.lv_edv_ml), ("LV ESV (mL)", "lv_esv", tr.lv_esv_ml),
+                ("LV EF (%)", "lv_ef", tr.lv_ef_pct), ("LV mass (g)", "lv_mass", tr.lv_mass_g),
+                ("RV EDV (mL)", "rv_edv", tr.rv_edv_ml), ("RV EF (%)", "rv_ef", tr.rv_ef_pct)]  # type: ignore[union-attr]
+        Console().print("model vs phantom truth: " + "; ".join(
+            f"{label} {got[k]:.1f} vs {v:.1f}" for label, k, v in rows if k in got))
