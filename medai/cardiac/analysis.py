@@ -124,14 +124,17 @@ def _render(report: Report, prediction: Prediction, study: Study, tmp: Path) -> 
     for kind, msg in errors.items():
         report.flags.append(QualityFlag(code=f"render_{kind}_failed", severity=Severity.WARNING,
                                         message=f"{renderers[kind][0]} was not written: {msg}"))
-    fname, fn = renderers["json"]
+    return files, errors
+
+
+def _write_json(report: Report, prediction: Prediction, study: Study, tmp: Path) -> Path:
+    fname, fn = _renderers()["json"]
     path = tmp / fname
     if fn is not None:
         fn(report=report, prediction=prediction, study=study, path=path)
     else:
         path.write_text(report.model_dump_json(indent=2))
-    files["json"] = path
-    return files, errors
+    return path
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
@@ -192,8 +195,7 @@ def run_cine_analysis(
         files, errors = _render(report, prediction, study, tmp)
         timings["rendering"] = time.perf_counter() - t0
         report.summary["timings_s"] = timings
-        if "json" in files and _renderers()["json"][1] is None:
-            files["json"].write_text(report.model_dump_json(indent=2))
+        files["json"] = _write_json(report, prediction, study, tmp)  # last: it records every stage's time
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
