@@ -155,3 +155,13 @@ def test_roi_box_covers_the_heart_with_margin(tiny_package: Path) -> None:
     assert y0 <= (heart[:, 0].min() + 0.5) / sy - 0.5 - m + 1 and y1 >= (heart[:, 0].max() + 0.5) / sy - 0.5 + m - 1
     assert x0 <= (heart[:, 1].min() + 0.5) / sx - 0.5 - m + 1 and x1 >= (heart[:, 1].max() + 0.5) / sx - 0.5 + m - 1
     assert pred._roi(np.zeros_like(p.labels[0]), step) is None
+
+
+def test_bad_input_cardiac_study_without_cine(tiny_package: Path) -> None:
+    """An LGE-only cardiac study: the error names the LGE series it does have."""
+    from medai.dicom.phantoms import make_lge_study
+
+    study = ingest(make_lge_study().to_bytes()).studies[0]
+    with pytest.raises(SeriesSelectionError) as exc:
+        Predictor.from_package(tiny_package).predict(study)
+    assert "lge" in exc.value.message and "It has:" in exc.value.message
