@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = Console(width=150)
     res: dict[str, Any] = {"predict": bench_predict(args.batch, args.repeats)}
     t = Table(title="risk predict latency: medai RiskPredictor vs direct sksurv/sklearn (median)")
     for col in ("package", "single ms", "direct ms", "ratio", "batch ms", "direct ms", "ratio", "ms/patient"):

@@ -105,6 +105,27 @@ def evaluate_risk(predictor: RiskPredictor, data: Path, fmt: str = "auto", n_boo
                 sm.binary_metrics(c.y[ok], s[ok]) if cfg.kind == "binary" else {"c_index": sm.harrell_c(c.y[ok], s[ok])}
             )
             ref[name].pop("calibration", None)
+        target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6", "recurrence_14d": "EXPD14"}
+        rname = target.get(c.outcome)
+        if rname in c.reference:
+            s_ref = c.reference[rname]
+            ok = np.flatnonzero(np.isfinite(s_ref))
+            mine = (score if cfg.kind == "survival" else h_risk)[ok]
+            yy = c.y[ok]
+
+            def disc(i: np.ndarray, s: np.ndarray) -> float:
+                if cfg.kind == "survival":
+                    return sm.harrell_c(yy[i], s[i])
+                from sklearn.metrics import roc_auc_score
+
+                return float(roc_auc_score(yy[i], s[i]))
+
+            allr = np.arange(len(ok))
+            ref[rname]["delta_model_minus_reference"] = disc(allr, mine) - disc(allr, s_ref[ok])
+            ref[rname]["delta_ci"] = list(
+                sm.bootstrap_ci(lambda i: disc(i, mine) - disc(i, s_ref[ok]), len(ok), n_boot)
+            )
+            ref[rname]["matches_outcome"] = True
         out["reference_scores_same_rows"] = ref
     return out
 
