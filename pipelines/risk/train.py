@@ -206,6 +206,35 @@ def reference_metrics(c_test: Cohort) -> dict[str, Any]:
     return out
 
 
+def oof_metrics(cd: Cohort, score: np.ndarray, h_risk: np.ndarray, h: float) -> dict[str, Any]:
+    """Out-of-fold (pooled CV) metrics overall and per subgroup, with calibration at horizon ``h`` days.
+
+    Every development patient is scored by the fold model that did not see it, so small cohorts get subgroup
+    estimates on all development rows; these are CV results, reported apart from the held-out test.
+    """
+    y = cd.y
+    if cd.kind == "survival":
+
+        def fn(m: np.ndarray) -> dict[str, Any]:
+            return {
+                "n": int(m.sum()),
+                "events": int(y["event"][m].sum()),
+                "c_index": sm.harrell_c(y[m], score[m]),
+                "calibration": sm.calibration_survival(y[m], h_risk[m], h),
+            }
+
+        events = y["event"]
+    else:
+
+        def fn(m: np.ndarray) -> dict[str, Any]:
+            return sm.binary_metrics(y[m], h_risk[m])
+
+        events = y
+    out = {"overall": fn(np.ones(len(y), bool)), "subgroups": sm.subgroup_table(cd.subgroups, fn, events=events)}
+    out["horizon_days"] = h
+    return out
+
+
 def paired_vs_reference(model: Any, c_test: Cohort, n_boot: int, seed: int) -> dict[str, Any]:
     """Paired bootstrap of (model - reference) discrimination on the same held-out rows, for the data's own score
     of this outcome (IST: EXPD6 for 6-month death, EXPDD for death/dependency, EXPD6 for death over time)."""
@@ -518,10 +547,18 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             _, params, scores = best
             # importance per fold with the chosen parameters
             imps, shaps = [], []
+            oof_score = np.full(len(cd), np.nan)
+            oof_hrisk = np.full(len(cd), np.nan)
+            h_oof = horizons[min(1, len(horizons) - 1)]
             for i, (tr, va) in enumerate(folds):
                 m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params).fit(
                     cd.X.iloc[tr], cd.y[tr]
                 )
+                if kind == "survival":
+                    oof_score[va] = m.predict(cd.X.iloc[va])
+                    oof_hrisk[va] = [1 - f(min(h_oof, f.x[-1])) for f in m.predict_survival_function(cd.X.iloc[va])]
+                else:
+                    oof_score[va] = oof_hrisk[va] = m.predict_proba(cd.X.iloc[va])[:, 1]
                 va = va[: recipe.importance_rows]
                 imps.append(
                     permutation_importance(m, kind, cd.X.iloc[va], cd.y[va], recipe.importance_repeats, recipe.seed + i)
@@ -547,6 +584,7 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             }
             if shaps:
                 rec["shap"] = stability(shaps)
+            rec["cv_out_of_fold"] = oof_metrics(cd, oof_score, oof_hrisk, h_oof)
             summary["models"][entry.name] = rec
             fitted[entry.name] = final
             with mlflow.start_run(run_name=f"{recipe.name}/{entry.name}", nested=True):
