@@ -97,6 +97,20 @@ def run_table(s: dict[str, Any], subgroups: bool = False) -> str:
                 f"| overall | {t.get('n')} | {t.get('events')} | {_f(t.get(metric))} | "
                 f"{_f(cal.get('slope'), 2)} | {_f(cal.get('intercept'), 2)} |"
             )
+    oof = shipped.get("cv_out_of_fold") if subgroups else None
+    if oof:
+        lines += [
+            "",
+            f"| subgroup ({s['shipped']}, out-of-fold CV on {s['n_dev']} dev rows) | n | events | {metric} | "
+            f"calib. slope | calib. intercept | CITL |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for g, r in [("overall", oof["overall"]), *oof["subgroups"].items()]:
+            cal = r.get("calibration") or {}
+            lines.append(
+                f"| {g} | {r.get('n')} | {r.get('events', '-')} | {_f(r.get(metric))} | "
+                f"{_f(cal.get('slope'), 2)} | {_f(cal.get('intercept'), 2)} | {_f(cal.get('citl'), 3)} |"
+            )
     return "\n".join(lines)
 
 
