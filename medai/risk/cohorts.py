@@ -242,7 +242,7 @@ OUTCOMES: dict[str, dict[str, tuple[str, str]]] = {
 
 
 def _ist(path: Path, outcome: str) -> Cohort:
-    f = path / "stroke" / "ist" / "IST_dev.csv" if path.is_dir() else path
+    f = _locate(path, "stroke", "ist", "IST_dev.csv")
     raw = pd.read_csv(f, low_memory=False)
     return ist_from_frame(raw, outcome)
 
@@ -334,7 +334,7 @@ ESTONIA_SPEC = CohortSpec(
 
 
 def _estonia(path: Path, outcome: str) -> Cohort:
-    f = path / "stroke" / "estonia" / "stroke_ISwR.csv" if path.is_dir() else path
+    f = _locate(path, "stroke", "estonia", "stroke_ISwR.csv")
     raw = pd.read_csv(f)
     _need(raw, ["obsmonths", "dead"], "Tartu stroke")
     X = ESTONIA_SPEC.validate_frame(raw, errors="report")
@@ -386,7 +386,7 @@ HF299_SPEC = CohortSpec(
 
 
 def _hf299(path: Path, outcome: str) -> Cohort:
-    f = path / "cardio" / "heart_failure_299" / "heart_failure_clinical_records_dataset.csv" if path.is_dir() else path
+    f = _locate(path, "cardio", "heart_failure_299", "heart_failure_clinical_records_dataset.csv")
     raw = pd.read_csv(f)
     _need(raw, ["time", "DEATH_EVENT"], "heart_failure_299")
     X = HF299_SPEC.validate_frame(raw, errors="report")
@@ -440,7 +440,7 @@ WHAS_SPEC = CohortSpec(
 
 
 def _whas(path: Path, outcome: str) -> Cohort:
-    f = path / "cardio" / "whas" / "whas500_full.csv" if path.is_dir() else path
+    f = _locate(path, "cardio", "whas", "whas500_full.csv")
     raw = pd.read_csv(f)
     _need(raw, ["lenfol", "fstat"], "WHAS500")
     X = WHAS_SPEC.validate_frame(raw, errors="report")
@@ -631,7 +631,7 @@ CKD_SPEC = CohortSpec(
 
 
 def _ckd(path: Path, outcome: str) -> Cohort:
-    f = path / "cardio" / "ckd_cardiovascular" / "journal.pone.0199920.s002_EDITED.csv" if path.is_dir() else path
+    f = _locate(path, "cardio", "ckd_cardiovascular", "journal.pone.0199920.s002_EDITED.csv")
     raw = pd.read_csv(f)
     raw.columns = [c.strip() for c in raw.columns]
     _need(raw, ["TimeToEventMonths", "EventCKD35"], "CKD-cardiovascular")
@@ -686,7 +686,7 @@ FRAMINGHAM_SPEC = CohortSpec(
 
 
 def _framingham(path: Path, outcome: str) -> Cohort:
-    f = path / "cardio" / "framingham" / "framingham.csv" if path.is_dir() else path
+    f = _locate(path, "cardio", "framingham", "framingham.csv")
     raw = pd.read_csv(f)
     _need(raw, ["TenYearCHD"], "Framingham")
     X = FRAMINGHAM_SPEC.validate_frame(raw, errors="report")
@@ -877,6 +877,16 @@ def load_csv(
             sub["age_band"] = age_band(raw[c])
             break
     return Cohort(name, event, kind, spec, X, y, subgroups=sub, problems=X.attrs.get("problems", []))
+
+
+def _locate(path: Path, *parts: str) -> Path:
+    """The cohort file: ``path`` itself, ``path/<parts>`` (data root) or ``path/<file name>`` (cohort folder)."""
+    if path.is_file():
+        return path
+    for cand in (path.joinpath(*parts), path / parts[-1]):
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"cannot find {'/'.join(parts)} under {path}; pass the data root, the cohort folder or the file")
 
 
 def _need(raw: pd.DataFrame, cols: list[str], what: str) -> None:

@@ -138,3 +138,17 @@ def test_zigong_joins_sheets_with_comorbidities(data_dir: Path) -> None:
     assert c.X["moderate_to_severe_chronic_kidney_disease"].mean() > 0.1
     # the 5 implausible BMI values (>70 kg/m2) are reported, not silently kept
     assert any(p["field"] == "BMI" and p["problem"] == "out_of_range" for p in c.problems)
+
+
+def test_adapter_accepts_root_folder_or_file(data_dir: Path, tmp_path: Path) -> None:
+    from medai.errors import ConfigError
+
+    a = load_cohort("heart_failure_299", "death", data_dir)
+    b = load_cohort("heart_failure_299", "death", data_dir / "cardio" / "heart_failure_299")
+    f = data_dir / "cardio" / "heart_failure_299" / "heart_failure_clinical_records_dataset.csv"
+    c = load_cohort("heart_failure_299", "death", f)
+    assert len(a) == len(b) == len(c) == 299
+    with pytest.raises(ConfigError, match="cannot find"):
+        load_cohort("heart_failure_299", "death", tmp_path)
+    with pytest.raises(ConfigError, match="unknown outcome"):
+        load_cohort("ist", "nonsense", data_dir)
