@@ -6,6 +6,9 @@ Steps, in order, on each frame's ``(Z, Y, X)`` label map:
 2. per slice, LV blood-pool holes are filled (papillary muscles belong to the blood pool by our convention);
 3. per slice, anything enclosed by the myocardial ring (background or RV) becomes LV blood pool -- there is no
    RV inside the LV.
+
+:func:`apply_basal_ring_rule` then applies the SCMR basal-slice convention (blood pool counts as LV only where it is
+at least half surrounded by myocardium), so the label map shows exactly what is measured.
 """
 
 from __future__ import annotations
@@ -77,3 +80,56 @@ def clean_cine(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
     if labels.ndim == 3:
         return clean_frame(labels, values)
     return np.stack([clean_frame(f, values) for f in labels])
+
+
+#: SCMR rule: a basal slice's blood pool counts as LV only when >= 50 % of it is surrounded by myocardium.
+BASAL_RING_FRACTION = 0.5
+#: How many LV-bearing slices from the basal end the rule examines.
+BASAL_SLICES_CHECKED = 2
+
+
+def myocardial_ring_fraction(slice_labels: np.ndarray, lv: int, myo: int) -> float:
+    """Fraction of the LV blood pool's outer border (``(Y, X)`` slice) that touches myocardium (0..1)."""
+    cav = slice_labels == lv
+    if not cav.any():
+        return 0.0
+    border = ndimage.binary_dilation(cav, structure=np.ones((3, 3), bool)) & ~cav
+    return float((slice_labels[border] == myo).mean()) if border.any() else 0.0
+
+
+def apply_basal_ring_rule(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
+    """Drop LV blood pool from basal slices not surrounded by myocardium (left atrium, outflow tract).
+
+    SCMR post-processing recommendation (Schulz-Menger et al., JCMR 2020;22:19): a basal slice is included in
+    the LV volume when its blood pool is surrounded by at least 50 % ventricular myocardium. Applied per frame to
+    the :data:`BASAL_SLICES_CHECKED` most basal slices holding LV, moving apically until one passes. The basal end
+    is the end of the stack where the RV (or, without RV, the LV) cross-section is larger at that frame.
+
+    Args:
+        labels: ``(T, Z, Y, X)`` or ``(Z, Y, X)`` uint8 label map (already cleaned).
+        values: label name -> value.
+
+    Returns:
+        A copy with LV voxels of excluded slices set to background.
+    """
+    if "lv" not in values or "myo" not in values:
+        return labels.copy()
+    out = labels.copy()
+    frames = out if out.ndim == 4 else out[None]
+    lv, myo = values["lv"], values["myo"]
+    for f in frames:
+        area_lv = (f == lv).reshape(f.shape[0], -1).sum(1)
+        ref = (f == values["rv"]).reshape(f.shape[0], -1).sum(1) if "rv" in values else area_lv
+        if ref.sum() == 0:
+            ref = area_lv
+        zs = [z for z in range(f.shape[0]) if area_lv[z] > 0]
+        if len(zs) < 3:
+            continue
+        half = max(1, f.shape[0] // 2)
+        if ref[:half].sum() < ref[-half:].sum():
+            zs = zs[::-1]
+        for z in zs[:BASAL_SLICES_CHECKED]:
+            if myocardial_ring_fraction(f[z], lv, myo) >= BASAL_RING_FRACTION:
+                break
+            f[z][f[z] == lv] = 0
+    return out

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medai.cardiac.phases import declared_phases, select_phases
-from medai.cardiac.postprocess import clean_cine
+from medai.cardiac.postprocess import apply_basal_ring_rule, clean_cine
 from medai.cardiac.preprocess import CineSegInferenceConfig, normalize_intensity, pad_to_divisor
 from medai.cardiac.quality import curve_flags, input_flags, result_flags
 from medai.domain.codes import Code
@@ -109,7 +109,8 @@ class CineSegPredictor(Predictor):
             volume: image volume (float, LPS). Spacing comes from its affine.
             resample: resample in-plane to the model's ``target_spacing_mm`` (False when the spacing is unknown,
                 e.g. ACDC HDF5, where the model sees the grid as-is like in training).
-            postprocess: apply the 3-D consistency cleaning (:mod:`medai.cardiac.postprocess`).
+            postprocess: apply the 3-D consistency cleaning and the SCMR basal-slice rule
+                (:mod:`medai.cardiac.postprocess`).
             roi: for cine volumes, segment frame 0 on the whole field of view, then the other frames inside the
                 heart's bounding box plus :data:`ROI_MARGIN_MM` (class scores outside count as background). The
                 heart moves by far less than the margin over a cycle; this cuts inference ~3x on a chest FOV.
@@ -144,7 +145,7 @@ class CineSegPredictor(Predictor):
         t2 = time.perf_counter()
         if progress is not None:
             progress("postprocessing")
-        lab = clean_cine(out, cfg.labels) if postprocess else out
+        lab = apply_basal_ring_rule(clean_cine(out, cfg.labels), cfg.labels) if postprocess else out
         t3 = time.perf_counter()
         if timings is not None:
             timings["preprocessing"] = timings.get("preprocessing", 0.0) + (t1 - t0)

@@ -143,7 +143,9 @@ def evaluate_sunnybrook(predictor: CineSegPredictor, data: Path) -> dict[str, An
         where = {uid: (t, z) for t, row in enumerate(lm.volume.source_sop_uids or ()) for z, uid in enumerate(row)}
         pred_all = lm.volume.array
         lv_ml: dict[str, dict[str, float]] = {}
-        for case in load_sunnybrook_patient(data, pid):
+        with quiet_pydicom():
+            cases = load_sunnybrook_patient(data, pid)
+        for case in cases:
             idx = []
             for src in case.meta["sources"]:  # type: ignore[union-attr]
                 with quiet_pydicom():

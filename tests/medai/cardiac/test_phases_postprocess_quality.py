@@ -67,3 +67,18 @@ def test_coverage_flags() -> None:
     # drop the three apical slices: the apex is no longer covered
     cut = lm.__class__(volume=lm.volume.with_array(lm.volume.array[:, :4].copy()), labels=lm.labels)
     assert "apical_coverage_missing" in {f.code for f in coverage_flags(cut, 0)}
+
+
+def test_basal_ring_rule_drops_atrial_blood_pool_only() -> None:
+    from medai.cardiac.postprocess import apply_basal_ring_rule, myocardial_ring_fraction
+
+    p = make_cine_sax_study(n_slices=6, n_phases=2, rows=64, cols=64)
+    lab = p.labels.copy()
+    assert all(myocardial_ring_fraction(lab[0, z], 3, 2) == 1.0 for z in range(6) if (lab[0, z] == 3).any())
+    np.testing.assert_array_equal(apply_basal_ring_rule(lab, LABELS), lab)  # ringed everywhere: unchanged
+    # slice 0 is the base (largest RV): make it "atrium" -- blood pool without myocardium around it
+    lab[1, 0][lab[1, 0] == LABELS["myo"]] = 0
+    out = apply_basal_ring_rule(lab, LABELS)
+    assert not (out[1, 0] == LABELS["lv"]).any()
+    np.testing.assert_array_equal(out[1, 1:], lab[1, 1:])  # the next slice passes: nothing else changes
+    np.testing.assert_array_equal(out[0], lab[0])
