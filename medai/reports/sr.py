@@ -1,0 +1,322 @@
+"""DICOM SR rendering of a :class:`~medai.domain.prediction.Report`: a TID 1500 Measurement Report via highdicom.
+
+Layout (Comprehensive 3D SR, ``Imaging Measurement Report`` of ``Magnetic resonance imaging of heart``):
+
+* one **volumetric ROI measurement group** (TID 1411) per (segment, phase): e.g. ``lv ED`` holds LV EDV/EDVi,
+  ``lv ES`` LV ESV/ESVi, ``lv ED+ES`` SV/EF/CO, ``myo ED`` mass and the AHA wall thicknesses. Each group references
+  its segment in the DICOM SEG (``ReferencedSegment`` plus the source images of that phase: DICOM forbids frame
+  numbers next to a segment number), names the segmented structure as finding type, and the model as algorithm;
+* measurements without a segment (heart rate, BSA) go into a TID 1501 group;
+* quality flags are qualitative evaluations of a ``quality`` TID 1501 group (code = the flag's stable code,
+  meaning = its message, truncated to the 64 characters DICOM allows);
+* each measurement carries its code, value and UCUM unit from the :class:`~medai.domain.measurement.Measurement`,
+  its normality (from the flag) and, when one applies, the normal range (TID 1420 lower/upper limits, the
+  population as description and the citation as authority).
+
+The SR is UNVERIFIED: no clinician has reviewed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medai.domain.measurement import Flag, Measurement
+from medai.domain.prediction import ModelRef, Report, Severity
+from medai.errors import InputValidationError
+from medai.reports.seg import MANUFACTURER, coded_concept, device_serial_number
+
+if TYPE_CHECKING:
+    import highdicom as hd
+    from pydicom import Dataset
+
+    from medai.domain.prediction import Prediction
+    from medai.domain.study import Study
+
+logger = logging.getLogger(__name__)
+
+#: SeriesNumber of the SR series.
+SR_SERIES_NUMBER = 9002
+#: Local coding scheme of medai's private codes (declared in CodingSchemeIdentificationSequence when used).
+LOCAL_SCHEME = "99MEDAI"
+#: Phase label of measurements that span both ED and ES (SV, EF, CO).
+BOTH_PHASES = "ED+ES"
+
+
+def ucum(unit_code: str) -> Any:
+    """A UCUM unit as a highdicom ``CodedConcept`` (``(mL, UCUM, mL)``)."""
+    from highdicom.sr import CodedConcept
+
+    return CodedConcept(value=unit_code, scheme_designator="UCUM", meaning=unit_code)
+
+
+def _normality(flag: Flag) -> Any:
+    from pydicom.sr.codedict import codes
+
+    return {
+        Flag.NORMAL: codes.cid222.Normal,
+        Flag.LOW: codes.cid222.AbnormallyLow,
+        Flag.HIGH: codes.cid222.AbnormallyHigh,
+    }.get(flag)
+
+
+def _properties(m: Measurement) -> Any:
+    """TID 1419 measurement properties: normality and the published normal range (None when neither applies)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    rr = m.reference_range
+    normality = _normality(m.flag)
+    if rr is None and normality is None:
+        return None
+    normal_range = None
+    if rr is not None:
+        values = []
+        for concept, bound in ((codes.cid223.NormalRangeLowerLimit, rr.low),
+                               (codes.cid223.NormalRangeUpperLimit, rr.high)):
+            if bound is not None:
+                values.append(hd.sr.NumContentItem(name=concept, value=float(bound), unit=ucum(m.unit.code),
+                                                   relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES))
+        if values:
+            normal_range = hd.sr.NormalRangeProperties(
+                values=values, description=rr.population or None, authority=rr.source or None)
+    return hd.sr.MeasurementProperties(normality=normality, normal_range_properties=normal_range)
+
+
+def _measurement(m: Measurement, algorithm: Any) -> Any:
+    import highdicom as hd
+
+    return hd.sr.Measurement(
+        name=coded_concept(m.code),
+        value=float(m.value),
+        unit=ucum(m.unit.code),
+        algorithm_id=algorithm,
+        properties=_properties(m),
+    )
+
+
+def _phase_of(m: Measurement) -> str:
+    return m.frame if m.frame in ("ED", "ES") else BOTH_PHASES
+
+
+def seg_sources_by_phase(seg: Dataset, phase_sops: dict[str, set[str]]) -> dict[tuple[int, str], list[tuple[str, str]]]:
+    """Source images ``(SOPClassUID, SOPInstanceUID)`` of the SEG frames per (segment number, phase).
+
+    Args:
+        seg: the SEG dataset.
+        phase_sops: phase name (``"ED"``, ``"ES"``) -> SOPInstanceUIDs of that phase's source images.
+
+    Returns:
+        For each segment and phase, the source images of the frames where the segment is present, in frame order.
+    """
+    out: dict[tuple[int, str], list[tuple[str, str]]] = {}
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        for der in item.get("DerivationImageSequence", []):
+            for src in der.get("SourceImageSequence", []):
+                uid = str(src.ReferencedSOPInstanceUID)
+                for phase, sops in phase_sops.items():
+                    ref = (str(src.ReferencedSOPClassUID), uid)
+                    if uid in sops and ref not in out.setdefault((number, phase), []):
+                        out[(number, phase)].append(ref)
+    return out
+
+
+def _segments_of(seg: Dataset) -> dict[str, tuple[int, Any]]:
+    """Segment name (TrackingID, else SegmentLabel) -> (SegmentNumber, segmented property type)."""
+    import highdicom as hd
+
+    out = {}
+    for item in seg.SegmentSequence:
+        name = str(item.get("TrackingID") or item.SegmentLabel)
+        prop = hd.sr.CodedConcept.from_dataset(item.SegmentedPropertyTypeCodeSequence[0])
+        out[name] = (int(item.SegmentNumber), prop)
+    return out
+
+
+def _coding_schemes(report: Report) -> list[Any]:
+    from pydicom import Dataset as _Dataset
+
+    if not any(m.code.scheme == LOCAL_SCHEME for m in report.measurements) and not report.flags:
+        return []
+    item = _Dataset()
+    item.CodingSchemeDesignator = LOCAL_SCHEME
+    item.CodingSchemeName = "medai local codes"
+    item.CodingSchemeResponsibleOrganization = "medai project"
+    return [item]
+
+
+def build_sr(
+    report: Report,
+    source_datasets: Sequence[Dataset],
+    *,
+    seg: Dataset | None = None,
+    phase_sops: dict[str, set[str]] | None = None,
+    series_number: int = SR_SERIES_NUMBER,
+) -> hd.sr.Comprehensive3DSR:
+    """Build the TID 1500 measurement report of ``report``.
+
+    Args:
+        report: the report (measurements, flags, producing model).
+        source_datasets: the source images the measurements derive from (evidence; headers suffice).
+        seg: the DICOM SEG the measurements were made on; its segments are referenced by name (TrackingID).
+            Without it, segment measurements go into image measurement groups referencing no segment.
+        phase_sops: phase (``"ED"``/``"ES"``) -> SOPInstanceUIDs of that phase's source images, to reference only
+            the SEG frames of the measurement's phase; without it, whole segments are referenced.
+        series_number: SeriesNumber of the SR series.
+
+    Returns:
+        The highdicom ``Comprehensive3DSR``.
+
+    Raises:
+        InputValidationError: no source images to attach the report to.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    if not source_datasets:
+        raise InputValidationError("an SR needs its source images (evidence); none were given",
+                                   details=[{"field": "source_datasets", "problem": "empty"}])
+    model = report.models[0] if report.models else ModelRef(name="unknown", version="0")
+    algorithm = hd.sr.AlgorithmIdentification(name=model.name[:64], version=model.version[:64])
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[MANUFACTURER, model.name, model.version]),
+            name=model.name[:64], manufacturer_name=MANUFACTURER, model_name=model.name[:64],
+            serial_number=device_serial_number(model)),
+    )
+    context = hd.sr.ObservationContext(observer_device_context=device)
+
+    segments = _segments_of(seg) if seg is not None else {}
+    sources = seg_sources_by_phase(seg, phase_sops) if (seg is not None and phase_sops) else {}
+    groups: dict[tuple[str | None, str], list[Measurement]] = {}
+    for m in report.measurements:
+        key = (m.segment if m.segment in segments else None, _phase_of(m) if m.segment in segments else "")
+        groups.setdefault(key, []).append(m)
+
+    imaging: list[Any] = []
+    for (segment, phase), ms in groups.items():
+        measurements = [_measurement(m, algorithm) for m in ms]
+        if segment is None:
+            imaging.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="study-level measurements"),
+                algorithm_id=algorithm, measurements=measurements))
+            continue
+        number, prop_type = segments[segment]
+        # DICOM forbids frame numbers next to a segment number: the phase is told by the source images
+        if phase == BOTH_PHASES:
+            refs = [r for (n, _ph), rs in sources.items() if n == number for r in rs]
+        else:
+            refs = sources.get((number, phase), [])
+        if refs:
+            ref = hd.sr.ReferencedSegment(
+                sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=str(seg.SOPInstanceUID), segment_number=number,
+                source_images=[hd.sr.SourceImageForSegmentation(cls, uid) for cls, uid in dict.fromkeys(refs)])
+        else:
+            ref = hd.sr.ReferencedSegment.from_segmentation(seg, number)
+        imaging.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{segment} {phase}"),
+            referenced_segment=ref, finding_type=prop_type, algorithm_id=algorithm, measurements=measurements))
+    if report.flags:
+        evaluations = [
+            hd.sr.QualitativeEvaluation(
+                name=hd.sr.CodedConcept(value="QUALITY", scheme_designator=LOCAL_SCHEME,
+                                        meaning=f"Quality flag ({f.severity.value})"),
+                value=hd.sr.CodedConcept(value=f.code, scheme_designator=LOCAL_SCHEME, meaning=f.message[:64]))
+            for f in report.flags
+        ]
+        imaging.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="quality flags"),
+            algorithm_id=algorithm, qualitative_evaluations=evaluations))
+    content = hd.sr.MeasurementReport(
+        observation_context=context,
+        procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
+        imaging_measurements=imaging,
+    )
+    evidence = [*([seg] if seg is not None else []), *source_datasets]
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=content[0],
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,
+        is_verified=False,
+        series_description=f"medai measurements {model.name} {model.version}"[:64],
+    )
+    schemes = _coding_schemes(report)
+    if schemes:
+        from pydicom.sequence import Sequence as DicomSequence
+
+        sr.CodingSchemeIdentificationSequence = DicomSequence(schemes)
+    if any(f.severity == Severity.ERROR for f in report.flags):
+        logger.warning("SR of report %s carries error-level quality flags", report.report_id)
+    return sr
+
+
+def write_sr(
+    report: Report,
+    prediction: Prediction | None = None,
+    study: Study | None = None,
+    path: Path | str = "sr.dcm",
+    *,
+    seg: Dataset | Path | str | None = None,
+    source_datasets: Sequence[Dataset] | None = None,
+    role: str = "cine_sax",
+) -> Path:
+    """Write ``sr.dcm``: the renderer called by the analysis job (``report, prediction, study, path``).
+
+    Args:
+        report: the report to render.
+        prediction: gives the label map's source images per phase (ED/ES frames of ``label_maps[role]``).
+        study: the study whose instances are the source images (when ``source_datasets`` is not given).
+        path: output file.
+        seg: the SEG dataset or file the measurements reference; default: ``seg.dcm`` next to ``path`` when it
+            exists (the analysis job writes the SEG first).
+        source_datasets: the source images (default: the study's instances named by the label map).
+        role: which label map of the prediction the SEG renders.
+
+    Returns:
+        ``path``.
+    """
+    import pydicom
+
+    path = Path(path)
+    if seg is None and path.with_name("seg.dcm").is_file():
+        seg = path.with_name("seg.dcm")
+    seg_ds = pydicom.dcmread(seg) if isinstance(seg, str | Path) else seg
+    phase_sops: dict[str, set[str]] = {}
+    label_map = prediction.label_maps.get(role) if prediction is not None else None
+    if label_map is not None and label_map.volume.source_sop_uids is not None:
+        sops = label_map.volume.source_sop_uids
+        if label_map.volume.is_temporal:
+            for phase in ("ED", "ES"):
+                t = prediction.extras.get(f"{phase.lower()}_frame") if prediction is not None else None
+                if t is not None:
+                    phase_sops[phase] = {str(u) for u in sops[int(t)]}
+    if source_datasets is None:
+        if study is None:
+            raise InputValidationError("write_sr needs the source images: pass source_datasets or the study",
+                                       details=[{"field": "source_datasets", "problem": "missing"}])
+        wanted = set().union(*phase_sops.values()) if phase_sops else None
+        source_datasets = [inst.dataset for s in study.series for inst in s.instances
+                           if wanted is None or inst.SOPInstanceUID in wanted]
+        if not source_datasets and report.series:
+            uids = {str(s.get("series_instance_uid")) for s in report.series}
+            source_datasets = [inst.dataset for s in study.series if s.SeriesInstanceUID in uids
+                               for inst in s.instances]
+    sr = build_sr(report, source_datasets, seg=seg_ds, phase_sops=phase_sops or None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(path)
+    logger.info("wrote DICOM SR %s (%d measurements)", path, len(report.measurements))
+    return path
+
+
+__all__ = ["SR_SERIES_NUMBER", "build_sr", "seg_sources_by_phase", "ucum", "write_sr"]
