@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -191,6 +192,9 @@ def run_cine_analysis(
     t0 = time.perf_counter()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published folder gets the usual permissions
     try:
         files, errors = _render(report, prediction, study, tmp)
         timings["rendering"] = time.perf_counter() - t0

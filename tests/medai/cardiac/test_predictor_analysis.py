@@ -165,3 +165,32 @@ def test_bad_input_cardiac_study_without_cine(tiny_package: Path) -> None:
     with pytest.raises(SeriesSelectionError) as exc:
         Predictor.from_package(tiny_package).predict(study)
     assert "lge" in exc.value.message and "It has:" in exc.value.message
+
+
+def test_analysis_end_to_end_with_exact_segmentation(tiny_package: Path, small_phantom, small_study, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the phantom's exact labels in place of the network, the report holds the phantom's truth and the
+    SEG/SR renderers (when installed) produce files that read back."""
+    import pydicom
+
+    pred = Predictor.from_package(tiny_package)
+    exact = phantom_labelmap(small_phantom)
+
+    def oracle(self, volume, **kwargs):  # type: ignore[no-untyped-def]
+        return exact.__class__(volume=volume.with_array(exact.volume.array), labels=self.labels)
+
+    monkeypatch.setattr(CineSegPredictor, "segment_volume", oracle)
+    res = run_cine_analysis(small_study, tmp_path / "out", pred)
+    m = {x.name: x.value for x in res.report.measurements}
+    assert m["lv_ef"] == pytest.approx(small_phantom.truth.lv_ef_pct)
+    # volumes use the affine read back from the DICOM (decimal strings): equal to 1e-5
+    assert m["lv_edv"] == pytest.approx(small_phantom.truth.lv_edv_ml, rel=1e-5)
+    assert m["lv_mass"] == pytest.approx(small_phantom.truth.lv_mass_g, rel=1e-5)
+    doc = json.loads(res.files["json"].read_text())
+    assert {x["name"] for x in doc["measurements"]} >= {"lv_ef", "lv_edv", "lv_mass"}
+    for kind in ("seg", "sr"):
+        if kind in res.files:
+            ds = pydicom.dcmread(res.files[kind])
+            assert ds.StudyInstanceUID == small_study.StudyInstanceUID
+        else:
+            assert any(f.code == f"render_{kind}_failed" for f in res.report.flags)
