@@ -50,6 +50,9 @@ def run_table(s: dict[str, Any], subgroups: bool = False) -> str:
         "|---|---|---|---|---|",
     ]
     for name, r in s["models"].items():
+        if "failed" in r:
+            lines.append(f"| {name} | failed to fit | | | |")
+            continue
         t = r["test"]
         ci = t.get("c_index_ci") or t.get("auc_ci") or [None, None]
         other = []

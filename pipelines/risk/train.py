@@ -528,10 +528,19 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             for params in ParameterGrid(entry.grid or {}):
                 t0 = time.perf_counter()
                 scores = []
+                failed = ""
                 for tr, va in folds:
                     m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params)
-                    m.fit(cd.X.iloc[tr], cd.y[tr])
+                    try:
+                        m.fit(cd.X.iloc[tr], cd.y[tr])
+                    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+                        failed = str(exc)
+                        break
                     scores.append(_score(m, kind, cd.X.iloc[va], cd.y[va]))
+                if failed:  # e.g. Cox not converging: this grid point is reported and skipped
+                    logger.warning("%s %s %s failed to fit: %s", recipe.name, entry.name, params, failed)
+                    grid_log.append({"params": params, "failed": failed})
+                    continue
                 grid_log.append(
                     {
                         "params": params,
@@ -543,7 +552,10 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                 console.print(f"[dim]{recipe.name} {entry.name} {params}: CV {np.mean(scores):.4f}[/]")
                 if best is None or np.mean(scores) > best[0]:
                     best = (float(np.mean(scores)), params, scores)
-            assert best is not None
+            if best is None:
+                summary["models"][entry.name] = {"failed": grid_log}
+                console.print(f"[red]{recipe.name} {entry.name}: every grid point failed to fit[/]")
+                continue
             _, params, scores = best
             # importance per fold with the chosen parameters
             imps, shaps = [], []
@@ -602,7 +614,10 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             )
         # choose and ship
         metric_name = "c_index" if c.kind == "survival" else "auc"
-        ship = recipe.ship or max(summary["models"], key=lambda k: summary["models"][k]["cv"]["mean"])
+        ok_models = {k: v for k, v in summary["models"].items() if "cv" in v}
+        if not ok_models:
+            raise ConfigError(f"{recipe.name}: no estimator could be fitted; see the warnings above")
+        ship = recipe.ship if recipe.ship in ok_models else max(ok_models, key=lambda k: ok_models[k]["cv"]["mean"])
         recipe.ship = ship
         summary["shipped"] = ship
         final = fitted[ship]
@@ -662,6 +677,8 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
     for col in ("model", f"CV {metric_name} mean ± sd", "folds", f"held-out {metric_name}", "95% CI"):
         table.add_column(col)
     for k, r in summary["models"].items():
+        if "failed" in r:
+            continue
         ci = r["test"].get("c_index_ci") or r["test"].get("auc_ci") or [float("nan")] * 2
         table.add_row(
             k,
