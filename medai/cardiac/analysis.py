@@ -155,6 +155,7 @@ def run_cine_analysis(
     predictor: Predictor | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    extra_timings: dict[str, float] | None = None,
 ) -> AnalysisOutputs:
     """Analyse the cine SAX series of ``study`` and write the report files into ``out_dir``.
 
@@ -163,6 +164,7 @@ def run_cine_analysis(
         out_dir: output folder (created; an existing one is replaced atomically when the run succeeds).
         predictor: a loaded cine predictor; default: the shipped ``heart_mr_cine_seg`` package.
         progress: called with each stage name (:data:`STAGES`) as it starts.
+        extra_timings: stage timings measured by the caller (e.g. ``ingest``), recorded in the report.
 
     Returns:
         :class:`AnalysisOutputs` (report, prediction, files inside ``out_dir``, timings per stage).
@@ -186,7 +188,7 @@ def run_cine_analysis(
         prediction = predictor.predict(study, progress=tell)
     else:
         prediction = predictor.predict(study)
-    timings = dict(prediction.extras.get("timings_s", {}))
+    timings = {**(extra_timings or {}), **prediction.extras.get("timings_s", {})}
     report = build_report(study, prediction)
     tell("rendering")
     t0 = time.perf_counter()

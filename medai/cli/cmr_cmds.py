@@ -44,9 +44,8 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
         study = candidates[0]
         bar.update(task, description=f"loading model {model or DEFAULT_MODEL}")
         predictor = Predictor.from_package(model or DEFAULT_MODEL)
-        outputs = run_cine_analysis(study, out, predictor,
-                                    progress=lambda stage: bar.update(task, description=stage))
-    outputs.timings_s["ingest"] = t_ingest
+        outputs = run_cine_analysis(study, out, predictor, progress=lambda stage: bar.update(task, description=stage),
+                                    extra_timings={"ingest": t_ingest})
     table = Table(title=f"cine CMR analysis - {study.PatientID or study.StudyInstanceUID}")
     for col in ("measurement", "value", "unit", "reference", "flag"):
         table.add_column(col)
