@@ -278,8 +278,9 @@ def subgroup_table(
     """
     out: dict[str, dict[str, Any]] = {}
     for col in subgroups.columns:
-        for level in sorted(set(subgroups[col].astype(str))):
-            m = (subgroups[col].astype(str) == level).to_numpy()
+        vals = np.array(["unknown" if pd.isna(v) else str(v) for v in subgroups[col].tolist()], dtype=object)
+        for level in sorted(set(vals.tolist())):
+            m = vals == level
             key = f"{col}={level}"
             n_ev = int(events[m].sum()) if events is not None else min_events
             if m.sum() < min_n or n_ev < min_events:
