@@ -61,6 +61,50 @@ def software_versions() -> str:
     return str(medai.__version__)
 
 
+#: Date/time attributes highdicom copies from the source images; invalid values (``00000000`` from some
+#: de-identification tools) are blanked in the copies it sees.
+_DATE_KEYWORDS = ("PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+_TIME_KEYWORDS = ("StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime")
+
+
+def header_copy(ds: Dataset, *, frame_of_reference_uid: str | None = None, series_uid: str | None = None) -> Dataset:
+    """A pixel-less copy of a source image header that highdicom accepts.
+
+    Invalid DA/TM values are blanked (the originals are untouched), an unknown PatientSex becomes empty, and the
+    FrameOfReferenceUID / SeriesInstanceUID are replaced when given (see :func:`build_seg`).
+    """
+    import copy
+
+    from pydicom import Dataset as _Dataset
+    from pydicom.valuerep import DA, TM
+
+    out = _Dataset()
+    for elem in ds:
+        if elem.tag.group == 0x7FE0 or elem.keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            continue
+        out.add(copy.deepcopy(elem))
+    if hasattr(ds, "file_meta"):
+        out.file_meta = copy.deepcopy(ds.file_meta)
+    for keywords, vr_type in ((_DATE_KEYWORDS, DA), (_TIME_KEYWORDS, TM)):
+        for kw in keywords:
+            value = out.get(kw)
+            if value in (None, ""):
+                continue
+            try:
+                vr_type(str(value))
+            except ValueError:
+                logger.info("source image %s: invalid %s %r blanked in the SEG/SR copy",
+                            out.get("SOPInstanceUID"), kw, str(value))
+                setattr(out, kw, "")
+    if str(out.get("PatientSex", "")) not in ("M", "F", "O", ""):
+        out.PatientSex = ""
+    if frame_of_reference_uid:
+        out.FrameOfReferenceUID = frame_of_reference_uid
+    if series_uid:
+        out.SeriesInstanceUID = series_uid
+    return out
+
+
 def _frame_indices(label_map: LabelMap, frames: Mapping[str, int] | Sequence[int] | None) -> dict[str, int]:
     """Phase name -> time index of the label map (a static map has the single phase ``"static"``)."""
     vol = label_map.volume
@@ -176,6 +220,13 @@ def build_seg(
                                    details=[{"field": "label_map.labels", "problem": "empty"}])
     by_uid = {str(ds.SOPInstanceUID): ds for ds in source_datasets}
     phases = _frame_indices(label_map, frames)
+    # highdicom wants one series and one frame of reference: cine stacks stored one series per slice (Siemens) or
+    # with a FrameOfReferenceUID per image (some de-identified releases) get unified copies, and the SEG's
+    # ReferencedSeriesSequence is rebuilt with the true series afterwards.
+    true_series: dict[str, str] = {}
+    first = next(iter(by_uid.values()), None)
+    unified_series = str(first.SeriesInstanceUID) if first is not None else None
+    for_uid = vol.frame_of_reference_uid or (str(first.get("FrameOfReferenceUID", "")) if first is not None else "")
     arr = vol.array if vol.is_temporal else vol.array[None]
     n_z = vol.spatial_shape[0]
     labels = sorted(label_map.labels, key=lambda lab: lab.value)
@@ -198,7 +249,8 @@ def build_seg(
                     "given; pass the cine series' instances",
                     details=[{"field": "source_datasets", "problem": "missing", "value": str(uid)}])
             _check_geometry(ds, label_map, z)
-            images.append(ds)
+            true_series[str(uid)] = str(ds.SeriesInstanceUID)
+            images.append(header_copy(ds, frame_of_reference_uid=for_uid or None, series_uid=unified_series))
         masks = np.stack([arr[t] == lab.value for lab in labels], axis=-1)  # (Z, Y, X, S) bool
         parts.append(hd.seg.Segmentation(
             source_images=images,
@@ -218,9 +270,28 @@ def build_seg(
             content_creator_name="medai^automatic",
             series_description=f"medai segmentation {model.name} {model.version}"[:64],
         ))
-    if len(parts) == 1:
-        return parts[0]
-    return _merge_phases(parts)
+    seg = parts[0] if len(parts) == 1 else _merge_phases(parts)
+    if len(set(true_series.values())) > 1:
+        _restore_referenced_series(seg, true_series)
+    return seg
+
+
+def _restore_referenced_series(seg: Dataset, series_of: dict[str, str]) -> None:
+    """Rebuild ReferencedSeriesSequence so each referenced instance sits under its own series."""
+    from pydicom import Dataset as _Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    refs = [r for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence]
+    grouped: dict[str, list[Dataset]] = {}
+    for r in refs:
+        grouped.setdefault(series_of.get(str(r.ReferencedSOPInstanceUID), ""), []).append(r)
+    items = []
+    for series_uid, instances in grouped.items():
+        item = _Dataset()
+        item.SeriesInstanceUID = series_uid
+        item.ReferencedInstanceSequence = DicomSequence(instances)
+        items.append(item)
+    seg.ReferencedSeriesSequence = DicomSequence(items)
 
 
 def _merge_phases(parts: list[hd.seg.Segmentation]) -> hd.seg.Segmentation:
@@ -351,6 +422,7 @@ __all__ = [
     "build_seg",
     "coded_concept",
     "device_serial_number",
+    "header_copy",
     "segment_numbers",
     "software_versions",
     "source_datasets_for",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from medai.domain.measurement import Flag, Measurement
 from medai.domain.prediction import ModelRef, Report, Severity
 from medai.errors import InputValidationError
-from medai.reports.seg import MANUFACTURER, coded_concept, device_serial_number
+from medai.reports.seg import MANUFACTURER, coded_concept, device_serial_number, header_copy
 
 if TYPE_CHECKING:
     import highdicom as hd
@@ -237,7 +237,7 @@ def build_sr(
         procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
         imaging_measurements=imaging,
     )
-    evidence = [*([seg] if seg is not None else []), *source_datasets]
+    evidence = [*([seg] if seg is not None else []), *(header_copy(ds) for ds in source_datasets)]
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=content[0],
