@@ -1,0 +1,145 @@
+"""FHIR R4 renderings of a :class:`~medai.domain.prediction.Report` and of risk predictions.
+
+Built with ``fhir.resources`` (its ``R4B`` models, the R4-compatible release; construction validates every
+resource): a ``DiagnosticReport`` whose results are ``Observation`` s (LOINC/SNOMED/DCM codes, UCUM
+``valueQuantity``, ``referenceRange``, interpretation flag), ``RiskAssessment`` s for risk estimates, all in a
+``collection`` ``Bundle`` with ``urn:uuid`` full URLs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.riskassessment import RiskAssessment
+
+from medai.domain.codes import Code
+from medai.domain.measurement import Flag, Measurement
+from medai.domain.prediction import Prediction, Report, RiskEstimate
+
+SYSTEMS = {
+    "LN": "http://loinc.org",
+    "SCT": "http://snomed.info/sct",
+    "DCM": "http://dicom.nema.org/resources/ontology/DCM",
+    "UCUM": "http://unitsofmeasure.org",
+}
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+_INTERP = {Flag.NORMAL: ("N", "Normal"), Flag.LOW: ("L", "Low"), Flag.HIGH: ("H", "High")}
+#: LOINC panel for the cardiac MRI study report
+CMR_REPORT_CODE = {"system": "http://loinc.org", "code": "18754-9", "display": "Heart MRI study"}
+
+
+def coding(code: Code) -> dict[str, str]:
+    """A FHIR Coding of a medai :class:`Code` (private schemes become ``urn:medai:<scheme>``)."""
+    return {"system": SYSTEMS.get(code.scheme, f"urn:medai:{code.scheme.lower()}"), "code": code.value,
+            "display": code.meaning}
+
+
+def _quantity(value: float, unit_code: str, display: str) -> dict[str, Any]:
+    return {"value": float(value), "unit": display or unit_code, "system": UCUM_SYSTEM, "code": unit_code}
+
+
+def _subject(report: Report) -> dict[str, Any]:
+    if report.patient_id:
+        return {"identifier": {"system": "urn:medai:pseudonym", "value": report.patient_id}}
+    return {"display": "anonymous"}
+
+
+def observation(m: Measurement, report: Report | None = None) -> Observation:
+    """One measurement as an Observation (``final``, UCUM ``valueQuantity``, reference range, interpretation)."""
+    data: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": str(uuid.uuid4()),
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "imaging", "display": "Imaging"}]}],
+        "code": {"coding": [coding(m.code)], "text": m.name},
+        "valueQuantity": _quantity(m.value, m.unit.code, m.unit.display),
+    }
+    if report is not None:
+        data["subject"] = _subject(report)
+        data["effectiveDateTime"] = report.created.isoformat()
+    if m.method:
+        data["method"] = {"text": m.method}
+    if m.segment or m.frame:
+        data["bodySite"] = {"text": " ".join(x for x in (m.segment, m.frame) if x)}
+    rr = m.reference_range
+    if rr is not None and (rr.low is not None or rr.high is not None):
+        rng: dict[str, Any] = {"text": f"{rr.population}; {rr.source}".strip("; ")}
+        if rr.low is not None:
+            rng["low"] = _quantity(rr.low, m.unit.code, m.unit.display)
+        if rr.high is not None:
+            rng["high"] = _quantity(rr.high, m.unit.code, m.unit.display)
+        data["referenceRange"] = [rng]
+    if m.flag in _INTERP:
+        code, disp = _INTERP[m.flag]
+        data["interpretation"] = [{"coding": [{"system": INTERPRETATION_SYSTEM, "code": code, "display": disp}]}]
+    return Observation.model_validate(data)
+
+
+def risk_assessment(r: RiskEstimate, subject: dict[str, Any] | None = None) -> RiskAssessment:
+    """One risk estimate as a RiskAssessment: a prediction per horizon (probability, ``whenRange`` in the unit)."""
+    preds = []
+    for h, p in sorted(r.horizons.items(), key=lambda kv: _num(kv[0])):
+        item: dict[str, Any] = {"outcome": {"text": r.outcome}, "probabilityDecimal": float(min(max(p, 0.0), 1.0))}
+        t = _num(h)
+        if t is not None:
+            item["whenRange"] = {"high": {"value": t, "unit": r.time_unit, "system": UCUM_SYSTEM,
+                                          "code": r.time_unit}}
+        preds.append(item)
+    if not preds:
+        preds.append({"outcome": {"text": r.outcome}, "qualitativeRisk": {"text": r.risk_group or "see basis"}})
+    if r.risk_group:
+        for p in preds:
+            p["qualitativeRisk"] = {"text": r.risk_group}
+    note = [{"text": f"risk score {r.risk_score:.6g}"}]
+    if r.contributions:
+        top = ", ".join(f"{c.factor} {c.contribution:+.3g}" for c in r.contributions[:5])
+        note.append({"text": f"top contributions: {top}"})
+    return RiskAssessment.model_validate({
+        "resourceType": "RiskAssessment", "id": str(uuid.uuid4()), "status": "final",
+        "subject": subject or {"display": "patient factors supplied by the caller"},
+        "method": {"text": f"{r.model.name} {r.model.version}"},
+        "prediction": preds, "note": note,
+    })
+
+
+def _num(s: str) -> float | None:
+    try:
+        return float(str(s).rstrip("dmoyw"))
+    except ValueError:
+        return None
+
+
+def _entry(res: Any) -> dict[str, Any]:
+    return {"fullUrl": f"urn:uuid:{res.id}", "resource": res}
+
+
+def report_bundle(report: Report) -> Bundle:
+    """The report as a Bundle: DiagnosticReport + its Observations (+ RiskAssessments when it holds risks)."""
+    obs = [observation(m, report) for m in report.measurements]
+    risks = [risk_assessment(r, _subject(report)) for r in report.risks]
+    conclusion = "; ".join(f"{f.severity}: {f.message}" for f in report.flags) or None
+    dr = DiagnosticReport.model_validate({
+        "resourceType": "DiagnosticReport", "id": str(uuid.uuid4()), "status": "final",
+        "identifier": [{"system": "urn:medai:report", "value": report.report_id}],
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD",
+                                  "display": "Radiology"}]}],
+        "code": {"coding": [CMR_REPORT_CODE], "text": "medai cine CMR analysis (research use only)"},
+        "subject": _subject(report), "issued": report.created.isoformat(),
+        "effectiveDateTime": report.created.isoformat(),
+        "result": [{"reference": f"urn:uuid:{o.id}"} for o in obs],
+        **({"conclusion": conclusion} if conclusion else {}),
+    })
+    return Bundle.model_validate({"resourceType": "Bundle", "type": "collection",
+                                  "entry": [_entry(dr), *(_entry(o) for o in obs), *(_entry(r) for r in risks)]})
+
+
+def prediction_bundle(pred: Prediction) -> Bundle:
+    """A risk prediction as a Bundle of RiskAssessments."""
+    return Bundle.model_validate({"resourceType": "Bundle", "type": "collection",
+                                  "entry": [_entry(risk_assessment(r)) for r in pred.risks]})

@@ -1,0 +1,131 @@
+"""The app factory: ``create_app(settings)``; models, database and job workers live in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from medai import __version__
+from serving import problems
+from serving.analysis import make_cine_analyse
+from serving.db import make_engine
+from serving.jobs import AnalyseFn, JobRunner
+from serving.models import ModelRegistry
+from serving.routers import admin, analyses, dicomweb, health, risk, studies
+from serving.routers import models as models_router
+from serving.settings import ApiSettings
+from serving.storage import StudyStore
+
+logger = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeded the configured limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``limit`` bytes with 413 (by Content-Length, or while streaming)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counting() -> dict:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge
+            return msg
+
+        async def tracking_send(msg: dict) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, counting, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = problems.problem(413, "payload-too-large", f"the request body exceeds {self.limit} bytes "
+                                "(MEDAI_API_MAX_UPLOAD_BYTES); split the upload")
+        await resp(scope, receive, send)
+
+
+def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | None = None,
+               analyse: AnalyseFn | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: API settings (default: from ``MEDAI_API_*``).
+        models: the served models (default: ``settings.models`` or every shipped package).
+        analyse: the analysis job function (default: the cine CMR analysis through the library).
+    """
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db_url())
+        root = settings.store()
+        store = StudyStore(engine, root)
+        registry = models or ModelRegistry(settings.models)
+        if settings.preload_models:
+            registry.preload()
+        fn = analyse or make_cine_analyse(store, registry, settings.deidentify)
+        runner = JobRunner(engine, root / "results", fn, lease_seconds=settings.lease_seconds,
+                           threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts)
+        app.state.settings, app.state.engine, app.state.store = settings, engine, store
+        app.state.models, app.state.jobs = registry, runner
+        purged = store.purge_older_than(settings.retention_days)
+        if purged:
+            logger.info("retention: purged %d studies", purged)
+        runner.start()
+        stop = threading.Event()
+        if settings.reload_poll_seconds > 0:
+            def poll() -> None:
+                while not stop.wait(settings.reload_poll_seconds):
+                    registry.poll_aliases()
+
+            threading.Thread(target=poll, name="alias-poll", daemon=True).start()
+        try:
+            yield
+        finally:
+            stop.set()
+            runner.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="medai decision-support API", version=__version__, lifespan=lifespan,
+        description="Cine CMR analysis and risk models. Research use only; not a medical device. "
+                    "Authenticate with an API key (X-API-Key or Authorization: Bearer). Errors are RFC 7807 "
+                    "problem+json documents.",
+    )
+    problems.install(app)
+    for r in (health, studies, dicomweb, analyses, models_router, risk, admin):
+        app.include_router(r.router)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    return app

@@ -1,0 +1,122 @@
+"""Database tables (SQLAlchemy Core): API keys, studies, instances, jobs, and the append-only audit log."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("role", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created", Float, nullable=False, default=time.time),
+    Column("revoked", Float, nullable=True),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("study_uid", String(64), primary_key=True),
+    Column("created", Float, nullable=False),
+    Column("created_by", String(32), nullable=False, default=""),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("sop_uid", String(64), primary_key=True),
+    Column("study_uid", String(64), nullable=False, index=True),
+    Column("series_uid", String(64), nullable=False, index=True),
+    Column("sop_class_uid", String(64), nullable=False, default=""),
+    Column("modality", String(16), nullable=False, default=""),
+    Column("series_number", Integer, nullable=True),
+    Column("instance_number", Integer, nullable=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("derived", Integer, nullable=False, default=0),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("study_uid", String(64), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Column("created_by", String(32), nullable=False, default=""),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("stage", String(64), nullable=False, default=""),
+    Column("error", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("callback_url", Text, nullable=True),
+    Column("callback_status", String(64), nullable=True),
+    Column("files", Text, nullable=True),  # JSON: kind -> file name inside the result folder
+    Column("completions", Integer, nullable=False, default=0),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("user", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("client", String(64), nullable=False, default=""),
+    Column("action", String(32), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource_id", String(128), nullable=False, default=""),
+    Column("status", Integer, nullable=False, default=200),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """Engine for ``url``; SQLite gets WAL, a busy timeout and full fsync so commits are durable."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _rec):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    _forbid_audit_changes(engine)
+    return engine
+
+
+def _forbid_audit_changes(engine: Engine) -> None:
+    """Make the audit table append-only in the database itself (SQLite triggers)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as conn:
+        for op in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit "
+                "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END"
+            )

@@ -1,0 +1,86 @@
+"""Dependencies, declared once: settings, engine, stores, model registry, job runner, the caller and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+
+from serving.auth import Principal, Role, authenticate
+from serving.jobs import JobRunner
+from serving.models import ModelRegistry
+from serving.problems import ApiProblem
+from serving.settings import ApiSettings
+from serving.storage import StudyStore
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from `medai keys create`.")
+bearer = HTTPBearer(auto_error=False, description="The same API key sent as an OAuth2-style bearer token.")
+
+
+def get_settings(request: Request) -> ApiSettings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    """The database engine."""
+    return request.app.state.engine
+
+
+def get_store(request: Request) -> StudyStore:
+    """The study store."""
+    return request.app.state.store
+
+
+def get_models(request: Request) -> ModelRegistry:
+    """The served models."""
+    return request.app.state.models
+
+
+def get_jobs(request: Request) -> JobRunner:
+    """The job runner."""
+    return request.app.state.jobs
+
+
+def current_principal(
+    request: Request,
+    key: str | None = Security(api_key_header),
+    cred: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> Principal:
+    """The authenticated caller (401 problem when the key is missing, unknown or revoked)."""
+    token = key or (cred.credentials if cred is not None else None)
+    if not token:
+        raise ApiProblem(401, "unauthenticated", "send an API key in X-API-Key or Authorization: Bearer",
+                         headers={"WWW-Authenticate": "Bearer"})
+    who = authenticate(request.app.state.engine, token)
+    if who is None:
+        raise ApiProblem(401, "invalid-key", "the API key is unknown or revoked; ask an admin for a new one",
+                         headers={"WWW-Authenticate": "Bearer"})
+    return who
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """Dependency: the caller, who must hold one of ``roles`` (403 problem otherwise)."""
+    allowed = frozenset(roles)
+
+    def _check(who: Principal = Depends(current_principal)) -> Principal:
+        if who.role not in allowed:
+            raise ApiProblem(403, "forbidden", f"role {who.role.value} may not do this; allowed: "
+                             + ", ".join(sorted(r.value for r in allowed)))
+        return who
+
+    _check.roles = allowed  # type: ignore[attr-defined]
+    return _check
+
+
+CLINICAL = (Role.CLINICIAN, Role.HOSPITAL_SYSTEM, Role.ADMIN)
+EVERYONE = tuple(Role)
+MODEL_ADMIN = (Role.DATA_SCIENTIST, Role.ADMIN)
+ADMIN = (Role.ADMIN,)
+
+clinical = require(*CLINICAL)
+everyone = require(*EVERYONE)
+model_admin = require(*MODEL_ADMIN)
+admin_only = require(*ADMIN)

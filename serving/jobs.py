@@ -1,0 +1,207 @@
+"""Durable analysis jobs: rows in the database, claimed with a lease that a heartbeat renews.
+
+A worker that dies (kill -9) stops renewing its lease; once the lease lapses any worker claims the job again. The
+analysis writes into ``results/<job_id>`` atomically (replaced as a whole), and only the lease holder can mark the
+job done, so a job completes exactly once and a re-run cannot duplicate its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.engine import Engine
+
+from medai.errors import MedaiError
+from serving import db
+
+logger = logging.getLogger(__name__)
+
+#: ``analyse(study_uid, work_dir, out_dir, progress) -> {kind: file name in out_dir}``
+AnalyseFn = Callable[[str, Path, Path, Callable[[str], None]], dict[str, str]]
+
+MAX_ATTEMPTS = 3
+
+
+class JobStatus:
+    """Job states."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def callback_allowed(url: str, allowed_hosts: list[str]) -> bool:
+    """Whether ``url`` is http(s) to one of the allowed hosts."""
+    p = urlparse(url)
+    return p.scheme in ("http", "https") and bool(p.hostname) and p.hostname in set(allowed_hosts)
+
+
+class JobRunner:
+    """Claims and runs jobs in background threads of this process."""
+
+    def __init__(self, engine: Engine, results_root: Path, analyse: AnalyseFn, *, lease_seconds: float = 60.0,
+                 threads: int = 1, callback_hosts: list[str] | None = None, poll_seconds: float = 0.2) -> None:
+        self.engine = engine
+        self.results_root = Path(results_root)
+        self.analyse = analyse
+        self.lease = float(lease_seconds)
+        self.n_threads = max(0, int(threads))
+        self.callback_hosts = list(callback_hosts or [])
+        self.poll = poll_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- API side ---------------------------------------------------------------------------------------------
+    def submit(self, kind: str, study_uid: str, user: str, callback_url: str | None) -> dict[str, Any]:
+        """Insert a queued job and wake a worker."""
+        now = time.time()
+        row = dict(id=secrets.token_hex(12), kind=kind, study_uid=study_uid, status=JobStatus.QUEUED, created=now,
+                   updated=now, created_by=user, attempts=0, stage="queued", callback_url=callback_url, completions=0)
+        with self.engine.begin() as conn:
+            conn.execute(db.jobs.insert().values(**row))
+        self._wake.set()
+        return self.get(row["id"])
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job row (``files`` decoded), or None."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).mappings().first()
+        if r is None:
+            return None
+        out = dict(r)
+        out["files"] = json.loads(out["files"]) if out["files"] else {}
+        return out
+
+    def result_dir(self, job_id: str) -> Path:
+        """Where a job's outputs live."""
+        return self.results_root / job_id
+
+    # -- worker side ------------------------------------------------------------------------------------------
+    def claim(self) -> dict[str, Any] | None:
+        """Atomically take the oldest queued job, or a running one whose lease lapsed."""
+        now = time.time()
+        claimable = or_(db.jobs.c.status == JobStatus.QUEUED,
+                        and_(db.jobs.c.status == JobStatus.RUNNING, db.jobs.c.lease_expires < now))
+        with self.engine.begin() as conn:
+            cand = conn.execute(select(db.jobs.c.id).where(claimable).order_by(db.jobs.c.created).limit(1)).first()
+            if cand is None:
+                return None
+            res = conn.execute(update(db.jobs).where(db.jobs.c.id == cand[0], claimable).values(
+                status=JobStatus.RUNNING, lease_owner=self.owner, lease_expires=now + self.lease,
+                attempts=db.jobs.c.attempts + 1, updated=now, stage="claimed"))
+            if res.rowcount != 1:
+                return None
+        return self.get(cand[0])
+
+    def _renew(self, job_id: str, stage: str | None = None) -> bool:
+        vals: dict[str, Any] = {"lease_expires": time.time() + self.lease, "updated": time.time()}
+        if stage is not None:
+            vals["stage"] = stage[:64]
+        with self.engine.begin() as conn:
+            res = conn.execute(update(db.jobs).where(db.jobs.c.id == job_id, db.jobs.c.lease_owner == self.owner,
+                                                     db.jobs.c.status == JobStatus.RUNNING).values(**vals))
+        return res.rowcount == 1
+
+    def _finish(self, job_id: str, **vals: Any) -> bool:
+        vals["updated"] = time.time()
+        with self.engine.begin() as conn:
+            res = conn.execute(update(db.jobs).where(db.jobs.c.id == job_id, db.jobs.c.lease_owner == self.owner,
+                                                     db.jobs.c.status == JobStatus.RUNNING)
+                               .values(lease_expires=None, completions=db.jobs.c.completions + 1, **vals))
+        return res.rowcount == 1
+
+    def run_one(self, job: dict[str, Any]) -> None:
+        """Run a claimed job to the end (heartbeat while it runs)."""
+        job_id = job["id"]
+        if job["attempts"] > MAX_ATTEMPTS:
+            self._finish(job_id, status=JobStatus.FAILED, error_code="too-many-attempts",
+                         error=f"the job was started {job['attempts'] - 1} times without finishing; not retried")
+            self._callback(job_id)
+            return
+        beat_stop = threading.Event()
+        stage = {"now": "started"}
+
+        def beat() -> None:
+            while not beat_stop.wait(self.lease / 3):
+                self._renew(job_id, stage["now"])
+
+        hb = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        hb.start()
+        work = self.results_root / ".work" / f"{job_id}-{secrets.token_hex(3)}"
+        try:
+            files = self.analyse(job["study_uid"], work, self.result_dir(job_id), lambda s: stage.update(now=s))
+            done = self._finish(job_id, status=JobStatus.SUCCEEDED, stage="done", files=json.dumps(files))
+        except MedaiError as exc:
+            done = self._finish(job_id, status=JobStatus.FAILED, stage="failed", error=exc.message,
+                                error_code=exc.code)
+        except Exception as exc:  # noqa: BLE001 -- recorded on the job; the server keeps running
+            logger.exception("job %s failed", job_id)
+            done = self._finish(job_id, status=JobStatus.FAILED, stage="failed", error_code="internal-error",
+                                error=f"internal error ({type(exc).__name__}); see the server log")
+        finally:
+            beat_stop.set()
+            shutil.rmtree(work, ignore_errors=True)
+        if done:
+            self._callback(job_id)
+        else:
+            logger.warning("job %s: lease lost before completion; another worker owns it", job_id)
+
+    def _callback(self, job_id: str) -> None:
+        job = self.get(job_id)
+        url = job and job.get("callback_url")
+        if not url:
+            return
+        if not callback_allowed(url, self.callback_hosts):
+            status = "refused: host not allowed"
+        else:
+            body = {"job_id": job_id, "status": job["status"], "error_code": job.get("error_code")}
+            try:
+                r = httpx.post(url, json=body, timeout=5.0)
+                status = f"http {r.status_code}"
+            except httpx.HTTPError as exc:
+                status = f"error: {type(exc).__name__}"
+        with self.engine.begin() as conn:
+            conn.execute(update(db.jobs).where(db.jobs.c.id == job_id).values(callback_status=status))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.claim()
+            except Exception:  # noqa: BLE001 -- database briefly unavailable: retry
+                logger.warning("job claim failed", exc_info=True)
+                job = None
+            if job is None:
+                self._wake.wait(self.poll)
+                self._wake.clear()
+                continue
+            self.run_one(job)
+
+    def start(self) -> None:
+        """Start the worker threads."""
+        for i in range(self.n_threads):
+            t = threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the workers to stop after their current job."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)

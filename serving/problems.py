@@ -1,0 +1,105 @@
+"""RFC 7807 problem documents for every error the API answers with."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from medai.errors import MedaiError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "https://medai.example/problems/"
+PROBLEM_MEDIA = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An RFC 7807 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str = ""
+    errors: list[dict[str, Any]] | dict[str, Any] | None = None
+
+
+class ApiProblem(Exception):
+    """Raise inside a route to answer with a problem document."""
+
+    def __init__(self, status: int, code: str, detail: str, errors: Any = None, headers: dict | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.errors, self.headers = status, code, detail, errors, headers
+
+
+_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+           406: "Not acceptable", 409: "Conflict", 413: "Payload too large", 415: "Unsupported media type",
+           422: "Unprocessable content", 500: "Internal server error", 503: "Service unavailable"}
+
+
+def problem(status: int, code: str, detail: str, request: Request | None = None, errors: Any = None,
+            headers: dict | None = None) -> JSONResponse:
+    """A problem+json response."""
+    body = Problem(type=PROBLEM_TYPE + code, title=_TITLES.get(status, "Error"), status=status, detail=detail,
+                   instance=request.url.path if request is not None else "", errors=errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_MEDIA,
+                        headers=headers)
+
+
+def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        out.append({"field": ".".join(str(p) for p in e.get("loc", ())), "problem": str(e.get("msg", "")),
+                    "type": str(e.get("type", ""))})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Register the exception handlers that turn every error into problem+json."""
+
+    @app.exception_handler(ApiProblem)
+    async def _api(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem(exc.status, exc.code, exc.detail, request, exc.errors, exc.headers)
+
+    @app.exception_handler(MedaiError)
+    async def _medai(request: Request, exc: MedaiError) -> JSONResponse:
+        return problem(exc.http_status, exc.code, exc.message, request, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = _jsonable_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errs[:5]) or "invalid request"
+        return problem(422, "request-validation-error", f"the request is invalid: {detail}", request, errs)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route {request.url.path}; see /openapi.json for the API"
+        return problem(exc.status_code, code, detail, request, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal-error", "internal error; the incident was logged", request)
+
+
+#: OpenAPI ``responses`` for the errors every authenticated route can answer.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    s: {"model": Problem, "description": _TITLES[s], "content": {PROBLEM_MEDIA: {}}} for s in (401, 403, 422)
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The common problem responses plus ``statuses``."""
+    out = dict(PROBLEM_RESPONSES)
+    for s in statuses:
+        out[s] = {"model": Problem, "description": _TITLES.get(s, "Error"), "content": {PROBLEM_MEDIA: {}}}
+    return out

@@ -1,0 +1,103 @@
+"""Analyses: submit (202 + job), poll, and fetch results (JSON report, SEG, SR, PDF, overlays, FHIR)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from serving import audit
+from serving.auth import Principal
+from serving.deps import clinical, get_jobs, get_settings, get_store
+from serving.jobs import JobRunner, callback_allowed
+from serving.problems import ApiProblem, responses
+from serving.settings import ApiSettings
+from serving.storage import StudyStore
+
+router = APIRouter(prefix="/v1/analyses", tags=["analyses"])
+
+MEDIA = {".json": "application/json", ".dcm": "application/dicom", ".pdf": "application/pdf", ".png": "image/png"}
+
+
+class AnalysisRequest(BaseModel):
+    """Ask for an analysis of a stored study."""
+
+    study_instance_uid: str = Field(min_length=1, max_length=64)
+    kind: str = Field("cine_cmr", pattern="^cine_cmr$", description="the analysis to run")
+    callback_url: str | None = Field(None, max_length=2000, description="POSTed {job_id, status} when done; "
+                                     "its host must be in MEDAI_API_CALLBACK_ALLOWED_HOSTS")
+
+
+class Job(BaseModel):
+    """An analysis job."""
+
+    id: str
+    kind: str
+    study_instance_uid: str
+    status: str
+    stage: str
+    attempts: int
+    created: float
+    updated: float
+    error: str | None = None
+    error_code: str | None = None
+    callback_status: str | None = None
+    results: dict[str, str] = Field(default_factory=dict, description="result kind -> URL")
+
+
+def job_out(job: dict[str, Any]) -> Job:
+    res = {k: f"/v1/analyses/{job['id']}/results/{k}" for k in job["files"]}
+    return Job(id=job["id"], kind=job["kind"], study_instance_uid=job["study_uid"], status=job["status"],
+               stage=job["stage"], attempts=job["attempts"], created=job["created"], updated=job["updated"],
+               error=job["error"], error_code=job["error_code"], callback_status=job["callback_status"], results=res)
+
+
+@router.post("", status_code=202, response_model=Job, summary="Start an analysis", responses=responses(404))
+def submit(body: AnalysisRequest, request: Request, who: Principal = Depends(clinical),
+           jobs: JobRunner = Depends(get_jobs), store: StudyStore = Depends(get_store),
+           settings: ApiSettings = Depends(get_settings)) -> JSONResponse:
+    """Queue the analysis; poll the returned job (its ``Location``) until it succeeded or failed."""
+    if not store.has_study(body.study_instance_uid):
+        raise ApiProblem(404, "study-not-found", f"no stored study {body.study_instance_uid}; upload it first")
+    if body.callback_url and not callback_allowed(body.callback_url, settings.callback_allowed_hosts):
+        raise ApiProblem(422, "callback-not-allowed", "the callback URL's host is not in "
+                         "MEDAI_API_CALLBACK_ALLOWED_HOSTS; ask an admin to allow it")
+    job = jobs.submit(body.kind, body.study_instance_uid, who.user, body.callback_url)
+    audit.record(store.engine, who, request, "create", "analysis", job["id"], 202)
+    return JSONResponse(job_out(job).model_dump(), status_code=202, headers={"Location": f"/v1/analyses/{job['id']}"})
+
+
+def _job(jobs: JobRunner, job_id: str) -> dict[str, Any]:
+    job = jobs.get(job_id)
+    if job is None:
+        raise ApiProblem(404, "job-not-found", f"no analysis job {job_id}")
+    return job
+
+
+@router.get("/{job_id}", response_model=Job, summary="Job status", responses=responses(404))
+def status(job_id: str, request: Request, who: Principal = Depends(clinical),
+           jobs: JobRunner = Depends(get_jobs)) -> Job:
+    """The job's state, stage, error and result links."""
+    job = _job(jobs, job_id)
+    audit.record(jobs.engine, who, request, "read", "analysis", job_id)
+    return job_out(job)
+
+
+@router.get("/{job_id}/results/{kind}", summary="A result file", response_class=FileResponse,
+            responses={**responses(404, 409), 200: {"content": {m: {} for m in sorted(set(MEDIA.values()))}}})
+def result(job_id: str, kind: str, request: Request, who: Principal = Depends(clinical),
+           jobs: JobRunner = Depends(get_jobs)) -> FileResponse:
+    """``json`` (report), ``seg``, ``sr``, ``pdf``, ``fhir`` or an overlay, as listed in the job's ``results``."""
+    job = _job(jobs, job_id)
+    if job["status"] != "succeeded":
+        raise ApiProblem(409, "job-not-finished", f"job {job_id} is {job['status']}; poll it until it succeeded")
+    name = job["files"].get(kind)
+    if name is None:
+        raise ApiProblem(404, "result-not-found", f"job {job_id} has no {kind!r} result; it has: "
+                         + ", ".join(sorted(job["files"])))
+    path = jobs.result_dir(job_id) / name
+    audit.record(jobs.engine, who, request, "read", "report", f"{job_id}/{kind}")
+    media = "application/fhir+json" if kind == "fhir" else MEDIA.get(path.suffix, "application/octet-stream")
+    return FileResponse(path, media_type=media, filename=name)

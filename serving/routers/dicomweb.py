@@ -1,0 +1,133 @@
+"""DICOMweb: STOW-RS (a PACS pushes), QIDO-RS (search) and WADO-RS (retrieve instances, results included)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from serving import audit
+from serving.auth import Principal
+from serving.deps import clinical, get_store
+from serving.problems import ApiProblem, responses
+from serving.storage import StudyStore
+
+router = APIRouter(prefix="/v1/dicomweb", tags=["dicomweb"])
+DICOM_JSON = "application/dicom+json"
+
+
+def _el(vr: str, *values: object) -> dict:
+    vals = [v for v in values if v not in (None, "")]
+    return {"vr": vr, "Value": vals} if vals else {"vr": vr}
+
+
+def split_multipart_related(body: bytes, content_type: str) -> list[bytes]:
+    """The parts of a ``multipart/related`` body (headers stripped)."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not m:
+        raise ApiProblem(415, "unsupported-media-type", "STOW-RS needs Content-Type multipart/related; "
+                         'type="application/dicom"; boundary=...')
+    boundary = b"--" + m.group(1).encode()
+    parts = []
+    for chunk in body.split(boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        if payload.endswith(b"\r\n"):
+            payload = payload[:-2]
+        parts.append(payload)
+    return parts
+
+
+@router.post("/studies", summary="STOW-RS: store instances", response_class=JSONResponse,
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "multipart/related": {"schema": {"type": "string", "format": "binary"}}}}},
+             responses=responses(409, 413, 415))
+async def stow(request: Request, who: Principal = Depends(clinical),
+               store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Store the ``application/dicom`` parts; answers with the DICOM JSON store response (PS3.18 10.5)."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/related"):
+        raise ApiProblem(415, "unsupported-media-type", 'send multipart/related; type="application/dicom"')
+    parts = split_multipart_related(await request.body(), ctype)
+    out = store.store([(f"part{i}", p) for i, p in enumerate(parts)], user=who.user)
+    for uid in sorted({s.study_uid for s in out.stored}):
+        audit.record(store.engine, who, request, "create", "study", uid)
+    body = {
+        "00081199": {"vr": "SQ", "Value": [{"00081150": _el("UI", s.sop_class_uid),
+                                            "00081155": _el("UI", s.sop_uid)} for s in out.stored]},
+    }
+    if out.failed:
+        body["00081198"] = {"vr": "SQ", "Value": [{"00081197": _el("US", 0xC000)} for _ in out.failed]}
+    status = 200 if not out.failed else (202 if out.stored else 409)
+    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+
+
+@router.get("/studies", summary="QIDO-RS: search studies", responses=responses())
+def qido_studies(request: Request, who: Principal = Depends(clinical),
+                 store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Studies as DICOM JSON (StudyInstanceUID, modalities, number of instances)."""
+    audit.record(store.engine, who, request, "search", "study", "")
+    out = []
+    for s in store.studies():
+        rows = store.instances(s["study_uid"])
+        out.append({"0020000D": _el("UI", s["study_uid"]),
+                    "00080061": _el("CS", *sorted({r["modality"] for r in rows})),
+                    "00201206": _el("IS", len({r["series_uid"] for r in rows})),
+                    "00201208": _el("IS", len(rows))})
+    return JSONResponse(out, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study_uid}/series", summary="QIDO-RS: search a study's series", responses=responses(404))
+def qido_series(study_uid: str, request: Request, who: Principal = Depends(clinical),
+                store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Series of one study as DICOM JSON."""
+    rows = _study_rows(store, study_uid)
+    audit.record(store.engine, who, request, "search", "series", study_uid)
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["series_uid"], []).append(r)
+    out = [{"0020000D": _el("UI", study_uid), "0020000E": _el("UI", s), "00080060": _el("CS", v[0]["modality"]),
+            "00200011": _el("IS", v[0]["series_number"]), "00201209": _el("IS", len(v))} for s, v in by.items()]
+    return JSONResponse(out, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances", summary="QIDO-RS: search a series' instances",
+            responses=responses(404))
+def qido_instances(study_uid: str, series_uid: str, request: Request, who: Principal = Depends(clinical),
+                   store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Instances of one series as DICOM JSON."""
+    rows = [r for r in _study_rows(store, study_uid) if r["series_uid"] == series_uid]
+    if not rows:
+        raise ApiProblem(404, "series-not-found", f"study {study_uid} has no series {series_uid}")
+    audit.record(store.engine, who, request, "search", "instance", series_uid)
+    out = [{"0020000D": _el("UI", study_uid), "0020000E": _el("UI", series_uid), "00080018": _el("UI", r["sop_uid"]),
+            "00080016": _el("UI", r["sop_class_uid"]), "00200013": _el("IS", r["instance_number"])} for r in rows]
+    return JSONResponse(out, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}", summary="WADO-RS: retrieve an instance",
+            response_class=Response, responses={**responses(404), 200: {
+                "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}}})
+def wado_instance(study_uid: str, series_uid: str, sop_uid: str, request: Request,
+                  who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> Response:
+    """The instance as ``multipart/related; type="application/dicom"``."""
+    rows = [r for r in store.instances(study_uid, series_uid) if r["sop_uid"] == sop_uid]
+    if not rows:
+        raise ApiProblem(404, "instance-not-found", f"no instance {sop_uid} in series {series_uid} of {study_uid}")
+    audit.record(store.engine, who, request, "read", "instance", sop_uid)
+    data = store.blobs.path(rows[0]["sha256"]).read_bytes()
+    boundary = "medai-" + rows[0]["sha256"][:16]
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return Response(body, media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+
+
+def _study_rows(store: StudyStore, study_uid: str) -> list[dict]:
+    rows = store.instances(study_uid)
+    if not rows:
+        raise ApiProblem(404, "study-not-found", f"no stored study {study_uid}")
+    return rows

@@ -1,0 +1,58 @@
+"""API settings from the environment (``MEDAI_API_*``); embedded defaults need no configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medai.settings import get_settings
+
+
+class ApiSettings(BaseSettings):
+    """Settings of the decision-support service.
+
+    Attributes:
+        database_url: SQLAlchemy URL; default SQLite ``$MEDAI_HOME/api.db`` (PostgreSQL: ``postgresql+psycopg://...``).
+        storage_root: content-addressed blobs and analysis results; default ``$MEDAI_HOME/api-store``.
+        max_upload_bytes: request bodies above this are refused with 413 (bytes).
+        retention_days: studies older than this are purged with their files (0 keeps them forever).
+        workers: uvicorn worker processes for ``medai serve``.
+        job_workers: in-process analysis threads per server process.
+        lease_seconds: a running job's lease; a job whose lease lapsed (crashed worker) is claimed again.
+        callback_allowed_hosts: hosts that job callback URLs may point to (empty: callbacks refused).
+        models: model references served (shipped names, folders or ``models:/<name>@<alias>``); default all shipped.
+        preload_models: load every model in the lifespan (else on first use).
+        reload_poll_seconds: re-resolve ``models:/`` aliases this often and swap in promoted versions (0: off).
+        deidentify: analyses run on a de-identified working copy of the stored study.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MEDAI_API_", extra="ignore")
+
+    database_url: str | None = None
+    storage_root: Path | None = None
+    max_upload_bytes: int = 2 * 1024**3
+    retention_days: int = 0
+    workers: int = 1
+    job_workers: int = 1
+    lease_seconds: float = 60.0
+    callback_allowed_hosts: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    preload_models: bool = False
+    reload_poll_seconds: float = 0.0
+    deidentify: bool = True
+
+    def db_url(self) -> str:
+        """The database URL (SQLite under ``MEDAI_HOME`` unless set)."""
+        if self.database_url:
+            return self.database_url
+        home = get_settings().home
+        home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(home / 'api.db').resolve()}"
+
+    def store(self) -> Path:
+        """The storage root (created)."""
+        root = self.storage_root or (get_settings().home / "api-store")
+        root.mkdir(parents=True, exist_ok=True)
+        return root

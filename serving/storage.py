@@ -1,0 +1,216 @@
+"""Durable, content-addressed storage of DICOM instances with metadata rows.
+
+A blob is written to a temporary file, fsynced and renamed to ``blobs/<sha[:2]>/<sha256>`` (idempotent: the same
+content lands on the same name); the instance rows that reference blobs are then inserted in one transaction, so a
+crash leaves either no rows or rows whose blobs are already durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+
+from medai.errors import IngestError
+from serving import db
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StoredInstance:
+    """One stored instance (UIDs, class, sha256 of its bytes)."""
+
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class StoreOutcome:
+    """Result of storing a batch: stored instances and refused inputs (name, reason)."""
+
+    stored: list[StoredInstance]
+    failed: list[tuple[str, str]]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    """Content-addressed files under ``root/blobs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha: str) -> Path:
+        """Where the blob with this sha256 lives."""
+        return self.blobs / sha[:2] / sha
+
+    def put(self, data: bytes) -> tuple[str, int]:
+        """Store ``data`` durably; returns ``(sha256, size)``."""
+        sha = hashlib.sha256(data).hexdigest()
+        dst = self.path(sha)
+        if dst.exists():
+            return sha, len(data)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(dst.parent)
+        return sha, len(data)
+
+
+def iter_dicom_parts(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Split an upload into DICOM candidates: a zip archive yields its members, anything else itself."""
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for info in zf.infolist():
+                    if not info.is_dir():
+                        yield f"{name}:{info.filename}", zf.read(info)
+        except zipfile.BadZipFile as exc:
+            raise IngestError(f"{name} looks like a zip archive but cannot be read ({exc}); upload a valid zip") from exc
+        return
+    yield name, data
+
+
+def _header(data: bytes) -> pydicom.Dataset:
+    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=False)
+
+
+class StudyStore:
+    """Stores instances (blobs + rows) and reads them back."""
+
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
+        self.root = Path(root)
+        self.blobs = BlobStore(self.root)
+
+    def store(self, parts: Iterable[tuple[str, bytes]], user: str = "", derived: bool = False) -> StoreOutcome:
+        """Store DICOM instances; non-DICOM parts are refused with a reason (never silently)."""
+        stored: list[StoredInstance] = []
+        rows: list[dict] = []
+        failed: list[tuple[str, str]] = []
+        now = time.time()
+        for name, data in parts:
+            try:
+                ds = _header(data)
+                study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+            except (InvalidDicomError, AttributeError, ValueError, TypeError, OSError, EOFError) as exc:
+                failed.append((name, f"not a DICOM instance with Study/Series/SOP Instance UIDs ({type(exc).__name__})"))
+                continue
+            sha, size = self.blobs.put(data)
+            stored.append(StoredInstance(sop, study, series, str(getattr(ds, "SOPClassUID", "")), sha, size))
+            rows.append(dict(sop_uid=sop, study_uid=study, series_uid=series, sop_class_uid=stored[-1].sop_class_uid,
+                             modality=str(getattr(ds, "Modality", "")), series_number=_int(ds, "SeriesNumber"),
+                             instance_number=_int(ds, "InstanceNumber"), sha256=sha, size=size, created=now,
+                             derived=int(derived)))
+        if rows:
+            with self.engine.begin() as conn:  # all rows of a request in one transaction
+                for study in sorted({r["study_uid"] for r in rows}):
+                    ins = _upsert(self.engine, db.studies).values(study_uid=study, created=now, created_by=user)
+                    conn.execute(ins.on_conflict_do_nothing(index_elements=["study_uid"]))
+                for r in rows:  # a re-sent instance replaces its row (same UID -> latest content)
+                    conn.execute(delete(db.instances).where(db.instances.c.sop_uid == r["sop_uid"]))
+                    conn.execute(db.instances.insert().values(**r))
+        return StoreOutcome(stored, failed)
+
+    def instances(self, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
+        """Instance rows, optionally of one study / series."""
+        q = select(db.instances)
+        if study_uid is not None:
+            q = q.where(db.instances.c.study_uid == study_uid)
+        if series_uid is not None:
+            q = q.where(db.instances.c.series_uid == series_uid)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(db.instances.c.series_uid,
+                                                              db.instances.c.instance_number)).mappings()]
+
+    def studies(self) -> list[dict]:
+        """Study rows."""
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(db.studies).order_by(db.studies.c.created)).mappings()]
+
+    def has_study(self, study_uid: str) -> bool:
+        """Whether the study is stored."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(db.studies.c.study_uid).where(db.studies.c.study_uid == study_uid)).first() \
+                is not None
+
+    def materialise(self, study_uid: str, dst: Path, include_derived: bool = False) -> int:
+        """Copy a study's instances into ``dst`` (one file per instance); returns the count."""
+        dst.mkdir(parents=True, exist_ok=True)
+        n = 0
+        for r in self.instances(study_uid):
+            if r["derived"] and not include_derived:
+                continue
+            shutil.copyfile(self.blobs.path(r["sha256"]), dst / f"{r['sop_uid']}.dcm")
+            n += 1
+        return n
+
+    def purge_older_than(self, days: int) -> int:
+        """Retention: delete studies (rows, and blobs no longer referenced) stored more than ``days`` ago."""
+        if days <= 0:
+            return 0
+        cutoff = time.time() - days * 86400
+        with self.engine.begin() as conn:
+            old = [r[0] for r in conn.execute(select(db.studies.c.study_uid).where(db.studies.c.created < cutoff))]
+            shas = {r[0] for r in conn.execute(select(db.instances.c.sha256)
+                                               .where(db.instances.c.study_uid.in_(old)))}
+            conn.execute(delete(db.instances).where(db.instances.c.study_uid.in_(old)))
+            conn.execute(delete(db.studies).where(db.studies.c.study_uid.in_(old)))
+            still = {r[0] for r in conn.execute(select(db.instances.c.sha256).where(db.instances.c.sha256.in_(shas)))}
+        for sha in shas - still:
+            self.blobs.path(sha).unlink(missing_ok=True)
+        return len(old)
+
+
+def _int(ds: pydicom.Dataset, kw: str) -> int | None:
+    try:
+        v = getattr(ds, kw, None)
+        return int(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _upsert(engine: Engine, table):  # noqa: ANN001, ANN202
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    return sqlite_insert(table)
