@@ -45,7 +45,7 @@ def make_case(**phantom_kwargs: object) -> Case:
     kw = {"n_slices": 6, "n_phases": 8, "rows": 64, "cols": 56, "pixel_spacing": 2.5, **phantom_kwargs}
     phantom = make_cine_sax_study(**kw)  # type: ignore[arg-type]
     study = ingest(phantom.to_bytes()).studies[0]
-    volume = build_cine(study.series[0])
+    volume = build_cine(study.series if len(study.series) > 1 else study.series[0])
     # the phantom's labels are on the same grid as the cine (same slice order, same affine up to DS rounding)
     np.testing.assert_allclose(volume.affine, phantom.affine, atol=1e-3)
     labels = tuple(
