@@ -16,6 +16,9 @@ class ModelEntry(BaseModel):
 
     name: str
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    #: fit on at most this many (random, fixed-seed) training rows -- e.g. gradient-boosted Cox on IST, whose
+    #: loss gradient costs the whole training set at every iteration; evaluation still uses every row.
+    max_train_rows: int | None = None
 
 
 class RiskRecipe(BaseModel):

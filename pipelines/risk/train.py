@@ -65,6 +65,13 @@ def cv_splits(c: Cohort, folds: int, seed: int, group: bool) -> list[tuple[np.nd
     return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(c)), ev))
 
 
+def cap_rows(idx: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """At most ``max_rows`` of ``idx`` (random, fixed seed, sorted); all of them when None."""
+    if max_rows is None or len(idx) <= max_rows:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, max_rows, replace=False))
+
+
 def _score(model: Any, kind: str, X: pd.DataFrame, y: np.ndarray) -> float:
     if kind == "survival":
         return sm.harrell_c(y, model.predict(X))
@@ -531,6 +538,7 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                 failed = ""
                 for tr, va in folds:
                     m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params)
+                    tr = cap_rows(tr, entry.max_train_rows, recipe.seed)
                     try:
                         m.fit(cd.X.iloc[tr], cd.y[tr])
                     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
@@ -563,6 +571,7 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             oof_hrisk = np.full(len(cd), np.nan)
             h_oof = horizons[min(1, len(horizons) - 1)]
             for i, (tr, va) in enumerate(folds):
+                tr = cap_rows(tr, entry.max_train_rows, recipe.seed)
                 m = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params).fit(
                     cd.X.iloc[tr], cd.y[tr]
                 )
@@ -580,7 +589,9 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                     if s:
                         shaps.append(s)
             t0 = time.perf_counter()
-            final = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params).fit(cd.X, cd.y)
+            fin_idx = cap_rows(np.arange(len(cd)), entry.max_train_rows, recipe.seed)
+            final = make_estimator(entry.name, c.spec.numeric, c.spec.categorical, **params)
+            final.fit(cd.X.iloc[fin_idx], cd.y[fin_idx])
             fit_s = time.perf_counter() - t0
             test_res = evaluate_model(final, cd, ct, horizons, recipe.bootstrap, recipe.seed)
             test_res.update(paired_vs_reference(final, ct, recipe.bootstrap, recipe.seed))
