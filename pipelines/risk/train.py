@@ -372,7 +372,12 @@ def write_package(
 
 # ----------------------------------------------------------------------------------------------------- competing
 def competing_risks(c: Cohort, dev: np.ndarray, test: np.ndarray, seed: int) -> dict[str, Any]:
-    """Cumulative incidence (Aalen-Johansen) and cause-specific Cox models for recurrence (1) vs death (2)."""
+    """Cumulative incidence (Aalen-Johansen) and cause-specific Cox models for recurrence (1) vs death (2).
+
+    Each cause-specific model is a ridge-penalised Cox model (alpha 1.0: recurrence is rare, ~2 %) fitted on the
+    development rows with the other cause as censoring, and scored on the held-out rows. Recurrence time is
+    ``DRSISCD`` (days from randomisation), death time ``TD``; both truncated at 14 days.
+    """
     from sksurv.nonparametric import cumulative_incidence_competing_risks
 
     status = c.extra["status"]
@@ -388,7 +393,7 @@ def competing_risks(c: Cohort, dev: np.ndarray, test: np.ndarray, seed: int) -> 
     for cause, label in ((1, "recurrence"), (2, "death")):
         yd = sm_surv(c.extra["status"][dev] == cause, cd.y["time"])
         yt = sm_surv(c.extra["status"][test] == cause, ct.y["time"])
-        m = make_estimator("coxnet", c.spec.numeric, c.spec.categorical, alpha=0.01, l1_ratio=0.5).fit(cd.X, yd)
+        m = make_estimator("coxph", c.spec.numeric, c.spec.categorical, alpha=1.0).fit(cd.X, yd)
         res[f"cause_specific/{label}"] = {
             "test_c_index": sm.harrell_c(yt, m.predict(ct.X)),
             "events_test": int(yt["event"].sum()),
