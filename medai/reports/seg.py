@@ -70,11 +70,11 @@ _TIME_KEYWORDS = ("StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime")
 def header_copy(ds: Dataset, *, frame_of_reference_uid: str | None = None, series_uid: str | None = None) -> Dataset:
     """A pixel-less copy of a source image header that highdicom accepts.
 
-    Invalid DA/TM values are blanked (the originals are untouched), an unknown PatientSex becomes empty, and the
-    FrameOfReferenceUID / SeriesInstanceUID are replaced when given (see :func:`build_seg`).
+    Invalid DA/TM values are blanked, an unknown PatientSex becomes empty, and the FrameOfReferenceUID /
+    SeriesInstanceUID are replaced when given (see :func:`build_seg`). The copy shares the unchanged data elements
+    with ``ds`` (cheap for headers with large private blocks); changed ones are new elements, so ``ds`` itself is
+    never modified.
     """
-    import copy
-
     from pydicom import Dataset as _Dataset
     from pydicom.valuerep import DA, TM
 
@@ -82,9 +82,15 @@ def header_copy(ds: Dataset, *, frame_of_reference_uid: str | None = None, serie
     for elem in ds:
         if elem.tag.group == 0x7FE0 or elem.keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             continue
-        out.add(copy.deepcopy(elem))
+        out.add(elem)
     if hasattr(ds, "file_meta"):
-        out.file_meta = copy.deepcopy(ds.file_meta)
+        out.file_meta = ds.file_meta
+
+    def replace(keyword: str, value: str) -> None:
+        if keyword in out:
+            del out[keyword]  # a new element: never write through to the shared one
+        setattr(out, keyword, value)
+
     for keywords, vr_type in ((_DATE_KEYWORDS, DA), (_TIME_KEYWORDS, TM)):
         for kw in keywords:
             value = out.get(kw)
@@ -95,13 +101,13 @@ def header_copy(ds: Dataset, *, frame_of_reference_uid: str | None = None, serie
             except ValueError:
                 logger.info("source image %s: invalid %s %r blanked in the SEG/SR copy",
                             out.get("SOPInstanceUID"), kw, str(value))
-                setattr(out, kw, "")
+                replace(kw, "")
     if str(out.get("PatientSex", "")) not in ("M", "F", "O", ""):
-        out.PatientSex = ""
-    if frame_of_reference_uid:
-        out.FrameOfReferenceUID = frame_of_reference_uid
-    if series_uid:
-        out.SeriesInstanceUID = series_uid
+        replace("PatientSex", "")
+    if frame_of_reference_uid and out.get("FrameOfReferenceUID") != frame_of_reference_uid:
+        replace("FrameOfReferenceUID", frame_of_reference_uid)
+    if series_uid and out.get("SeriesInstanceUID") != series_uid:
+        replace("SeriesInstanceUID", series_uid)
     return out
 
 
