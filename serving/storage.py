@@ -104,7 +104,8 @@ def iter_dicom_parts(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
                     if not info.is_dir():
                         yield f"{name}:{info.filename}", zf.read(info)
         except zipfile.BadZipFile as exc:
-            raise IngestError(f"{name} looks like a zip archive but cannot be read ({exc}); upload a valid zip") from exc
+            msg = f"{name} looks like a zip archive but cannot be read ({exc}); upload a valid zip"
+            raise IngestError(msg) from exc
         return
     yield name, data
 
@@ -132,7 +133,8 @@ class StudyStore:
                 ds = _header(data)
                 study, series, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
             except (InvalidDicomError, AttributeError, ValueError, TypeError, OSError, EOFError) as exc:
-                failed.append((name, f"not a DICOM instance with Study/Series/SOP Instance UIDs ({type(exc).__name__})"))
+                why = f"not a DICOM instance with Study/Series/SOP Instance UIDs ({type(exc).__name__})"
+                failed.append((name, why))
                 continue
             sha, size = self.blobs.put(data)
             stored.append(StoredInstance(sop, study, series, str(getattr(ds, "SOPClassUID", "")), sha, size))

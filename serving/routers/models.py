@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from medai.domain.measurement import Measurement
@@ -24,6 +25,9 @@ from serving.models import ModelRegistry
 from serving.problems import ApiProblem, responses
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+#: ``?format=fhir`` answers a FHIR R4 Bundle of RiskAssessments
+FHIR_ALT = {"content": {"application/fhir+json": {"schema": {"type": "object"}}}}
 
 
 class ModelOut(BaseModel):
@@ -113,12 +117,13 @@ async def run_predict(name: str, request: Request, models: ModelRegistry, who: P
     if fmt == "fhir":
         from medai.reports.fhir import prediction_bundle
 
-        return prediction_bundle(pred).model_dump(mode="json", exclude_none=True)
+        return JSONResponse(prediction_bundle(pred).model_dump(mode="json", exclude_none=True),
+                            media_type="application/fhir+json")
     return prediction_out(pred)
 
 
 @router.post("/{name}/predict", response_model=PredictionOut, summary="Predict with a served model",
-             responses=responses(404, 415))
+             responses={**responses(404, 415), 200: FHIR_ALT})
 async def predict(name: str, request: Request,
                   factors: dict[str, Any] | None = Body(None, description="patient factors (factors models)"),
                   fmt: str = Query("json", alias="format", pattern="^(json|fhir)$"),

@@ -10,13 +10,13 @@ from serving.auth import Principal
 from serving.deps import everyone, get_models
 from serving.models import ModelRegistry
 from serving.problems import ApiProblem, responses
-from serving.routers.models import PredictionOut, run_predict
+from serving.routers.models import FHIR_ALT, PredictionOut, run_predict
 
 router = APIRouter(prefix="/v1/risk", tags=["risk"])
 
 
 @router.post("/{name}", response_model=PredictionOut, summary="Risk estimate from patient factors",
-             responses=responses(404))
+             responses={**responses(404), 200: FHIR_ALT})
 async def risk(name: str, request: Request, factors: dict[str, Any] = Body(..., description="patient factors"),
                fmt: str = Query("json", alias="format", pattern="^(json|fhir)$"),
                who: Principal = Depends(everyone), models: ModelRegistry = Depends(get_models)) -> Any:

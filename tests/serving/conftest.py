@@ -1,0 +1,83 @@
+"""API fixtures: an app on a temporary database/store, one key per role, phantom cine studies, a tiny cine package.
+
+The cine analysis runs the real library path (ingest, de-identification, ``run_cine_analysis``, renderings, FHIR)
+with a tiny random-weight package (``tests.medai.cardiac.helpers.make_tiny_package``): the plumbing is real, the
+numbers are not meaningful. Risk routes use the shipped risk packages.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from medai.dicom.phantoms import make_cine_sax_study
+from medai.inference.predictor import Predictor
+from serving.app import create_app
+from serving.auth import Role, create_key
+from serving.models import ModelRegistry
+from serving.settings import ApiSettings
+
+torch.set_num_threads(1)
+
+RISK_MODEL = "stroke_ist_death_6m"
+
+
+@pytest.fixture(scope="session")
+def tiny_cine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.medai.cardiac.helpers import make_tiny_package
+
+    return make_tiny_package(tmp_path_factory.mktemp("pkg") / "heart_mr_cine_seg")
+
+
+@pytest.fixture(scope="session")
+def phantom_bytes() -> list[bytes]:
+    """A small cine SAX phantom study, one DICOM file per instance."""
+    return make_cine_sax_study(n_slices=4, n_phases=5, rows=40, cols=40, pixel_spacing=1.8).to_bytes()
+
+
+@pytest.fixture(scope="session")
+def phantom_zip(phantom_bytes: list[bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, b in enumerate(phantom_bytes):
+            zf.writestr(f"study/IM{i:04d}.dcm", b)
+    return buf.getvalue()
+
+
+def make_settings(tmp: Path, **kw: Any) -> ApiSettings:
+    base: dict[str, Any] = dict(database_url=f"sqlite:///{tmp / 'api.db'}", storage_root=tmp / "store",
+                                job_workers=1, lease_seconds=3.0, callback_allowed_hosts=["127.0.0.1"],
+                                models=[RISK_MODEL])
+    base.update(kw)
+    return ApiSettings(**base)
+
+
+class Api:
+    """A running test app with a key per role."""
+
+    def __init__(self, client: TestClient, keys: dict[Role, str]) -> None:
+        self.client, self.keys = client, keys
+
+    @property
+    def app(self):  # noqa: ANN201
+        return self.client.app
+
+    def h(self, role: Role = Role.CLINICIAN) -> dict[str, str]:
+        return {"X-API-Key": self.keys[role]}
+
+
+@pytest.fixture
+def api(tmp_path: Path, tiny_cine: Path) -> Iterator[Api]:
+    registry = ModelRegistry([RISK_MODEL])
+    registry.put("heart_mr_cine_seg", Predictor.from_package(tiny_cine), ref=str(tiny_cine))
+    app = create_app(make_settings(tmp_path), models=registry)
+    with TestClient(app) as client:
+        keys = {r: create_key(app.state.engine, r, f"test-{r.value}")[1] for r in Role}
+        yield Api(client, keys)
