@@ -105,3 +105,29 @@ def test_real_sunnybrook_study_seg_and_sr(data_dir: Path, tmp_path: Path) -> Non
         ours = [ln for ln in errors if ln != summary
                 and not ("Leading zeroes" in ln and ln.split("<")[-1].split(">")[0] in source_uids)]
         assert not ours, ours
+
+
+def test_nothing_found_still_renders_everything(tmp_path: Path) -> None:
+    """A failed segmentation (empty label map, ED == ES, no measurements, error flag) is rendered, not dropped."""
+    from dataclasses import replace as dc_replace
+
+    from medai.domain.prediction import QualityFlag, Severity
+    from medai.domain.volume import LabelMap
+
+    case = make_case(n_slices=3, n_phases=4, rows=40, cols=40, seed=7)
+    lm = case.label_map
+    empty = LabelMap(lm.volume.with_array(np.zeros_like(lm.volume.array)), lm.labels)
+    extras = {**case.prediction.extras, "ed_frame": 0, "es_frame": 0, "wall_thickness_mm": {}}
+    prediction = dc_replace(case.prediction, label_maps={"cine_sax": empty}, measurements=[], extras=extras,
+                            flags=[QualityFlag(code="no_lv_found", severity=Severity.ERROR, message="No LV found.")])
+    report = case.report.model_copy(update={"measurements": [], "flags": prediction.flags,
+                                            "summary": {**case.report.summary, "ed_frame": 0, "es_frame": 0,
+                                                        "wall_thickness_mm": {}}})
+    files = render_all(report, prediction, case.study, tmp_path)
+    seg = hd.seg.segread(files["seg"])
+    px = seg.get_pixels_by_source_instance(list(empty.volume.source_sop_uids[0]), combine_segments=True)
+    assert not px.any()
+    sr = hd.sr.srread(files["sr"])
+    assert {str(q.value.value) for g in sr.content.get_image_measurement_groups()
+            for q in g.get_qualitative_evaluations()} == {"no_lv_found"}
+    assert files["pdf"].stat().st_size > 0 and not (tmp_path / "figures" / "bullseye.png").exists()
