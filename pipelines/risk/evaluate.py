@@ -105,7 +105,7 @@ def evaluate_risk(predictor: RiskPredictor, data: Path, fmt: str = "auto", n_boo
                 sm.binary_metrics(c.y[ok], s[ok]) if cfg.kind == "binary" else {"c_index": sm.harrell_c(c.y[ok], s[ok])}
             )
             ref[name].pop("calibration", None)
-        target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6", "recurrence_14d": "EXPD14"}
+        target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6"}
         rname = target.get(c.outcome)
         if rname in c.reference:
             s_ref = c.reference[rname]

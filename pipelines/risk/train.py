@@ -201,7 +201,7 @@ def reference_metrics(c_test: Cohort) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not c_test.reference:
         return out
-    target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6", "recurrence_14d": "EXPD14"}
+    target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6"}
     ref = target.get(c_test.outcome)
     for name, score in c_test.reference.items():
         ok = np.isfinite(score)
@@ -245,7 +245,7 @@ def oof_metrics(cd: Cohort, score: np.ndarray, h_risk: np.ndarray, h: float) -> 
 def paired_vs_reference(model: Any, c_test: Cohort, n_boot: int, seed: int) -> dict[str, Any]:
     """Paired bootstrap of (model - reference) discrimination on the same held-out rows, for the data's own score
     of this outcome (IST: EXPD6 for 6-month death, EXPDD for death/dependency, EXPD6 for death over time)."""
-    target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6", "recurrence_14d": "EXPD14"}
+    target = {"death_6m": "EXPD6", "death_dependency_6m": "EXPDD", "death": "EXPD6"}
     ref_name = target.get(c_test.outcome)
     if not ref_name or ref_name not in c_test.reference or n_boot < 10:
         return {}
