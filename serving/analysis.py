@@ -38,7 +38,7 @@ def make_cine_analyse(store: StudyStore, models: ModelRegistry, deidentify: bool
         files = {k: p.name for k, p in outs.files.items()}
         files.update(write_fhir(outs.report, out_dir))
         derived = [(files[k], (out_dir / files[k]).read_bytes()) for k in ("seg", "sr") if k in files]
-        store.store(derived, derived=True)  # results are retrievable over QIDO/WADO too
+        store.store(derived, derived=True, source_job=out_dir.name)  # results are retrievable over QIDO/WADO too
         return files
 
     return analyse

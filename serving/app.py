@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -77,13 +77,14 @@ class BodyLimit:
 
 
 def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | None = None,
-               analyse: AnalyseFn | None = None) -> FastAPI:
+               analyse_factory: Callable[[StudyStore, ModelRegistry, ApiSettings], AnalyseFn] | None = None) -> FastAPI:
     """Build the API.
 
     Args:
         settings: API settings (default: from ``MEDAI_API_*``).
         models: the served models (default: ``settings.models`` or every shipped package).
-        analyse: the analysis job function (default: the cine CMR analysis through the library).
+        analyse_factory: builds the analysis job function from the store, models and settings (default: the cine
+            CMR analysis through the library, :func:`serving.analysis.make_cine_analyse`).
     """
     settings = settings or ApiSettings()
 
@@ -95,7 +96,10 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
         registry = models or ModelRegistry(settings.models)
         if settings.preload_models:
             registry.preload()
-        fn = analyse or make_cine_analyse(store, registry, settings.deidentify)
+        if analyse_factory is not None:
+            fn = analyse_factory(store, registry, settings)
+        else:
+            fn = make_cine_analyse(store, registry, settings.deidentify)
         runner = JobRunner(engine, root / "results", fn, lease_seconds=settings.lease_seconds,
                            threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts)
         app.state.settings, app.state.engine, app.state.store = settings, engine, store

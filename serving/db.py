@@ -52,6 +52,7 @@ instances = Table(
     Column("size", Integer, nullable=False),
     Column("created", Float, nullable=False),
     Column("derived", Integer, nullable=False, default=0),
+    Column("source_job", String(32), nullable=True, index=True),  # the job that derived it (SEG/SR)
 )
 
 jobs = Table(

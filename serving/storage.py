@@ -122,8 +122,13 @@ class StudyStore:
         self.root = Path(root)
         self.blobs = BlobStore(self.root)
 
-    def store(self, parts: Iterable[tuple[str, bytes]], user: str = "", derived: bool = False) -> StoreOutcome:
-        """Store DICOM instances; non-DICOM parts are refused with a reason (never silently)."""
+    def store(self, parts: Iterable[tuple[str, bytes]], user: str = "", derived: bool = False,
+              source_job: str | None = None) -> StoreOutcome:
+        """Store DICOM instances; non-DICOM parts are refused with a reason (never silently).
+
+        ``source_job``: the job whose results these are; its earlier results are replaced in the same transaction,
+        so a re-run job (after a crash) never leaves duplicate SEG/SR instances.
+        """
         stored: list[StoredInstance] = []
         rows: list[dict] = []
         failed: list[tuple[str, str]] = []
@@ -141,9 +146,11 @@ class StudyStore:
             rows.append(dict(sop_uid=sop, study_uid=study, series_uid=series, sop_class_uid=stored[-1].sop_class_uid,
                              modality=str(getattr(ds, "Modality", "")), series_number=_int(ds, "SeriesNumber"),
                              instance_number=_int(ds, "InstanceNumber"), sha256=sha, size=size, created=now,
-                             derived=int(derived)))
+                             derived=int(derived), source_job=source_job))
         if rows:
             with self.engine.begin() as conn:  # all rows of a request in one transaction
+                if source_job is not None:
+                    conn.execute(delete(db.instances).where(db.instances.c.source_job == source_job))
                 for study in sorted({r["study_uid"] for r in rows}):
                     ins = _upsert(self.engine, db.studies).values(study_uid=study, created=now, created_by=user)
                     conn.execute(ins.on_conflict_do_nothing(index_elements=["study_uid"]))
