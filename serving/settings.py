@@ -26,6 +26,7 @@ class ApiSettings(BaseSettings):
         preload_models: load every model in the lifespan (else on first use).
         reload_poll_seconds: re-resolve ``models:/`` aliases this often and swap in promoted versions (0: off).
         deidentify: analyses run on a de-identified working copy of the stored study.
+        pacs_url: DICOMweb root of the hospital PACS (pull studies, push SEG/SR), e.g. ``http://pacs/dicom-web``.
     """
 
     model_config = SettingsConfigDict(env_prefix="MEDAI_API_", extra="ignore")
@@ -42,6 +43,7 @@ class ApiSettings(BaseSettings):
     preload_models: bool = False
     reload_poll_seconds: float = 0.0
     deidentify: bool = True
+    pacs_url: str | None = None
 
     def db_url(self) -> str:
         """The database URL (SQLite under ``MEDAI_HOME`` unless set)."""

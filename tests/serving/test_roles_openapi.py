@@ -29,6 +29,8 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/analyses"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}/results/{kind}"): CLINICAL,
+    ("POST", "/v1/pacs/pull"): CLINICAL,
+    ("POST", "/v1/pacs/push/{job_id}"): CLINICAL,
     ("GET", "/v1/models"): EVERYONE,
     ("GET", "/v1/models/{name}"): EVERYONE,
     ("POST", "/v1/models/{name}/predict"): EVERYONE,
