@@ -37,7 +37,12 @@ def setup_tracking() -> str:
 @contextmanager
 def start_run(experiment: str, run_name: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
     """Start (and end) an MLflow run in ``experiment`` after :func:`setup_tracking`."""
-    setup_tracking()
+    uri = setup_tracking()
+    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith(("sqlite:", "file:")):
+        # keep artifacts beside the local store (MEDAI_HOME), not in ./mlruns of the working directory
+        artifacts = (get_settings().home / "mlartifacts").resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name, tags=dict(tags or {})) as run:
         yield run

@@ -324,7 +324,10 @@ def _plot_overlay(net: nn.Module, dm: CineSegDataModule, recipe: CmrSegRecipe, p
     net.eval()
     for j in range(n):
         item = dm.val_ds[j * max(1, len(dm.val_ds) // n)]
-        pred = segment_slices(net, item["image"], recipe.model.size_divisor).numpy()
+        from medai.cardiac.postprocess import clean_frame
+
+        raw = segment_slices(net, item["image"], recipe.model.size_divisor).numpy().astype(np.uint8)
+        pred = clean_frame(raw, recipe.model.labels)
         ref = item["label"].numpy()
         z = int(np.argmax((ref > 0).sum(axis=(1, 2)))) if ref.any() else ref.shape[0] // 2
         for i, (lab, title) in enumerate(((ref, "reference"), (pred, "prediction"))):
@@ -437,8 +440,9 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
         hw = hardware_description()
         metrics["train/wall_time_s"] = train_time
         metrics["train/epochs"] = float(trainer.current_epoch)
+        # the selected model's figures: ``best/val/...`` (per-epoch ``val/...`` curves stay clean)
         mlflow_utils.log_metrics({f"best/{k}": v for k, v in metrics.items() if k.startswith("val/")})
-        mlflow_utils.log_metrics(metrics)
+        mlflow_utils.log_metrics({k: v for k, v in metrics.items() if not k.startswith("val/")})
         pkg_dir = (Path(recipe.package.out_dir) if recipe.package.out_dir
                    else home / "packages" / recipe.package.name / run_id)
         if not pkg_dir.is_absolute():
