@@ -15,8 +15,13 @@ RISK = {n: p for n, p in shipped_packages().items() if read_metadata(p).predicto
 
 
 def test_required_models_are_shipped() -> None:
-    assert {"stroke_ist_death", "stroke_ist_death_6m", "stroke_ist_death_dependency_6m", "stroke_ist_recurrence_14d",
-            "cardio_hf299_death"} <= set(RISK)
+    assert {
+        "stroke_ist_death",
+        "stroke_ist_death_6m",
+        "stroke_ist_death_dependency_6m",
+        "stroke_ist_recurrence_14d",
+        "cardio_hf299_death",
+    } <= set(RISK)
 
 
 @pytest.mark.parametrize("name", sorted(RISK))
