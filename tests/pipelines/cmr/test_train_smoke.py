@@ -57,8 +57,8 @@ def test_medai_train_cli_one_batch_synthetic(tmp_path: Path) -> None:
     _check_package(out, "heart_mr_cine_seg_smoke")
     params, metrics, arts = _run_data(meta.mlflow_run_id or "")
     assert params["model.network.name"] == "unet2d" and params["data.format"] == "synthetic"
-    for key in ("train/loss", "val/dice/lv", "val/dice/myo", "val/dice/rv", "val/dice/mean", "val/hd95/lv",
-                "val/dice_ed/lv", "val/dice_es/lv", "train/wall_time_s"):
+    for key in ("train/loss", "val/dice/lv", "val/dice/myo", "val/dice/rv", "val/dice/mean", "val/dice_raw/lv",
+                "best/val/hd95/lv", "best/val/dice_ed/lv", "best/val/dice_es/lv", "train/wall_time_s"):
         assert key in metrics, key
     assert 0.0 <= metrics["val/dice/lv"] <= 1.0
     assert {"plots/training_curves.png", "plots/val_overlay.png", "package/metadata.json",
