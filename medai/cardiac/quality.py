@@ -89,6 +89,12 @@ def result_flags(values: dict[str, float], labelmap: LabelMap, ed: int) -> list[
         flags.append(QualityFlag(
             code="rv_volume_implausible", severity=Severity.WARNING,
             message=f"RV EDV {rv:.0f} mL is outside the plausible {RV_EDV_PLAUSIBLE[0]:g}-{RV_EDV_PLAUSIBLE[1]:g} mL."))
+    rv_ef = values.get("rv_ef")
+    if rv is not None and rv_ef is not None and not (EF_PLAUSIBLE[0] <= rv_ef <= EF_PLAUSIBLE[1]):
+        flags.append(QualityFlag(
+            code="rv_ef_implausible", severity=Severity.WARNING,
+            message=f"RV EF {rv_ef:.1f}% is outside {EF_PLAUSIBLE[0]:g}-{EF_PLAUSIBLE[1]:g}%: the RV was likely missed "
+            "at one phase. Review the RV contours at ED and ES before using RV values."))
     flags += coverage_flags(labelmap, ed)
     return flags
 

@@ -82,3 +82,15 @@ def test_basal_ring_rule_drops_atrial_blood_pool_only() -> None:
     assert not (out[1, 0] == LABELS["lv"]).any()
     np.testing.assert_array_equal(out[1, 1:], lab[1, 1:])  # the next slice passes: nothing else changes
     np.testing.assert_array_equal(out[0], lab[0])
+
+
+def test_rv_ef_outside_plausible_range_is_flagged() -> None:
+    """An RV missed at ES (RV EF 100%) must be flagged, not reported silently."""
+    p = make_cine_sax_study(n_slices=6, n_phases=4, rows=64, cols=64)
+    lm = phantom_labelmap(p)
+    flags = {f.code for f in result_flags({"lv_edv": 120, "lv_ef": 60, "lv_mass": 110, "rv_edv": 150, "rv_ef": 100.0},
+                                          lm, 0)}
+    assert "rv_ef_implausible" in flags
+    ok = {f.code for f in result_flags({"lv_edv": 120, "lv_ef": 60, "lv_mass": 110, "rv_edv": 150, "rv_ef": 55.0},
+                                       lm, 0)}
+    assert "rv_ef_implausible" not in ok
