@@ -31,6 +31,7 @@ class Served:
     package: Path
     metadata: ModelMetadata
     predictor: Predictor | None = None
+    batcher: Any = None
 
 
 class ModelRegistry:
@@ -77,6 +78,18 @@ class ModelRegistry:
                     logger.info("loaded model %s %s", name, s.metadata.version)
         return s.predictor
 
+    def batcher(self, name: str) -> Any:
+        """A :class:`~serving.batching.MicroBatcher` for predictors with ``predict_batch``, else None."""
+        s = self.served(name)
+        pred = self.get(name)
+        if s.batcher is None and callable(getattr(pred, "predict_batch", None)):
+            from serving.batching import MicroBatcher
+
+            with self._lock:
+                if s.batcher is None:
+                    s.batcher = MicroBatcher(pred)
+        return s.batcher
+
     def put(self, name: str, predictor: Predictor, ref: str | None = None) -> None:
         """Serve an already loaded predictor (tests, embedding)."""
         with self._lock:
@@ -96,6 +109,8 @@ class ModelRegistry:
         with self._lock:
             old = self._served.get(name)
             self._served[name] = fresh
+        if old is not None and old.batcher is not None:
+            old.batcher.close()
         if old is None or old.metadata.version != fresh.metadata.version:
             logger.info("model %s now at version %s", name, fresh.metadata.version)
         return fresh

@@ -103,8 +103,11 @@ async def run_predict(name: str, request: Request, models: ModelRegistry, who: P
         if factors is None:
             raise ApiProblem(422, "factors-required", f"model {name} takes patient factors as a JSON object; "
                              f"GET /v1/models/{name} shows the input schema")
-        predictor = models.get(name)
-        pred = await run_in_threadpool(predictor.predict, factors)
+        batcher = models.batcher(name)
+        if batcher is not None:  # concurrent requests share one vectorised predict_batch call
+            pred = await batcher.predict(factors)
+        else:
+            pred = await run_in_threadpool(models.get(name).predict, factors)
     elif kind == "image":
         data = await request.body()
         if not data or request.headers.get("content-type", "").split(";")[0] not in ("image/png", "image/jpeg"):
@@ -113,7 +116,8 @@ async def run_predict(name: str, request: Request, models: ModelRegistry, who: P
         pred = await run_in_threadpool(predictor.predict, data)
     else:
         raise ApiProblem(422, "use-analyses", f"model {name} analyses whole studies: POST /v1/analyses")
-    audit.record(request.app.state.engine, who, request, "predict", "risk" if pred.risks else "prediction", name)
+    await run_in_threadpool(audit.record, request.app.state.engine, who, request, "predict",
+                            "risk" if pred.risks else "prediction", name)
     if fmt == "fhir":
         from medai.reports.fhir import prediction_bundle
 
