@@ -120,8 +120,10 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_analysis_end_to_end_with_tiny_model(api: Api, phantom_bytes: list[bytes]) -> None:
+def test_analysis_end_to_end_with_tiny_model(api: Api, phantom_bytes: list[bytes], caplog) -> None:  # noqa: ANN001
     """Upload -> 202 job -> callback -> report JSON, SEG, SR, PDF, FHIR -> audit rows (real library path)."""
+    caplog.set_level("DEBUG")
+    src = pydicom.dcmread(io.BytesIO(phantom_bytes[0]), stop_before_pixels=True)
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     _Receiver.got = []
@@ -166,6 +168,9 @@ def test_analysis_end_to_end_with_tiny_model(api: Api, phantom_bytes: list[bytes
     acts = {(r["action"], r["resource_type"]) for r in rows}
     assert {("create", "study"), ("create", "analysis"), ("read", "report")} <= acts
     assert all(r["role"] and r["user"] and r["client"] for r in rows)
+    # no PHI in the application log: neither the patient's ID nor name appears in any record
+    phi = {str(src.PatientID), str(src.PatientName)} - {""}
+    assert phi and not any(x in rec.getMessage() for rec in caplog.records for x in phi)
     csv = api.client.get("/v1/audit?format=csv", headers=api.h(Role.ADMIN))
     assert csv.headers["content-type"].startswith("text/csv") and csv.text.splitlines()[0].startswith("id,time,user")
 
