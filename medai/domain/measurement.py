@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from medai.domain.codes import Code, Unit
 
@@ -54,6 +54,9 @@ class Measurement(BaseModel):
         method: how it was derived, e.g. ``"summation of discs"``.
         segment: the label-map segment it derives from (``"lv"``), if any.
         frame: ``"ED"``, ``"ES"`` or a frame index, when time-specific.
+        method_code: the coded method (e.g. ``n-SD threshold above remote myocardium``), when one applies.
+        parameters: the method's parameters by name (``{"n_sd": 5}``), never written into ``name``.
+        aha_segment: the AHA 17-segment model segment (1-17) the value refers to, when regional.
         reference_range: the published normal interval, when one applies.
         flag: interpretation against ``reference_range``.
     """
@@ -67,5 +70,8 @@ class Measurement(BaseModel):
     method: str = ""
     segment: str | None = None
     frame: str | None = None
+    method_code: Code | None = None
+    parameters: dict[str, float | int | str] = Field(default_factory=dict)
+    aha_segment: int | None = None
     reference_range: ReferenceRange | None = None
     flag: Flag = Flag.UNKNOWN

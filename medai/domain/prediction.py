@@ -107,13 +107,40 @@ class Prediction:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
+
+
+class ReportSection(BaseModel):
+    """The part of a study report that one analysis produced (one per analysis kind that ran).
+
+    Attributes:
+        kind: the analysis' registry name (``cine_function``, ``lge_scar``).
+        title: human-readable title (PDF page heading).
+        models: the models the analysis used.
+        series: the series it analysed (UID, number, modality, description, type, instances).
+        measurements: its coded measurements.
+        flags: its quality flags.
+        summary: analysis-specific, JSON-serialisable details (phases, curves, per-method tables...).
+        files: output kind -> file name of the renderings specific to this analysis (its SEG).
+    """
+
+    kind: str
+    title: str = ""
+    models: list[ModelRef] = Field(default_factory=list)
+    series: list[dict[str, Any]] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list)
+    flags: list[QualityFlag] = Field(default_factory=list)
+    summary: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
 
 
 class Report(BaseModel):
     """The one report that JSON, DICOM SEG/SR, PDF and FHIR render.
 
-    Array-bearing artefacts (label maps) are not part of the JSON; they are rendered as DICOM SEG.
+    Array-bearing artefacts (label maps) are not part of the JSON; they are rendered as DICOM SEG. A study report
+    holds one :class:`ReportSection` per analysis that ran (``sections``); the top-level ``measurements``,
+    ``flags``, ``models`` and ``series`` are their union (plus study-level flags), so single-purpose readers
+    keep working.
     """
 
     schema_version: str = REPORT_SCHEMA_VERSION
@@ -129,3 +156,8 @@ class Report(BaseModel):
     classes: list[ClassProbability] = Field(default_factory=list)
     risks: list[RiskEstimate] = Field(default_factory=list)
     summary: dict[str, Any] = Field(default_factory=dict)
+    sections: list[ReportSection] = Field(default_factory=list)
+
+    def section(self, kind: str) -> ReportSection | None:
+        """The section of analysis ``kind``, or None when that analysis did not run."""
+        return next((s for s in self.sections if s.kind == kind), None)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +93,8 @@ def report_figures(report: Report, prediction: Prediction | None = None, role: s
     return out
 
 
-def _styles() -> dict[str, Any]:
+def styles() -> dict[str, Any]:
+    """The paragraph styles of medai PDFs (``title``, ``h2``, ``body``, ``small``, ``cell``, ``banner``)."""
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 
     base = getSampleStyleSheet()
@@ -112,7 +115,7 @@ def _esc(text: Any) -> str:
     return escape(str(text))
 
 
-def _header(report: Report, st: dict[str, Any]) -> list[Any]:
+def _header(report: Report, st: dict[str, Any], title: str = "Cine CMR ventricular function report") -> list[Any]:
     from reportlab.lib import colors
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
@@ -138,7 +141,7 @@ def _header(report: Report, st: dict[str, Any]) -> list[Any]:
     banner = Table([[Paragraph(RESEARCH_USE, st["banner"])]], colWidths=[180 * mm])
     banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#b00020")),
                                 ("TOPPADDING", (0, 0), (-1, -1), 3), ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]))
-    return [Paragraph("Cine CMR ventricular function report", st["title"]), banner, Spacer(1, 3 * mm), table]
+    return [Paragraph(_esc(title), st["title"]), banner, Spacer(1, 3 * mm), table]
 
 
 def _measurement_table(measurements: list[Measurement], st: dict[str, Any]) -> Any:
@@ -176,7 +179,7 @@ def _measurement_table(measurements: list[Measurement], st: dict[str, Any]) -> A
     return table
 
 
-def _flags(report: Report, st: dict[str, Any]) -> list[Any]:
+def _flags(report: Any, st: dict[str, Any]) -> list[Any]:
     from reportlab.platypus import Paragraph
 
     if not report.flags:
@@ -189,7 +192,8 @@ def _flags(report: Report, st: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _image(png: bytes, width: float) -> Any:
+def image(png: bytes, width: float) -> Any:
+    """A reportlab image flowable of a PNG, ``width`` wide (points), aspect kept."""
     from reportlab.lib.utils import ImageReader
     from reportlab.platypus import Image
 
@@ -208,53 +212,34 @@ def _footer(canvas: Any, doc: Any) -> None:
     canvas.restoreState()
 
 
-def build_pdf(report: Report, figures: Mapping[str, bytes] | None = None) -> bytes:
-    """The PDF of ``report`` as bytes.
+@dataclass
+class PdfPage:
+    """One analysis' page of a study PDF: its report section, the analysis (for its table and story), figures."""
 
-    Args:
-        report: the report (measurements, flags, summary with phases, curve and wall thickness).
-        figures: PNG figures by name (:data:`FIGURES`); missing ones are left out of the document.
-    """
-    from reportlab.lib.pagesizes import A4
+    section: Any
+    analysis: Any = None
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+
+def cine_story(section: Any, figures: Mapping[str, bytes]) -> list[Any]:
+    """The cine-specific part of a page: the phases, the ED/ES overlays, volume curve and bullseye."""
     from reportlab.lib.units import mm
-    from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
 
-    import medai
-
-    figures = dict(figures or {})
-    st = _styles()
-    buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=13 * mm,
-                            bottomMargin=16 * mm, title="Cine CMR ventricular function report",
-                            author=f"medai {medai.__version__}", subject=f"report {report.report_id}",
-                            creator="medai")
-    story: list[Any] = _header(report, st)
-    main = [m for m in report.measurements if not m.name.startswith(_WALL_PREFIX)]
-    wall = [m for m in report.measurements if m.name.startswith(_WALL_PREFIX)]
-    story.append(Paragraph("Measurements", st["h2"]))
-    if main:
-        story.append(_measurement_table(main, st))
-        n_abn = sum(m.flag in (Flag.LOW, Flag.HIGH) for m in main)
-        story.append(Paragraph(
-            f"{n_abn} value(s) outside the reference range are highlighted (blue: low, red: high). A dash means "
-            "no verified published range is tabulated for that measurement.", st["small"]))
-    else:
-        story.append(Paragraph("No measurements: see the quality flags.", st["body"]))
-    story.append(Paragraph("Quality flags", st["h2"]))
-    story += _flags(report, st)
-    s = report.summary
+    st = styles()
+    story: list[Any] = []
+    s = section.summary
     if s.get("ed_frame") is not None:
         story.append(Paragraph("Cardiac phases", st["h2"]))
         story.append(Paragraph(
             f"End-diastole: frame {int(s['ed_frame']) + 1}; end-systole: frame {int(s['es_frame']) + 1} "
             f"(source: {_esc(s.get('phase_source') or 'LV volume curve')}). Frames are numbered from 1.", st["body"]))
-
+    wall = [m for m in section.measurements if m.name.startswith(_WALL_PREFIX)]
     pics = [k for k in FIGURES if k in figures]
     if pics:
-        story.append(PageBreak())
         story.append(Paragraph("Segmentation and function", st["h2"]))
         half = 88 * mm
-        ov = [_image(figures[k], half) for k in ("overlay_ed", "overlay_es") if k in figures]
+        ov = [image(figures[k], half) for k in ("overlay_ed", "overlay_es") if k in figures]
         if ov:
             t = Table([ov], colWidths=[90 * mm] * len(ov))
             t.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 1)]))
@@ -265,10 +250,10 @@ def build_pdf(report: Report, figures: Mapping[str, bytes] | None = None) -> byt
         row = []
         widths = []
         if "volume_curve" in figures:
-            row.append(_image(figures["volume_curve"], 104 * mm))
+            row.append(image(figures["volume_curve"], 104 * mm))
             widths.append(106 * mm)
         if "bullseye" in figures:
-            row.append(_image(figures["bullseye"], 70 * mm))
+            row.append(image(figures["bullseye"], 70 * mm))
             widths.append(74 * mm)
         if row:
             t = Table([row], colWidths=widths)
@@ -278,6 +263,66 @@ def build_pdf(report: Report, figures: Mapping[str, bytes] | None = None) -> byt
             story.append(Paragraph(
                 f"Wall thickness: {_esc(s.get('wall_thickness_model') or 'AHA 16-segment model')}; "
                 f"{_esc(wall[0].method)}. Segments without myocardium are shown as n/a.", st["small"]))
+    return story
+
+
+def _page_story(page: PdfPage, st: dict[str, Any], title: bool) -> list[Any]:
+    from reportlab.platypus import Paragraph
+
+    section = page.section
+    story: list[Any] = []
+    if title:
+        story.append(Paragraph(_esc(section.title or section.kind), st["title"]))
+    main = (page.analysis.table_measurements(section) if page.analysis is not None
+            else [m for m in section.measurements if not m.name.startswith(_WALL_PREFIX)])
+    story.append(Paragraph("Measurements", st["h2"]))
+    if main:
+        story.append(_measurement_table(main, st))
+        n_abn = sum(m.flag in (Flag.LOW, Flag.HIGH) for m in main)
+        story.append(Paragraph(
+            f"{n_abn} value(s) outside the reference range are highlighted (blue: low, red: high). A dash means "
+            "no verified published range is tabulated for that measurement.", st["small"]))
+    else:
+        story.append(Paragraph("No measurements: see the quality flags.", st["body"]))
+    story.append(Paragraph("Quality flags", st["h2"]))
+    story += _flags(section, st)
+    if page.analysis is not None:
+        story += page.analysis.pdf_story(section, dict(page.figures), _KIT)
+    else:
+        story += cine_story(section, page.figures)
+    return story
+
+
+def build_pdf(report: Report, figures: Mapping[str, bytes] | None = None, *,
+              pages: list[PdfPage] | None = None) -> bytes:
+    """The PDF of ``report`` as bytes: a header, then one page per analysis section.
+
+    Args:
+        report: the report (measurements, flags, summary with phases, curve and wall thickness).
+        figures: PNG figures by name (:data:`FIGURES`) of a single-analysis report without ``pages``.
+        pages: one :class:`PdfPage` per analysis (default: the report itself as one cine page).
+    """
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate
+
+    import medai
+
+    if pages is None:
+        pages = [PdfPage(section=report, figures=dict(figures or {}))]
+    st = styles()
+    title = pages[0].section.title if len(pages) == 1 and getattr(pages[0].section, "title", "") else (
+        "CMR study report" if len(pages) > 1 else "Cine CMR ventricular function report")
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=13 * mm,
+                            bottomMargin=16 * mm, title=title,
+                            author=f"medai {medai.__version__}", subject=f"report {report.report_id}",
+                            creator="medai")
+    story: list[Any] = _header(report, st, title)
+    for i, page in enumerate(pages):
+        if i:
+            story.append(PageBreak())
+        story += _page_story(page, st, title=len(pages) > 1)
     sources = sorted({m.reference_range.source for m in report.measurements
                       if m.reference_range is not None and m.reference_range.source})
     if sources:
@@ -285,6 +330,24 @@ def build_pdf(report: Report, figures: Mapping[str, bytes] | None = None) -> byt
         story += [Paragraph(_esc(src), st["small"]) for src in sources]
     doc.build(story, onFirstPage=_footer, onLaterPages=_footer)
     return buf.getvalue()
+
+
+def write_study_pdf(report: Report, pages: list[PdfPage], path: Path | str = "report.pdf",
+                    figures_dir: Path | str | None = "figures") -> Path:
+    """Write the study PDF (a page per analysis); figures are also saved as ``figures/<name>.png``
+    (``figures/<kind>_<name>.png`` when several analyses have figures)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(build_pdf(report, pages=pages))
+    if figures_dir is not None:
+        folder = path.parent / figures_dir
+        prefix = len(pages) > 1
+        for page in pages:
+            for name, png in page.figures.items():
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / (f"{page.section.kind}_{name}.png" if prefix else f"{name}.png")).write_bytes(png)
+    logger.info("wrote %s (%d pages)", path, len(pages))
+    return path
 
 
 def write_pdf(
@@ -323,4 +386,21 @@ def write_pdf(
     return path
 
 
-__all__ = ["FIGURES", "RESEARCH_USE", "build_pdf", "format_range", "format_value", "report_figures", "write_pdf"]
+def measurement_table(measurements: list[Measurement]) -> Any:
+    """The measurement table flowable (value, unit, reference range, flag; abnormal values highlighted)."""
+    return _measurement_table(measurements, styles())
+
+
+def flags_story(section: Any) -> list[Any]:
+    """Paragraphs of a report's or section's quality flags (coloured by severity)."""
+    return _flags(section, styles())
+
+
+def esc(text: Any) -> str:
+    """Text escaped for reportlab paragraphs."""
+    return _esc(text)
+
+
+_KIT = sys.modules[__name__]
+
+__all__ = ["FIGURES", "RESEARCH_USE", "PdfPage", "build_pdf", "cine_story", "write_study_pdf", "image", "styles", "format_range", "format_value", "report_figures", "write_pdf"]

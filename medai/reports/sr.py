@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medai.domain.measurement import Flag, Measurement
-from medai.domain.prediction import ModelRef, Report, Severity
+import numpy as np
+
+from medai.domain.prediction import ModelRef, Report, ReportSection, Severity
 from medai.errors import InputValidationError
 from medai.reports.seg import MANUFACTURER, coded_concept, device_serial_number, header_copy
 
@@ -88,10 +91,18 @@ def _properties(m: Measurement) -> Any:
 def _measurement(m: Measurement, algorithm: Any) -> Any:
     import highdicom as hd
 
+    method = coded_concept(m.method_code) if m.method_code is not None else None
+    sites = None
+    if m.aha_segment is not None:
+        sites = [hd.sr.FindingSite(anatomic_location=hd.sr.CodedConcept(
+            value=f"AHA{m.aha_segment}", scheme_designator=LOCAL_SCHEME,
+            meaning=f"AHA 17-segment model, segment {m.aha_segment}"))]
     return hd.sr.Measurement(
         name=coded_concept(m.code),
         value=float(m.value),
         unit=ucum(m.unit.code),
+        method=method,
+        finding_sites=sites,
         algorithm_id=algorithm,
         properties=_properties(m),
     )
@@ -148,6 +159,54 @@ def _coding_schemes(report: Report) -> list[Any]:
     return [item]
 
 
+def _method_label(m: Measurement) -> str:
+    if m.method_code is None:
+        return ""
+    params = ", ".join(f"{k}={v}" for k, v in sorted(m.parameters.items()))
+    return f"{m.method_code.value}({params})" if params else m.method_code.value
+
+
+def _groups(kind: str, measurements: list[Measurement], seg: Dataset | None, phase_sops: dict[str, set[str]] | None,
+            algorithm: Any) -> list[Any]:
+    """The TID 1500 measurement groups of one analysis: per (segment, phase, method)."""
+    import highdicom as hd
+
+    segments = _segments_of(seg) if seg is not None else {}
+    sources = seg_sources_by_phase(seg, phase_sops) if (seg is not None and phase_sops) else {}
+    groups: dict[tuple[str | None, str, str], list[Measurement]] = {}
+    for m in measurements:
+        in_seg = m.segment in segments
+        phase = (_phase_of(m) if (phase_sops or seg is None or not kind) else "") if in_seg else ""
+        key = (m.segment if in_seg else None, phase, _method_label(m))
+        groups.setdefault(key, []).append(m)
+    out: list[Any] = []
+    for (segment, phase, method), ms in groups.items():
+        measurements_sr = [_measurement(m, algorithm) for m in ms]
+        label = " ".join(x for x in (f"{kind}:" if kind else "", segment or "study-level measurements", phase,
+                                     method) if x)[:64]
+        if segment is None:
+            out.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label),
+                algorithm_id=algorithm, measurements=measurements_sr))
+            continue
+        number, prop_type = segments[segment]
+        # DICOM forbids frame numbers next to a segment number: the phase is told by the source images
+        if phase == BOTH_PHASES:
+            refs = [r for (n, _ph), rs in sources.items() if n == number for r in rs]
+        else:
+            refs = sources.get((number, phase), [])
+        if refs:
+            ref = hd.sr.ReferencedSegment(
+                sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=str(seg.SOPInstanceUID), segment_number=number,
+                source_images=[hd.sr.SourceImageForSegmentation(cls, uid) for cls, uid in dict.fromkeys(refs)])
+        else:
+            ref = hd.sr.ReferencedSegment.from_segmentation(seg, number)
+        out.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label),
+            referenced_segment=ref, finding_type=prop_type, algorithm_id=algorithm, measurements=measurements_sr))
+    return out
+
+
 def build_sr(
     report: Report,
     source_datasets: Sequence[Dataset],
@@ -155,6 +214,7 @@ def build_sr(
     seg: Dataset | None = None,
     phase_sops: dict[str, set[str]] | None = None,
     series_number: int = SR_SERIES_NUMBER,
+    parts: Sequence[SrPart] | None = None,
 ) -> hd.sr.Comprehensive3DSR:
     """Build the TID 1500 measurement report of ``report``.
 
@@ -166,6 +226,9 @@ def build_sr(
         phase_sops: phase (``"ED"``/``"ES"``) -> SOPInstanceUIDs of that phase's source images, to reference only
             the SEG frames of the measurement's phase; without it, whole segments are referenced.
         series_number: SeriesNumber of the SR series.
+        parts: a study report's analyses, each with its section, SEG and phases: the measurement groups are
+            then made per analysis (tracking identifiers start with the analysis kind) and every SEG is evidence.
+            ``seg`` and ``phase_sops`` are ignored then.
 
     Returns:
         The highdicom ``Comprehensive3DSR``.
@@ -191,36 +254,16 @@ def build_sr(
     )
     context = hd.sr.ObservationContext(observer_device_context=device)
 
-    segments = _segments_of(seg) if seg is not None else {}
-    sources = seg_sources_by_phase(seg, phase_sops) if (seg is not None and phase_sops) else {}
-    groups: dict[tuple[str | None, str], list[Measurement]] = {}
-    for m in report.measurements:
-        key = (m.segment if m.segment in segments else None, _phase_of(m) if m.segment in segments else "")
-        groups.setdefault(key, []).append(m)
-
+    if parts is None:
+        plan = [("", list(report.measurements), seg, phase_sops)]
+    else:
+        plan = [(p.section.kind, list(p.section.measurements), p.seg_dataset, p.phase_sops) for p in parts]
     imaging: list[Any] = []
-    for (segment, phase), ms in groups.items():
-        measurements = [_measurement(m, algorithm) for m in ms]
-        if segment is None:
-            imaging.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="study-level measurements"),
-                algorithm_id=algorithm, measurements=measurements))
-            continue
-        number, prop_type = segments[segment]
-        # DICOM forbids frame numbers next to a segment number: the phase is told by the source images
-        if phase == BOTH_PHASES:
-            refs = [r for (n, _ph), rs in sources.items() if n == number for r in rs]
-        else:
-            refs = sources.get((number, phase), [])
-        if refs:
-            ref = hd.sr.ReferencedSegment(
-                sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=str(seg.SOPInstanceUID), segment_number=number,
-                source_images=[hd.sr.SourceImageForSegmentation(cls, uid) for cls, uid in dict.fromkeys(refs)])
-        else:
-            ref = hd.sr.ReferencedSegment.from_segmentation(seg, number)
-        imaging.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{segment} {phase}"),
-            referenced_segment=ref, finding_type=prop_type, algorithm_id=algorithm, measurements=measurements))
+    segs: list[Dataset] = []
+    for kind, part_measurements, part_seg, part_phases in plan:
+        if part_seg is not None and all(part_seg is not x for x in segs):
+            segs.append(part_seg)
+        imaging += _groups(kind, part_measurements, part_seg, part_phases, algorithm)
     if report.flags:
         evaluations = [
             hd.sr.QualitativeEvaluation(
@@ -237,7 +280,7 @@ def build_sr(
         procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
         imaging_measurements=imaging,
     )
-    evidence = [*([seg] if seg is not None else []), *(header_copy(ds) for ds in source_datasets)]
+    evidence = [*segs, *(header_copy(ds) for ds in source_datasets)]
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=content[0],
@@ -319,4 +362,62 @@ def write_sr(
     return path
 
 
-__all__ = ["SR_SERIES_NUMBER", "build_sr", "seg_sources_by_phase", "ucum", "write_sr"]
+@dataclass
+class SrPart:
+    """One analysis of a study SR: its section, prediction, the SEG file it wrote (if any) and the label-map role."""
+
+    section: ReportSection
+    prediction: Prediction | None = None
+    seg: Path | None = None
+    role: str | None = None
+    seg_dataset: Dataset | None = None
+    phase_sops: dict[str, set[str]] | None = None
+
+
+def _phases_of(prediction: Prediction | None, role: str | None) -> dict[str, set[str]]:
+    phase_sops: dict[str, set[str]] = {}
+    label_map = prediction.label_maps.get(role) if (prediction is not None and role) else None
+    if label_map is not None and label_map.volume.source_sop_uids is not None and label_map.volume.is_temporal:
+        sops = label_map.volume.source_sop_uids
+        for phase in ("ED", "ES"):
+            t = prediction.extras.get(f"{phase.lower()}_frame") if prediction is not None else None
+            if t is not None:
+                phase_sops[phase] = {str(u) for u in sops[int(t)]}
+    return phase_sops
+
+
+def _label_map_sops(prediction: Prediction | None, role: str | None) -> set[str]:
+    label_map = prediction.label_maps.get(role) if (prediction is not None and role) else None
+    if label_map is None or label_map.volume.source_sop_uids is None:
+        return set()
+    return {str(u) for u in np.asarray(label_map.volume.source_sop_uids, dtype=object).ravel() if u}
+
+
+def write_study_sr(report: Report, study: Study, path: Path | str, parts: Sequence[SrPart]) -> Path:
+    """Write the ONE SR of a study report: measurement groups per analysis, every analysis' SEG as evidence.
+
+    The evidence images are the ED/ES images of temporal label maps and every source image of the others (or,
+    without label maps, the analysed series).
+    """
+    import pydicom
+
+    path = Path(path)
+    wanted: set[str] = set()
+    for p in parts:
+        if p.seg is not None and p.seg_dataset is None:
+            p.seg_dataset = pydicom.dcmread(p.seg)
+        p.phase_sops = _phases_of(p.prediction, p.role) or None
+        wanted |= set().union(*p.phase_sops.values()) if p.phase_sops else _label_map_sops(p.prediction, p.role)
+    if not wanted:
+        uids = {str(s.get("series_instance_uid")) for s in report.series}
+        sources = [inst.dataset for s in study.series if s.SeriesInstanceUID in uids for inst in s.instances]
+    else:
+        sources = [inst.dataset for s in study.series for inst in s.instances if inst.SOPInstanceUID in wanted]
+    sr = build_sr(report, sources, parts=parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(path)
+    logger.info("wrote DICOM SR %s (%d measurements, %d analyses)", path, len(report.measurements), len(parts))
+    return path
+
+
+__all__ = ["SR_SERIES_NUMBER", "SrPart", "build_sr", "write_study_sr", "seg_sources_by_phase", "ucum", "write_sr"]

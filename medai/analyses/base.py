@@ -1,0 +1,168 @@
+"""The analysis plug-in contract: :class:`Analysis`, its config :class:`AnalysisConfig` and the :data:`ANALYSES` registry.
+
+An analysis kind (``cine_function``, ``lge_scar``; later ``echo_function``, ``cta_coronary``, ``diagnosis``) is one
+module ``medai/analyses/<kind>.py`` that registers a subclass of :class:`Analysis` under its kind, plus one config
+``configs/analyses/<kind>.yaml`` (:class:`AnalysisConfig`): the series types it needs (from
+``configs/series/rules.yaml``), its model packages by role, the measurements it produces (registered in
+:data:`medai.measurements.registry.MEASUREMENTS` when they are not yet), its output files and its parameters.
+
+``medai analyze``, the API's job runner and ``POST /v1/analyses`` iterate the registry through
+:func:`medai.analyses.runner.run_study_analyses`; none of them names an analysis.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medai.domain.codes import Code, Unit
+from medai.domain.prediction import Prediction, ReportSection
+from medai.domain.study import SeriesType, Study
+from medai.registry import Registry
+
+if TYPE_CHECKING:
+    from medai.inference.predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+#: ``provider(package_ref) -> loaded Predictor``: how an analysis gets its models (CLI: a cache over
+#: ``Predictor.from_package``; API: the served model registry).
+ModelProvider = Callable[[str], "Predictor"]
+#: Called with a stage name as an analysis proceeds.
+Progress = Callable[[str], None]
+
+
+class MeasurementSpec(BaseModel):
+    """A measurement an analysis produces: stable name, coded concept, UCUM unit, label-map segment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    code: Code
+    unit: Unit
+    segment: str | None = None
+
+
+class AnalysisConfig(BaseModel):
+    """``configs/analyses/<kind>.yaml``.
+
+    Attributes:
+        kind: stable registry name; also the module ``medai/analyses/<kind>.py`` that implements it.
+        title: heading of its report section and PDF page.
+        order: analyses run and render in ascending order.
+        aliases: older names accepted for this kind (e.g. the API's ``cine_cmr``).
+        series: series types it needs (all must be present for it to apply).
+        models: model package reference by role (``seg: heart_mr_cine_seg``).
+        outputs: output kind -> file name of the renderings specific to this analysis (``seg: seg.dcm``).
+        measurements: measurements it produces that are not registered yet (tables are data).
+        params: analysis parameters (validated by the analysis itself).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
+    title: str
+    order: int = 100
+    aliases: list[str] = Field(default_factory=list)
+    series: list[SeriesType] = Field(min_length=1)
+    models: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    measurements: list[MeasurementSpec] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class SegOutput:
+    """One DICOM SEG an analysis writes: file name, which label map of the prediction, which frames (cine)."""
+
+    file: str
+    role: str
+
+
+@dataclass
+class AnalysisResult:
+    """What one analysis produced: its report section and the prediction behind it (label maps, image, extras)."""
+
+    kind: str
+    section: ReportSection
+    prediction: Prediction
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class Analysis(ABC):
+    """Base class of every analysis plug-in.
+
+    Subclasses implement :meth:`run`; they may override :meth:`seg_outputs`, :meth:`figures` and
+    :meth:`pdf_story` to change how their section renders (the defaults write one SEG per label map named in
+    ``config.outputs``, no figures, and a measurement table with the section's flags).
+    """
+
+    def __init__(self, config: AnalysisConfig) -> None:
+        self.config = config
+
+    @property
+    def kind(self) -> str:
+        """The registry name."""
+        return self.config.kind
+
+    def missing_series(self, study: Study) -> list[SeriesType]:
+        """The needed series types the study lacks."""
+        present = {s.series_type for s in study.series}
+        return [t for t in self.config.series if t not in present]
+
+    def applicable(self, study: Study) -> bool:
+        """Whether every series type the analysis needs is present."""
+        return not self.missing_series(study)
+
+    def model(self, role: str, models: ModelProvider) -> Predictor:
+        """The loaded predictor of the model configured for ``role``."""
+        from medai.errors import ConfigError
+
+        if role not in self.config.models:
+            raise ConfigError(f"configs/analyses/{self.kind}.yaml names no model for role {role!r}; "
+                              f"it names: {', '.join(self.config.models) or 'none'}")
+        return models(self.config.models[role])
+
+    @abstractmethod
+    def run(self, study: Study, models: ModelProvider, progress: Progress) -> AnalysisResult:
+        """Analyse ``study`` (series selection, prediction, measurements, flags) and return the section.
+
+        Raises:
+            SeriesSelectionError: a needed series is missing or unusable (the message names the series present).
+        """
+
+    # -- renderings ------------------------------------------------------------------------------------------------
+    def seg_outputs(self, result: AnalysisResult) -> list[SegOutput]:
+        """The SEGs to write: ``config.outputs["seg"]`` for the prediction's label map (first one)."""
+        name = self.config.outputs.get("seg")
+        roles = list(result.prediction.label_maps)
+        if not name or not roles:
+            return []
+        return [SegOutput(file=name, role=roles[0])]
+
+    def figures(self, result: AnalysisResult) -> dict[str, bytes]:
+        """PNG figures of the section by name (saved under ``figures/`` and shown on its PDF page)."""
+        return {}
+
+    def pdf_story(self, section: ReportSection, figures: dict[str, bytes], kit: Any) -> list[Any]:
+        """reportlab flowables of the section's PDF page after the measurement table and the flags.
+
+        Args:
+            section: the section to render.
+            figures: this section's figures (:meth:`figures`).
+            kit: :mod:`medai.reports.pdf` (styles and building blocks: ``kit.image``, ``kit.styles()``...).
+        """
+        return []
+
+    def table_measurements(self, section: ReportSection) -> list[Any]:
+        """The measurements shown in the section's PDF table (default: all)."""
+        return list(section.measurements)
+
+
+#: Analysis classes by kind (filled by ``medai/analyses/<kind>.py`` modules and ``medai.plugins`` entry points).
+ANALYSES: Registry[type[Analysis]] = Registry("analysis")

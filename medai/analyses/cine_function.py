@@ -1,0 +1,76 @@
+"""``cine_function``: cine short-axis ventricular function (LV/RV volumes, EF, mass, wall thickness).
+
+study -> cine SAX selection -> :class:`~medai.cardiac.predictor.CineSegPredictor` (segmentation, ED/ES, coded
+measurements, quality flags) -> a report section with the phases, the volume curve and the AHA wall thickness.
+Config: ``configs/analyses/cine_function.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, ModelProvider, Progress
+from medai.domain.prediction import Prediction, ReportSection
+from medai.domain.study import Study
+
+_WALL_PREFIX = "lv_wall_thickness_aha"
+
+
+def series_rows(study: Study, uids: set[str]) -> list[dict[str, Any]]:
+    """The report's description of the analysed series."""
+    return [
+        {"series_instance_uid": s.SeriesInstanceUID, "series_number": s.SeriesNumber, "modality": s.Modality,
+         "series_description": s.SeriesDescription, "series_type": s.series_type.value, "n_instances": len(s)}
+        for s in study.series if s.SeriesInstanceUID in uids
+    ]
+
+
+@ANALYSES.register("cine_function")
+class CineFunction(Analysis):
+    """Cine CMR ventricular function."""
+
+    def run(self, study: Study, models: ModelProvider, progress: Progress) -> AnalysisResult:
+        from medai.cardiac.predictor import CineSegPredictor
+
+        predictor = self.model("seg", models)
+        progress("preprocessing")
+        if isinstance(predictor, CineSegPredictor):
+            prediction = predictor.predict(study, progress=progress)
+        else:
+            prediction = predictor.predict(study)
+        return self.result(study, prediction)
+
+    def result(self, study: Study, prediction: Prediction) -> AnalysisResult:
+        """The section of a cine prediction (measurements, flags, phases, curve, wall thickness; no arrays)."""
+        ex = prediction.extras
+        img = ex.get("image")
+        summary: dict[str, Any] = {
+            "analysis": "cine_sax_function",
+            "ed_frame": ex.get("ed_frame"),
+            "es_frame": ex.get("es_frame"),
+            "phase_source": ex.get("phase_source"),
+            "volume_curve": ex.get("volume_curve"),
+            "wall_thickness_mm": {str(k): v for k, v in (ex.get("wall_thickness_mm") or {}).items()},
+            "wall_thickness_model": "AHA 16-segment (Cerqueira et al., Circulation 2002)",
+        }
+        if img is not None:
+            summary["cine_shape_tzyx"] = list(img.array.shape)
+            summary["spacing_mm_zyx"] = [round(s, 4) for s in img.spacing]
+        section = ReportSection(
+            kind=self.kind, title=self.config.title, models=[prediction.model],
+            series=series_rows(study, set(ex.get("series_uids", []))),
+            measurements=list(prediction.measurements), flags=list(prediction.flags), summary=summary)
+        return AnalysisResult(kind=self.kind, section=section, prediction=prediction,
+                              timings_s=dict(ex.get("timings_s") or {}))
+
+    # -- renderings ------------------------------------------------------------------------------------------------
+    def figures(self, result: AnalysisResult) -> dict[str, bytes]:
+        from medai.reports.pdf import report_figures
+
+        return report_figures(result.section, result.prediction)
+
+    def table_measurements(self, section: ReportSection) -> list[Any]:
+        return [m for m in section.measurements if not m.name.startswith(_WALL_PREFIX)]
+
+    def pdf_story(self, section: ReportSection, figures: dict[str, bytes], kit: Any) -> list[Any]:
+        return kit.cine_story(section, figures)
