@@ -1,26 +1,29 @@
-"""The default analysis job: stored study -> de-identified working copy -> ``run_cine_analysis`` -> FHIR.
+"""The analysis job: stored study -> de-identified working copy -> every requested (or applicable) registered
+analysis through :func:`medai.analyses.runner.run_study_analyses` -> one study report (JSON, SEGs, SR, PDF, FHIR).
 
-No model logic here: ingest, de-identification, analysis and renderings are the library's.
+No model logic here and no analysis named: ingest, de-identification, analyses and renderings are the library's.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from medai.errors import SeriesSelectionError
 from serving.jobs import AnalyseFn
 from serving.models import ModelRegistry
 from serving.storage import StudyStore
 
-CINE_MODEL = "heart_mr_cine_seg"
+logger = logging.getLogger(__name__)
 
 
-def make_cine_analyse(store: StudyStore, models: ModelRegistry, deidentify: bool = True) -> AnalyseFn:
-    """The job function the runner calls for ``cine_cmr`` analyses."""
+def make_study_analyse(store: StudyStore, models: ModelRegistry, deidentify: bool = True) -> AnalyseFn:
+    """The job function the runner calls: ``analyse(study_uid, work, out_dir, progress, kinds)``."""
 
-    def analyse(study_uid: str, work: Path, out_dir: Path, progress: Callable[[str], None]) -> dict[str, str]:
-        from medai.cardiac.analysis import run_cine_analysis
+    def analyse(study_uid: str, work: Path, out_dir: Path, progress: Callable[[str], None],
+                kinds: Sequence[str] | None = None) -> dict[str, str]:
+        from medai.analyses.runner import run_study_analyses
         from medai.dicom.ingest import ingest
 
         src = work / "src"
@@ -33,21 +36,18 @@ def make_cine_analyse(store: StudyStore, models: ModelRegistry, deidentify: bool
             src = work / "deid"
         progress("ingest")
         res = ingest(src)
+        if not res.studies:
+            raise SeriesSelectionError(f"stored study {study_uid} holds no readable DICOM images")
+        if len(res.studies) > 1:  # the store materialises one study; a split one is analysed where it is largest
+            logger.warning("study %s materialised as %d studies; analysing the largest", study_uid, len(res.studies))
         study = max(res.studies, key=lambda s: sum(len(se.instances) for se in s.series))
-        outs = run_cine_analysis(study, out_dir, predictor=models.get(CINE_MODEL), progress=progress)
+        outs = run_study_analyses(study, out_dir, kinds=list(kinds) if kinds else None, models=models.get,
+                                  progress=progress)
         files = {k: p.name for k, p in outs.files.items()}
-        files.update(write_fhir(outs.report, out_dir))
-        derived = [(files[k], (out_dir / files[k]).read_bytes()) for k in ("seg", "sr") if k in files]
+        derived = [(name, (out_dir / name).read_bytes()) for k, name in files.items()
+                   if k == "sr" or k.startswith("seg")]
         store.store(derived, derived=True, source_job=out_dir.name)  # results are retrievable over QIDO/WADO too
         return files
 
     return analyse
 
-
-def write_fhir(report, out_dir: Path) -> dict[str, str]:  # noqa: ANN001
-    """Write ``fhir.json`` (validated R4 Bundle) beside the other renderings."""
-    from medai.reports.fhir import report_bundle
-
-    bundle = report_bundle(report)
-    (out_dir / "fhir.json").write_text(json.dumps(bundle.model_dump(mode="json", exclude_none=True), indent=1))
-    return {"fhir": "fhir.json"}

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medai import __version__
 from serving import problems
-from serving.analysis import make_cine_analyse
+from serving.analysis import make_study_analyse
 from serving.db import make_engine
 from serving.jobs import AnalyseFn, JobRunner
 from serving.models import ModelRegistry
@@ -83,8 +83,8 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
     Args:
         settings: API settings (default: from ``MEDAI_API_*``).
         models: the served models (default: ``settings.models`` or every shipped package).
-        analyse_factory: builds the analysis job function from the store, models and settings (default: the cine
-            CMR analysis through the library, :func:`serving.analysis.make_cine_analyse`).
+        analyse_factory: builds the analysis job function from the store, models and settings (default: every
+            registered analysis through the library, :func:`serving.analysis.make_study_analyse`).
     """
     settings = settings or ApiSettings()
 
@@ -99,7 +99,7 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
         if analyse_factory is not None:
             fn = analyse_factory(store, registry, settings)
         else:
-            fn = make_cine_analyse(store, registry, settings.deidentify)
+            fn = make_study_analyse(store, registry, settings.deidentify)
         runner = JobRunner(engine, root / "results", fn, lease_seconds=settings.lease_seconds,
                            threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts)
         app.state.settings, app.state.engine, app.state.store = settings, engine, store
@@ -124,7 +124,7 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
 
     app = FastAPI(
         title="medai decision-support API", version=__version__, lifespan=lifespan,
-        description="Cine CMR analysis and risk models. Research use only; not a medical device. "
+        description="CMR study analyses (every registered analysis: cine function, LGE scar...) and risk models. Research use only; not a medical device. "
                     "Authenticate with an API key (X-API-Key or Authorization: Bearer). Errors are RFC 7807 "
                     "problem+json documents.",
     )

@@ -59,7 +59,7 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("kind", String(32), nullable=False),
+    Column("kind", String(255), nullable=False),  # comma-separated analysis kinds, or "all"
     Column("study_uid", String(64), nullable=False, index=True),
     Column("status", String(16), nullable=False, index=True),
     Column("created", Float, nullable=False),

@@ -29,8 +29,21 @@ from serving import db
 
 logger = logging.getLogger(__name__)
 
-#: ``analyse(study_uid, work_dir, out_dir, progress) -> {kind: file name in out_dir}``
-AnalyseFn = Callable[[str, Path, Path, Callable[[str], None]], dict[str, str]]
+#: ``analyse(study_uid, work_dir, out_dir, progress, kinds) -> {output key: file name in out_dir}``; ``kinds`` is
+#: the job's requested analysis kinds, or None for every applicable one.
+AnalyseFn = Callable[..., dict[str, str]]
+#: The ``kind`` column of a job that runs every applicable analysis.
+ALL_KINDS = "all"
+
+
+def encode_kinds(kinds: list[str] | None) -> str:
+    """The ``kind`` column value of a job: comma-separated kinds, or :data:`ALL_KINDS`."""
+    return ",".join(kinds) if kinds else ALL_KINDS
+
+
+def decode_kinds(value: str) -> list[str] | None:
+    """The requested kinds of a job (None: every applicable analysis)."""
+    return None if not value or value == ALL_KINDS else value.split(",")
 
 MAX_ATTEMPTS = 3
 
@@ -68,10 +81,10 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
 
     # -- API side ---------------------------------------------------------------------------------------------
-    def submit(self, kind: str, study_uid: str, user: str, callback_url: str | None) -> dict[str, Any]:
-        """Insert a queued job and wake a worker."""
+    def submit(self, kinds: list[str] | None, study_uid: str, user: str, callback_url: str | None) -> dict[str, Any]:
+        """Insert a queued job for the analyses ``kinds`` (None: every applicable one) and wake a worker."""
         now = time.time()
-        row = dict(id=secrets.token_hex(12), kind=kind, study_uid=study_uid, status=JobStatus.QUEUED, created=now,
+        row = dict(id=secrets.token_hex(12), kind=encode_kinds(kinds), study_uid=study_uid, status=JobStatus.QUEUED, created=now,
                    updated=now, created_by=user, attempts=0, stage="queued", callback_url=callback_url, completions=0)
         with self.engine.begin() as conn:
             conn.execute(db.jobs.insert().values(**row))
@@ -145,7 +158,8 @@ class JobRunner:
         hb.start()
         work = self.results_root / ".work" / f"{job_id}-{secrets.token_hex(3)}"
         try:
-            files = self.analyse(job["study_uid"], work, self.result_dir(job_id), lambda s: stage.update(now=s))
+            files = self.analyse(job["study_uid"], work, self.result_dir(job_id), lambda s: stage.update(now=s),
+                                 decode_kinds(job["kind"]))
             done = self._finish(job_id, status=JobStatus.SUCCEEDED, stage="done", files=json.dumps(files))
         except MedaiError as exc:
             done = self._finish(job_id, status=JobStatus.FAILED, stage="failed", error=exc.message,

@@ -1,4 +1,4 @@
-"""``medai analyze`` (cine CMR analysis of a study) and ``medai demo`` (the same on a generated phantom study)."""
+"""``medai analyze`` (every registered analysis of a study) and ``medai demo`` (the same on a generated phantom study)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ from typing import Any
 import typer
 
 
-def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None = None) -> Any:
+def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None = None,
+             kinds: list[str] | None = None) -> Any:
     import time
 
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from medai.cardiac.analysis import DEFAULT_MODEL, run_cine_analysis
+    from medai.analyses import catalogue, get_analysis
+    from medai.analyses.runner import package_provider, run_study_analyses, select_analyses
     from medai.dicom.ingest import ingest
     from medai.errors import SeriesSelectionError
-    from medai.inference.predictor import Predictor
 
     console = Console()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
@@ -30,34 +31,47 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
         studies = result.studies
         if study_uid:
             studies = [s for s in studies if s.StudyInstanceUID == study_uid]
-        candidates = [s for s in studies if any(x.series_type.value == "cine_sax" for x in s.series)]
+        if not studies:
+            raise SeriesSelectionError(f"{source} holds no DICOM study{' ' + study_uid if study_uid else ''}")
+        wanted = [get_analysis(k) for k in kinds] if kinds else list(catalogue().values())
+        candidates = [s for s in studies if any(a.applicable(s) for a in wanted)]
         if not candidates:
-            from medai.dicom.classify import select_series
-            from medai.domain.study import SeriesType
-
-            if not studies:
-                raise SeriesSelectionError(f"{source} holds no study {study_uid}")
-            select_series(studies[0], SeriesType.CINE_SAX)  # raises with the list of series
+            select_analyses(studies[0], kinds)  # raises with the list of series and what each analysis needs
         if len(candidates) > 1:
-            console.print(f"[yellow]{len(candidates)} studies with cine SAX; analysing "
+            console.print(f"[yellow]{len(candidates)} studies could be analysed; analysing "
                           f"{candidates[0].StudyInstanceUID} (use --study to choose)[/]")
         study = candidates[0]
-        bar.update(task, description=f"loading model {model or DEFAULT_MODEL}")
-        predictor = Predictor.from_package(model or DEFAULT_MODEL)
-        outputs = run_cine_analysis(study, out, predictor, progress=lambda stage: bar.update(task, description=stage),
-                                    extra_timings={"ingest": t_ingest})
-    table = Table(title=f"cine CMR analysis - {study.PatientID or study.StudyInstanceUID}")
-    for col in ("measurement", "value", "unit", "reference", "flag"):
-        table.add_column(col)
-    for m in outputs.report.measurements:
-        if m.name.startswith("lv_wall_thickness"):
-            continue
-        rr = m.reference_range
-        ref = f"{rr.low:g}-{rr.high:g}" if rr is not None and rr.low is not None and rr.high is not None else ""
-        style = "" if m.flag in ("normal", "unknown") else "bold red"
-        table.add_row(m.code.meaning, f"{m.value:.1f}", m.unit.display or m.unit.code, ref, f"[{style}]{m.flag}[/]"
-                      if style else str(m.flag))
-    console.print(table)
+        overrides = {}
+        if model:
+            from medai.inference.predictor import Predictor
+
+            bar.update(task, description=f"loading model {model}")
+            pred = Predictor.from_package(model)
+            names = {pred.metadata.name}
+            chosen = select_analyses(study, kinds)
+            if not any(pred.metadata.name in a.config.models.values() for a in chosen) and len(chosen) == 1:
+                names = set(chosen[0].config.models.values())  # --model replaces the one analysis' model
+            overrides = dict.fromkeys(names, pred)
+
+        def stage(name: str) -> None:
+            bar.update(task, description=name)
+
+        outputs = run_study_analyses(study, out, kinds=kinds, models=package_provider(overrides), progress=stage,
+                                     extra_timings={"ingest": t_ingest})
+    for section in outputs.report.sections:
+        table = Table(title=f"{section.title} - {study.PatientID or study.StudyInstanceUID}")
+        for col in ("measurement", "method", "value", "unit", "reference", "flag"):
+            table.add_column(col)
+        for m in get_analysis(section.kind).table_measurements(section):
+            rr = m.reference_range
+            ref = f"{rr.low:g}-{rr.high:g}" if rr is not None and rr.low is not None and rr.high is not None else ""
+            style = "" if m.flag in ("normal", "unknown") else "bold red"
+            method = ""
+            if m.method_code is not None:
+                method = m.method_code.meaning + "".join(f" {k}={v}" for k, v in sorted(m.parameters.items()))
+            table.add_row(m.code.meaning, method, f"{m.value:.1f}", m.unit.display or m.unit.code, ref,
+                          f"[{style}]{m.flag}[/]" if style else str(m.flag))
+        console.print(table)
     for f in outputs.report.flags:
         colour = {"error": "red", "warning": "yellow"}.get(str(f.severity), "dim")
         console.print(f"[{colour}]{f.severity}[/] {f.code}: {f.message}")
@@ -78,9 +92,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="output folder (report.json, seg.dcm, sr.dcm, report.pdf)"),
         model: str | None = typer.Option(None, "--model", help="package folder, shipped name or models:/name@alias"),
         study_uid: str | None = typer.Option(None, "--study", help="StudyInstanceUID when the input holds several"),
+        analysis: list[str] = typer.Option(None, "--analysis", help="run only this analysis kind (repeatable); "
+                                           "default: every registered analysis whose series are present"),
     ) -> None:
-        """Cine CMR function analysis: LV/RV segmentation, volumes, EF, mass, wall thickness, reports."""
-        _analyze(study, out, model, study_uid)
+        """Run every registered analysis whose series the study has (cine function, LGE scar...) into ONE study
+        report: report.json (a section per analysis), a SEG per analysed series, one SR, one PDF, FHIR."""
+        _analyze(study, out, model, study_uid, list(analysis or []) or None)
 
     @app.command()
     def demo(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from serving import audit
 from serving.auth import Principal
 from serving.deps import clinical, get_jobs, get_settings, get_store
-from serving.jobs import JobRunner, callback_allowed
+from serving.jobs import JobRunner, callback_allowed, decode_kinds
 from serving.problems import ApiProblem, responses
 from serving.settings import ApiSettings
 from serving.storage import StudyStore
@@ -25,7 +25,9 @@ class AnalysisRequest(BaseModel):
     """Ask for an analysis of a stored study."""
 
     study_instance_uid: str = Field(min_length=1, max_length=64)
-    kind: str = Field("cine_cmr", pattern="^cine_cmr$", description="the analysis to run")
+    kinds: list[str] | None = Field(None, min_length=1, max_length=16, description="registered analysis kinds to "
+                                    "run (GET /v1/analyses/kinds lists them); default: every applicable analysis")
+    kind: str | None = Field(None, max_length=32, description="deprecated single-kind form of `kinds`")
     callback_url: str | None = Field(None, max_length=2000, description="POSTed {job_id, status} when done; "
                                      "its host must be in MEDAI_API_CALLBACK_ALLOWED_HOSTS")
 
@@ -35,6 +37,7 @@ class Job(BaseModel):
 
     id: str
     kind: str
+    kinds: list[str] | None = Field(None, description="the requested analysis kinds; null: every applicable one")
     study_instance_uid: str
     status: str
     stage: str
@@ -49,22 +52,60 @@ class Job(BaseModel):
 
 def job_out(job: dict[str, Any]) -> Job:
     res = {k: f"/v1/analyses/{job['id']}/results/{k}" for k in job["files"]}
-    return Job(id=job["id"], kind=job["kind"], study_instance_uid=job["study_uid"], status=job["status"],
+    return Job(id=job["id"], kind=job["kind"], kinds=decode_kinds(job["kind"]), study_instance_uid=job["study_uid"], status=job["status"],
                stage=job["stage"], attempts=job["attempts"], created=job["created"], updated=job["updated"],
                error=job["error"], error_code=job["error_code"], callback_status=job["callback_status"], results=res)
 
 
-@router.post("", status_code=202, response_model=Job, summary="Start an analysis", responses=responses(404))
+class AnalysisKind(BaseModel):
+    """A registered analysis."""
+
+    kind: str
+    title: str
+    aliases: list[str] = Field(default_factory=list)
+    series: list[str] = Field(description="series types it needs (all must be present)")
+    models: dict[str, str] = Field(description="model package by role")
+
+
+def _resolve_kinds(requested: list[str]) -> list[str]:
+    from medai.analyses import get_analysis
+    from medai.errors import ConfigError
+
+    out: list[str] = []
+    for k in requested:
+        try:
+            kind = get_analysis(k).kind
+        except ConfigError as exc:
+            raise ApiProblem(422, "unknown-analysis", exc.message) from None
+        if kind not in out:
+            out.append(kind)
+    return out
+
+
+@router.get("/kinds", response_model=list[AnalysisKind], summary="Registered analyses", responses=responses())
+def kinds(who: Principal = Depends(clinical)) -> list[AnalysisKind]:
+    """Every registered analysis kind, the series it needs and its models."""
+    from medai.analyses import catalogue
+
+    return [AnalysisKind(kind=a.kind, title=a.config.title, aliases=a.config.aliases,
+                         series=[t.value for t in a.config.series], models=a.config.models)
+            for a in catalogue().values()]
+
+
+@router.post("", status_code=202, response_model=Job, summary="Start an analysis", responses=responses(404, 422))
 def submit(body: AnalysisRequest, request: Request, who: Principal = Depends(clinical),
            jobs: JobRunner = Depends(get_jobs), store: StudyStore = Depends(get_store),
            settings: ApiSettings = Depends(get_settings)) -> JSONResponse:
-    """Queue the analysis; poll the returned job (its ``Location``) until it succeeded or failed."""
+    """Queue the analyses (``kinds``, default every applicable one) of a stored study into one study report; poll
+    the returned job (its ``Location``) until it succeeded or failed."""
     if not store.has_study(body.study_instance_uid):
         raise ApiProblem(404, "study-not-found", f"no stored study {body.study_instance_uid}; upload it first")
     if body.callback_url and not callback_allowed(body.callback_url, settings.callback_allowed_hosts):
         raise ApiProblem(422, "callback-not-allowed", "the callback URL's host is not in "
                          "MEDAI_API_CALLBACK_ALLOWED_HOSTS; ask an admin to allow it")
-    job = jobs.submit(body.kind, body.study_instance_uid, who.user, body.callback_url)
+    requested = list(body.kinds or []) + ([body.kind] if body.kind else [])
+    kinds = _resolve_kinds(requested) if requested else None
+    job = jobs.submit(kinds, body.study_instance_uid, who.user, body.callback_url)
     audit.record(store.engine, who, request, "create", "analysis", job["id"], 202)
     return JSONResponse(job_out(job).model_dump(), status_code=202, headers={"Location": f"/v1/analyses/{job['id']}"})
 

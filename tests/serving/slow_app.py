@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from medai.inference.predictor import Predictor
-from serving.analysis import make_cine_analyse
+from serving.analysis import make_study_analyse
 from serving.app import create_app
 from serving.models import ModelRegistry
 from serving.settings import ApiSettings
@@ -24,12 +24,12 @@ def make_app() -> FastAPI:
     registry.put("heart_mr_cine_seg", Predictor.from_package(pkg), ref=str(pkg))
 
     def factory(store, models, settings: ApiSettings):  # noqa: ANN001, ANN202
-        real = make_cine_analyse(store, models, settings.deidentify)
+        real = make_study_analyse(store, models, settings.deidentify)
 
-        def analyse(study_uid, work, out_dir, progress):  # noqa: ANN001, ANN202
+        def analyse(study_uid, work, out_dir, progress, kinds=None):  # noqa: ANN001, ANN202
             progress(SLOW_STAGE)
             time.sleep(float(os.environ.get("MEDAI_TEST_SLOW_S", "4")))
-            return real(study_uid, work, out_dir, progress)
+            return real(study_uid, work, out_dir, progress, kinds)
 
         return analyse
 

@@ -27,6 +27,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances"): CLINICAL,
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"): CLINICAL,
     ("POST", "/v1/analyses"): CLINICAL,
+    ("GET", "/v1/analyses/kinds"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}/results/{kind}"): CLINICAL,
     ("POST", "/v1/pacs/pull"): CLINICAL,
