@@ -2,9 +2,13 @@
 
 Two layouts are read:
 
-* the **official release**: one folder per patient, ``patientNNN/Info.cfg`` (``ED``, ``ES``, ``Group``, ``Height``
-  in cm, ``Weight`` in kg, ``NbFrame``), ``patientNNN_frameXX.nii.gz`` images and ``patientNNN_frameXX_gt.nii.gz``
-  masks (:func:`load_acdc_release`);
+* the **official release**: ``training/patientNNN/`` folders holding ``Info.cfg`` (``ED``, ``ES``, ``Group``,
+  ``Height`` in cm, ``Weight`` in kg, ``NbFrame``), ``patientNNN_frameXX.nii.gz`` images and
+  ``patientNNN_frameXX_gt.nii.gz`` masks, where ``XX`` are the ED/ES frame numbers of ``Info.cfg`` (not always 01:
+  patient090 has ED 4, ES 11); optionally a ``splits.csv`` (``patient,group,split``) beside ``training/`` that
+  names a fixed train/val split (:func:`load_acdc_release`, :func:`read_acdc_splits`). The files' affine carries no
+  spacing (sform ``diag(-1, -1, 1)``), so the voxel size is read from the header's ``pixdim``
+  (:func:`nifti_to_zyx`);
 * the **HDF5 form** (``patientNNN_frame01.h5`` = ED, ``_frame02.h5`` = ES, datasets ``image`` uint16 with attribute
   ``scale`` and ``label`` uint8; no spacing survives) (:func:`load_acdc_h5`).
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +118,18 @@ def read_info_cfg(path: Path) -> dict[str, str]:
 
 
 def nifti_to_zyx(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Load a NIfTI image as a ``(Z, Y, X)`` array with its ``(z, y, x, 1) -> LPS`` affine.
+    """Load a NIfTI image as a ``(Z, Y, X)`` array with its ``(z, y, x, 1) -> LPS`` affine, at the header's spacing.
 
     NIfTI stores ``(i, j, k)`` = ``(X, Y, Z)`` with a RAS affine; the array is transposed and the affine's columns
     reordered to ``(k, j, i)`` and its first two rows negated (RAS -> LPS).
+
+    The voxel size is the header's ``pixdim`` (``header.get_zooms()``), as ITK/SimpleITK read it; the affine only
+    gives the orientation and origin. Some files (every ACDC file: sform ``diag(-1, -1, 1)``, qform 0) have an
+    affine whose column lengths are 1 mm whatever the true spacing; their columns are rescaled to ``pixdim``.
+
+    Returns:
+        The array (``(Z, Y, X)`` or ``(T, Z, Y, X)``, dtype as stored) and a ``(4, 4)`` affine, mm, LPS, whose
+        column norms are the ``(dz, dy, dx)`` spacing.
     """
     import nibabel as nib
 
@@ -129,7 +141,12 @@ def nifti_to_zyx(path: Path) -> tuple[np.ndarray, np.ndarray]:
         data = np.transpose(data, (2, 1, 0))
     else:
         raise ConfigError(f"{path}: expected a 3-D or 4-D NIfTI image, got {data.ndim}-D")
-    ras = np.asarray(img.affine, dtype=float)
+    ras = np.asarray(img.affine, dtype=float).copy()
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
+    norms = np.linalg.norm(ras[:3, :3], axis=0)
+    if np.all(zooms > 0) and np.all(norms > 0) and not np.allclose(norms, zooms, rtol=1e-4, atol=1e-6):
+        logger.debug("%s: affine voxel size %s differs from pixdim %s; using pixdim", path, norms, zooms)
+        ras[:3, :3] = ras[:3, :3] / norms * zooms
     aff = np.eye(4)
     aff[:, :3] = ras[:, [2, 1, 0]]
     aff[:, 3] = ras[:, 3]
@@ -145,9 +162,10 @@ def read_acdc_patient(folder: Path) -> list[SegCase]:
         folder: ``.../patientNNN`` holding ``Info.cfg`` and ``patientNNN_frameXX[_gt].nii.gz``.
 
     Returns:
-        Two cases (ED then ES) with spacing and affine from the NIfTI header; the label is None when the
-        ``_gt`` mask is absent (the official test set before its release). Height (cm), weight (kg) and the
-        group go to ``meta``.
+        Two cases (ED then ES, frames as ``Info.cfg`` names them) with ``(Z, Y, X)`` float32 images, the true
+        ``(dz, dy, dx)`` spacing in mm (header ``pixdim``) and the LPS affine at that spacing; the label is None
+        when the ``_gt`` mask is absent (the official test set before its release). Height (cm), weight (kg), the
+        group and the frame number go to ``meta``.
     """
     folder = Path(folder)
     info_path = folder / "Info.cfg"
@@ -176,7 +194,7 @@ def read_acdc_patient(folder: Path) -> list[SegCase]:
         label = nifti_to_zyx(gt_path)[0].astype(np.uint8) if gt_path.is_file() else None
         if label is not None and label.shape != image.shape:
             raise ConfigError(f"{gt_path} shape {label.shape} differs from image {image.shape}")
-        spacing = tuple(float(np.linalg.norm(aff[:3, i])) for i in range(3))
+        spacing = tuple(float(np.linalg.norm(aff[:3, i])) for i in range(3))  # (dz, dy, dx): pixdim
         cases.append(
             SegCase(
                 case_id=f"{pid}_{phase.value}",
@@ -193,20 +211,106 @@ def read_acdc_patient(folder: Path) -> list[SegCase]:
     return cases
 
 
-def load_acdc_release(root: Path) -> list[SegCase]:
-    """All ED/ES cases of an official ACDC release folder (``training/`` or ``testing/`` holding patient folders)."""
+#: The split file of an ACDC folder (not part of the release): ``patient,group,split``.
+SPLITS_FILE = "splits.csv"
+#: Sub-folders of the official release that hold patient folders.
+_RELEASE_SUBDIRS = ("training", "testing")
+
+
+def _patient_dirs(root: Path) -> list[Path]:
+    """Patient folders of a release root (``training/``, ``testing/``) or of a folder that holds them directly."""
+    subdirs = [root / d for d in _RELEASE_SUBDIRS if (root / d).is_dir()]
+    return sorted((p for d in (subdirs or [root]) for p in d.glob("patient*") if p.is_dir()), key=lambda p: p.name)
+
+
+def find_acdc_splits(root: Path) -> Path | None:
+    """The ``splits.csv`` of an ACDC folder: in ``root`` (the release root) or beside it (``root`` = ``training/``)."""
     root = Path(root)
-    patients = sorted(p for p in root.glob("patient*") if p.is_dir())
-    if not patients:
+    for cand in (root / SPLITS_FILE, root.parent / SPLITS_FILE):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def read_acdc_splits(path: Path) -> dict[str, str]:
+    """Read an ACDC ``splits.csv`` (``patient,group,split``) into patient id -> split name (``train``/``val``)."""
+    import csv
+
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"patient", "split"} <= set(reader.fieldnames):
+            raise ConfigError(f"{path} must have the columns patient,split (and group); got {reader.fieldnames}")
+        out = {row["patient"].strip(): row["split"].strip() for row in reader if row.get("patient")}
+    if not out:
+        raise ConfigError(f"{path} lists no patients")
+    return out
+
+
+def acdc_split_patients(root: Path, split: str) -> list[str]:
+    """Patient ids of one split (e.g. ``"val"``) of the ``splits.csv`` of an ACDC folder, sorted."""
+    path = find_acdc_splits(root)
+    if path is None:
+        raise ConfigError(f"split {split!r} asked for, but there is no {SPLITS_FILE} in {root} or its parent")
+    splits = read_acdc_splits(path)
+    ids = sorted(p for p, s in splits.items() if s == split)
+    if not ids:
+        known = ", ".join(sorted(set(splits.values())))
+        raise ConfigError(f"{path} has no patient in split {split!r} (splits: {known})")
+    return ids
+
+
+def load_acdc_release(
+    root: Path, split: str | None = None, patients: Iterable[str] | None = None
+) -> list[SegCase]:
+    """ED/ES cases of an official ACDC release folder.
+
+    Args:
+        root: the release root (holding ``training/`` and optionally ``testing/`` and ``splits.csv``) or a folder
+            of ``patientNNN`` folders (e.g. ``training/``).
+        split: keep the patients of this split of ``splits.csv`` (``"train"`` or ``"val"``); the file is looked
+            up in ``root`` and its parent. None: every patient.
+        patients: keep only these patient ids (e.g. a few for a quick check); combined with ``split``.
+
+    Returns:
+        Two cases per patient (ED then ES), patients sorted by id (see :func:`read_acdc_patient`).
+    """
+    root = Path(root)
+    dirs = _patient_dirs(root)
+    if not dirs:
         raise ConfigError(f"no patientNNN folders in {root}; expected the official ACDC release layout")
-    return [c for p in patients for c in read_acdc_patient(p)]
+    by_id = {p.name: p for p in dirs}
+    wanted: list[str] = sorted(by_id)
+    if split is not None:
+        wanted = acdc_split_patients(root, split)
+    if patients is not None:
+        keep = set(patients)
+        wanted = [p for p in wanted if p in keep]
+        if not wanted:
+            raise ConfigError(f"none of the patients {sorted(keep)} is in {root}"
+                              + (f" (split {split!r})" if split else ""))
+    missing = [p for p in wanted if p not in by_id]
+    if missing:
+        raise ConfigError(f"{len(missing)} patient(s) of split {split!r} are missing from {root}: {missing[:5]}")
+    return [c for p in wanted for c in read_acdc_patient(by_id[p])]
 
 
-def load_acdc(path: Path) -> list[SegCase]:
-    """Load ACDC from either layout (HDF5 files or official patient folders), detected from the folder content."""
+def load_acdc(path: Path, split: str | None = None, patients: Iterable[str] | None = None) -> list[SegCase]:
+    """Load ACDC from either layout, detected from the folder content.
+
+    Args:
+        path: a folder of HDF5 files (``acdc-h5``: the folder is the split), one patient folder, a folder of
+            patient folders or the release root.
+        split / patients: selection of the official layout (see :func:`load_acdc_release`); an HDF5 folder or a
+            single patient folder takes neither.
+    """
     path = Path(path)
     if any(path.glob("patient*_frame*.h5")):
+        if split is not None or patients is not None:
+            raise ConfigError(f"{path} is an ACDC HDF5 folder: it is one split already; select no split/patients")
         return load_acdc_h5(path)
     if (path / "Info.cfg").is_file():
+        if split is not None or patients is not None:
+            raise ConfigError(f"{path} is a single ACDC patient folder; select no split/patients")
         return read_acdc_patient(path)
-    return load_acdc_release(path)
+    return load_acdc_release(path, split=split, patients=patients)
