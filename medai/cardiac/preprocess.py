@@ -5,8 +5,9 @@ model package's ``inference.json`` (:class:`CineSegInferenceConfig`).
 
 Per 2-D slice (``(Y, X)``), the model sees:
 
-1. in-plane resampling to ``target_spacing_mm`` (inference only: ACDC HDF5 training data has no spacing and is
-   taken as-is, with zoom augmentation covering the 1.3-1.7 mm range of ACDC);
+1. in-plane resampling to ``target_spacing_mm`` (:class:`medai.geometry.InplaneResample`), in training too
+   (``pipelines.cmr.data.resample_case``) whenever the data has a spacing, as the official ACDC NIfTI release
+   has; data without one (the ACDC HDF5 copy) is taken as-is, with zoom augmentation covering ACDC's range;
 2. intensity normalisation per *volume* (all slices and frames of one series): clip to the
    ``[p_low, p_high]`` percentiles, then z-score (:func:`normalize_intensity`);
 3. zero padding so that each side is a multiple of ``size_divisor`` (:func:`pad_to_divisor`), undone on output.

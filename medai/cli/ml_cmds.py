@@ -37,11 +37,13 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("auto", "--format", help="data format (acdc-h5, acdc, sunnybrook, csv, ...)"),
         out: Path = typer.Option(Path("evaluation.json"), "--out", help="where to write the metrics JSON"),
         model_package: Path | None = typer.Option(None, "--model", help="evaluate this package instead of the shipped one"),
+        split: str | None = typer.Option(None, "--split", help="a split of the data's splits.csv (ACDC: train, val)"),
     ) -> None:
         """Evaluate a model on real data and write metrics JSON (logged to MLflow when a run is active)."""
         from pipelines import evaluate_function
 
-        evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package)
+        extra = {"split": split} if split else {}  # only the evaluators of split-aware formats take it
+        evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package, **extra)
 
     @app.command("models")
     def list_models(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:

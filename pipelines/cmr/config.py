@@ -51,14 +51,27 @@ class AugmentConfig(_Strict):
 class DataConfig(_Strict):
     """Where the data is and how batches are made.
 
-    Paths are absolute, or relative to the real-data root (``medai.settings.find_data_dir()``).
+    Paths are absolute, or relative to the real-data root (``medai.settings.find_data_dir()``). What ``train`` and
+    ``val`` name depends on ``format``:
+
+    * ``acdc`` with ``root`` (the official release: ``root/training/patientNNN/``, ``root/splits.csv``): split
+      names of ``splits.csv`` (``train``, ``val``);
+    * ``acdc`` without ``root``: folders of official-layout patient folders (every patient in each);
+    * ``acdc-h5``: folders of ``patientNNN_frameXX.h5`` files (each folder is a split);
+    * ``manifest``: unused (the manifest's ``split`` column, ``train``/``val``, selects).
     """
 
-    format: DataFormat = DataFormat.ACDC_H5
-    train: str = "cardiac/acdc/train"
-    val: str = "cardiac/acdc/val"
+    format: DataFormat = DataFormat.ACDC
+    root: str | None = Field(default="cardiac/acdc", description="format acdc: the release root holding splits.csv")
+    train: str = "train"
+    val: str = "val"
     manifest: str | None = None
     max_cases: int | None = Field(default=None, description="use only the first N cases per split (smoke tests)")
+    resample: bool = Field(
+        default=True,
+        description="resample in-plane to model.target_spacing_mm, as the predictor does, when the data has a "
+        "spacing (cases without one, such as ACDC HDF5, are used on their grid as-is)",
+    )
     patch_size: tuple[int, int] = (128, 128)
     pos_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="share of patches centred on foreground")
     batch_size: int = 16

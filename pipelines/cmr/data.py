@@ -2,13 +2,19 @@
 
 Training items are random ``patch_size`` crops of single slices (foreground-biased), augmented with MONAI
 (rotation, flips, zoom 0.8-1.25, intensity scale/shift, gamma, Gaussian noise). Validation items are whole
-volumes (``(Z, Y, X)``) so the module can compute 3-D Dice/HD95 per case. Intensities are normalised per volume
+volumes (``(Z, Y, X)``) so the module can compute 3-D Dice/HD95 per case. As at inference
+(:meth:`medai.cardiac.predictor.CineSegPredictor.segment_volume`), cases with a known spacing (the official ACDC
+release, NIfTI/DICOM manifests) are first resampled in-plane to the model's ``target_spacing_mm``
+(:func:`resample_case`, the same :class:`medai.geometry.InplaneResample`); cases without one (ACDC HDF5, synthetic)
+are used on their grid as-is, like ``segment_volume(resample=False)``. Intensities are then normalised per volume
 with :func:`medai.cardiac.preprocess.normalize_intensity`, exactly as at inference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from medai.cardiac.preprocess import normalize_intensity
 from medai.datasets.base import CardiacPhase, SegCase
 from medai.errors import ConfigError
+from medai.geometry import InplaneResample
 from medai.settings import find_data_dir
 from pipelines.cmr.config import AugmentConfig, DataConfig, DataFormat
 
@@ -68,14 +75,64 @@ def synthetic_cases(n: int, shape: tuple[int, int, int] = (4, 96, 96), seed: int
     return cases
 
 
-def load_cases(cfg: DataConfig, split: str) -> list[SegCase]:
-    """Labelled cases of one split (``"train"`` or ``"val"``) for the recipe's data format."""
+def _load_acdc(cfg: DataConfig, split: str) -> list[SegCase]:
+    """ACDC cases of one split: a ``splits.csv`` split of the release ``root``, or a folder (HDF5 / patient folders)."""
+    from medai.datasets.acdc import acdc_split_patients, load_acdc, load_acdc_h5
+
+    name = cfg.train if split == "train" else cfg.val
+    if cfg.format == DataFormat.ACDC_H5:
+        return load_acdc_h5(resolve_data_path(name))
+    if cfg.root is None:
+        return load_acdc(resolve_data_path(name))
+    root = resolve_data_path(cfg.root)
+    patients = None
+    if cfg.max_cases:  # read only the patients needed (two cases, ED and ES, each)
+        patients = acdc_split_patients(root, name)[: math.ceil(cfg.max_cases / 2)]
+    return load_acdc(root, split=name, patients=patients)
+
+
+def resample_case(case: SegCase, target_spacing_mm: float) -> SegCase:
+    """A case resampled in-plane to ``target_spacing_mm`` (image linear, label nearest), as the predictor does.
+
+    Args:
+        case: ``(Z, Y, X)`` image and label; unchanged when it has no spacing (``spacing_mm`` None).
+        target_spacing_mm: in-plane pixel size of the model (mm).
+
+    Returns:
+        A new case on the ``(Z, Y', X')`` grid with its spacing and LPS affine updated (``meta["source_shape"]``
+        and ``meta["source_spacing_mm"]`` keep the originals), or ``case`` itself when no resampling is needed.
+    """
+    if case.spacing_mm is None:
+        return case
+    vol = case.to_volume()
+    step = InplaneResample.to_spacing(vol, target_spacing_mm)
+    if step.is_identity:
+        return case
+    sy, sx = step.scale()
+    dz, dy, dx = case.spacing_mm
+    return dataclasses.replace(
+        case,
+        image=step.image(case.image),
+        label=None if case.label is None else step.labels(case.label),
+        spacing_mm=(dz, dy * sy, dx * sx),
+        affine=step.forward_affine(vol.affine),
+        meta={**case.meta, "source_shape": tuple(case.image.shape), "source_spacing_mm": case.spacing_mm},
+    )
+
+
+def load_cases(cfg: DataConfig, split: str, target_spacing_mm: float | None = None) -> list[SegCase]:
+    """Labelled cases of one split (``"train"`` or ``"val"``) for the recipe's data format.
+
+    Args:
+        cfg: the recipe's data section.
+        split: ``"train"`` or ``"val"``.
+        target_spacing_mm: the model's in-plane spacing; cases with a spacing are resampled to it when
+            ``cfg.resample`` (None: no resampling).
+    """
     if cfg.format == DataFormat.SYNTHETIC:
         cases = synthetic_cases(cfg.max_cases or 4, seed=0 if split == "train" else 1)
     elif cfg.format in (DataFormat.ACDC_H5, DataFormat.ACDC):
-        from medai.datasets.acdc import load_acdc
-
-        cases = load_acdc(resolve_data_path(cfg.train if split == "train" else cfg.val))
+        cases = _load_acdc(cfg, split)
     elif cfg.format == DataFormat.MANIFEST:
         from medai.datasets.manifest import load_manifest_cases
 
@@ -89,6 +146,11 @@ def load_cases(cfg: DataConfig, split: str) -> list[SegCase]:
         cases = cases[: cfg.max_cases]
     if not cases:
         raise ConfigError(f"no labelled cases for split {split!r} ({cfg.format})")
+    if cfg.resample and target_spacing_mm is not None:
+        cases = [resample_case(c, target_spacing_mm) for c in cases]
+        n = sum(c.spacing_mm is None for c in cases)
+        if n:
+            logger.info("%s: %d of %d cases have no spacing and are used on their grid as-is", split, n, len(cases))
     return cases
 
 
@@ -184,7 +246,8 @@ class SliceDataset(Dataset):
 
 
 class VolumeDataset(Dataset):
-    """Whole validation volumes: ``{"image": (Z, Y, X) float32, "label": (Z, Y, X) int64, "case_id", "phase"}``."""
+    """Whole validation volumes: ``{"image": (Z, Y, X) float32, "label": (Z, Y, X) int64, "case_id", "phase",
+    "spacing"}`` (``spacing``: ``(dz, dy, dx)`` mm of the volume's grid, or None when unknown)."""
 
     def __init__(self, cases: list[SegCase]):
         self.cases = cases
@@ -200,6 +263,7 @@ class VolumeDataset(Dataset):
             "label": torch.from_numpy(c.label.astype(np.int64)),
             "case_id": c.case_id,
             "phase": c.phase.value,
+            "spacing": c.spacing_mm,
         }
 
 
@@ -208,22 +272,29 @@ def _collate_one(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class CineSegDataModule(L.LightningDataModule):
-    """Slices of the training split; whole volumes of the validation (model selection) split."""
+    """Slices of the training split; whole volumes of the validation (model selection) split.
 
-    def __init__(self, cfg: DataConfig) -> None:
+    Args:
+        cfg: the recipe's data section.
+        target_spacing_mm: the model's in-plane spacing (``model.target_spacing_mm``); cases with a spacing are
+            resampled to it (``cfg.resample``), as the predictor resamples at inference. None: no resampling.
+    """
+
+    def __init__(self, cfg: DataConfig, target_spacing_mm: float | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.target_spacing_mm = target_spacing_mm
         self.train_ds: SliceDataset | None = None
         self.val_ds: VolumeDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_ds is None and stage in (None, "fit"):
-            train = load_cases(self.cfg, "train")
+            train = load_cases(self.cfg, "train", self.target_spacing_mm)
             self.train_ds = SliceDataset(train, self.cfg.patch_size, self.cfg.augment, self.cfg.samples_per_epoch,
                                          self.cfg.pos_fraction)
             logger.info("train: %d cases, %d slices", len(train), len(self.train_ds.slices))
         if self.val_ds is None:
-            val = load_cases(self.cfg, "val")
+            val = load_cases(self.cfg, "val", self.target_spacing_mm)
             self.val_ds = VolumeDataset(val)
             logger.info("val: %d cases", len(val))
 

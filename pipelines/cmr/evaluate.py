@@ -1,9 +1,11 @@
 """Evaluation of a cine segmentation package on held-out real data, through the predictor's own code path.
 
-``medai evaluate heart_mr_cine_seg --data DIR --format acdc-h5|acdc|sunnybrook --out FILE.json``
+``medai evaluate heart_mr_cine_seg --data DIR --format acdc-h5|acdc|sunnybrook [--split val] --out FILE.json``
 
 * ``acdc-h5`` / ``acdc``: every ED and ES volume -> :meth:`CineSegPredictor.segment_volume` (resampled to the
-  model spacing when the data has a spacing; ACDC HDF5 has none, so its grid is used as-is and HD95 is in voxels)
+  model spacing when the data has a spacing, as the official NIfTI release has (header pixdim); ACDC HDF5 has
+  none, so its grid is used as-is and HD95 is in voxels). For the release root (``acdc/`` holding ``training/``
+  and ``splits.csv``), ``--split val`` evaluates the patients of that split only
   -> per-case Dice and HD95 of ``lv``, ``myo``, ``rv``; per patient EF (and EDV/ESV in mL where spacing is known)
   against the reference labels.
 * ``sunnybrook``: each patient's whole DICOM study -> :meth:`CineSegPredictor.predict` (exactly what
@@ -53,7 +55,8 @@ def detect_format(data: Path) -> str:
         return "sunnybrook"
     if any(data.glob("patient*_frame*.h5")):
         return "acdc-h5"
-    if any(data.glob("patient*/Info.cfg")) or (data / "Info.cfg").is_file():
+    if any(data.glob("patient*/Info.cfg")) or any(data.glob("training/patient*/Info.cfg")) or (
+            data / "Info.cfg").is_file():
         return "acdc"
     raise ConfigError(f"cannot tell the format of {data}; pass --format acdc-h5, acdc or sunnybrook")
 
@@ -76,11 +79,17 @@ def _ef(edv: float, esv: float) -> float:
     return 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
 
 
-def evaluate_acdc(predictor: CineSegPredictor, data: Path, fmt: str) -> dict[str, Any]:
-    """Per-case Dice/HD95 and per-patient EF/volume errors on ACDC (HDF5 or official release)."""
+def evaluate_acdc(predictor: CineSegPredictor, data: Path, fmt: str, split: str | None = None) -> dict[str, Any]:
+    """Per-case Dice/HD95 and per-patient EF/volume errors on ACDC (HDF5 or official release).
+
+    Args:
+        split: official release only: the ``splits.csv`` split to evaluate (e.g. ``"val"``); None: every patient.
+    """
     from medai.datasets.acdc import load_acdc, load_acdc_h5
 
-    cases = load_acdc_h5(data) if fmt == "acdc-h5" else load_acdc(data)
+    if fmt == "acdc-h5" and split is not None:
+        raise ConfigError("--split applies to the official ACDC layout (splits.csv); an HDF5 folder is one split")
+    cases = load_acdc_h5(data) if fmt == "acdc-h5" else load_acdc(data, split=split)
     values = predictor.config.labels
     per_case: list[dict[str, Any]] = []
     vols: dict[str, dict[str, dict[str, float]]] = {}
@@ -244,13 +253,19 @@ def bland_altman(result: dict[str, Any], path: Path, title: str) -> Path | None:
     return path
 
 
-def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto") -> dict[str, Any]:
-    """Run the evaluation and return the JSON document (without writing it)."""
+def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto", split: str | None = None) -> dict[str, Any]:
+    """Run the evaluation and return the JSON document (without writing it).
+
+    Args:
+        split: ACDC official layout only: evaluate this ``splits.csv`` split (``"val"``); None: all of ``data``.
+    """
     data = Path(data)
     fmt = detect_format(data) if fmt == "auto" else fmt
     t0 = time.perf_counter()
     if fmt in ("acdc-h5", "acdc"):
-        result = evaluate_acdc(predictor, data, fmt)
+        result = evaluate_acdc(predictor, data, fmt, split)
+    elif split is not None:
+        raise ConfigError(f"--split is for the official ACDC layout (splits.csv), not for --format {fmt}")
     elif fmt == "sunnybrook":
         result = evaluate_sunnybrook(predictor, data)
     else:
@@ -259,6 +274,7 @@ def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto") -> dict
         "model": predictor.ref.model_dump(),
         "data": str(data),
         "format": fmt,
+        "split": split,
         "n_cases": len(result["cases"]),
         "n_patients": len(result["patients"]),
         "hd95_unit": result["hd95_unit"],
@@ -285,17 +301,19 @@ def _log_mlflow(doc: dict[str, Any], files: list[Path]) -> None:
         mlflow.log_artifact(str(f), artifact_path="evaluation")
 
 
-def evaluate_cli(model: str, data: Path, fmt: str, out: Path, package: Path | None = None) -> dict[str, Any]:
+def evaluate_cli(model: str, data: Path, fmt: str, out: Path, package: Path | None = None,
+                 split: str | None = None) -> dict[str, Any]:
     """``medai evaluate`` for cine segmentation models: writes ``out`` JSON and a Bland-Altman PNG beside it."""
     from rich.console import Console
     from rich.table import Table
 
     predictor = load_default(package or model)
-    doc = evaluate(predictor, data, fmt)
+    doc = evaluate(predictor, data, fmt, split)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png = bland_altman({"patients": doc["patients"]}, out.with_name(out.stem + "_bland_altman.png"),
-                       f"{predictor.ref.name} {predictor.ref.version} on {doc['format']} ({Path(data).name})")
+                       f"{predictor.ref.name} {predictor.ref.version} on {doc['format']} ({Path(data).name}"
+                       + (f", split {split}" if split else "") + ")")
     if png is not None:
         doc["bland_altman_png"] = str(png)
     out.write_text(json.dumps(doc, indent=2, default=float))

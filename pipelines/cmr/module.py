@@ -112,6 +112,7 @@ class CineSegModule(L.LightningModule):
         pred = clean_frame(raw, self.model_cfg.labels)
         ref = batch["label"].cpu().numpy()
         phase = str(batch.get("phase", "")).lower()
+        spacing = batch.get("spacing")  # (dz, dy, dx) mm of the (resampled) grid; None: HD95 in voxels
         dices = []
         for name, value in self.model_cfg.labels.items():
             d = dice_score(pred == value, ref == value)
@@ -120,7 +121,7 @@ class CineSegModule(L.LightningModule):
             self.log(f"val/dice/{name}", d, batch_size=1, sync_dist=True)
             if phase in ("ed", "es"):
                 self.log(f"val/dice_{phase}/{name}", d, batch_size=1, sync_dist=True)
-            h = hd95(pred == value, ref == value) if self.compute_hd95 else float("nan")
+            h = hd95(pred == value, ref == value, spacing) if self.compute_hd95 else float("nan")
             if not math.isnan(h):
                 self.log(f"val/hd95/{name}", h, batch_size=1, sync_dist=True)
         self.log("val/dice/mean", float(np.mean(dices)), batch_size=1, sync_dist=True, prog_bar=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import shlex
 import sys
@@ -44,15 +45,62 @@ LABEL_CODES: dict[str, dict[str, str]] = {
 }
 LABEL_COLORS = {"lv": (220, 40, 40), "myo": (40, 180, 60), "rv": (40, 90, 230)}
 
-ACDC_TRAINING_DATA = TrainingData(
-    name="ACDC (acdc/train, 70 patients, ED+ES)",
-    description="Automated Cardiac Diagnosis Challenge, MICCAI 2017: cine SAX MR, 1.5T/3T Siemens, Dijon; "
-    "5 groups (NOR, MINF, DCM, HCM, ARV). Model selection on acdc/val (10 patients, 2 per group).",
-    licence="CC BY-NC-SA 4.0",
-    n_cases=70,
-    citation="Bernard O. et al., Deep Learning Techniques for Automatic MRI Cardiac Multi-Structures Segmentation "
-    "and Diagnosis: Is the Problem Solved? IEEE TMI 37(11):2514-2525, 2018.",
-)
+ACDC_DESCRIPTION = ("Automated Cardiac Diagnosis Challenge, MICCAI 2017: cine SAX MR, 1.5T/3T Siemens, Dijon; "
+                    "5 groups (NOR, MINF, DCM, HCM, ARV).")
+ACDC_CITATION = ("Bernard O. et al., Deep Learning Techniques for Automatic MRI Cardiac Multi-Structures Segmentation "
+                 "and Diagnosis: Is the Problem Solved? IEEE TMI 37(11):2514-2525, 2018.")
+
+
+def _count_patients(recipe: CmrSegRecipe, split: str) -> int | None:
+    """Patients of a split of an ACDC recipe (from splits.csv or the folder), None when it cannot be told."""
+    from medai.datasets.acdc import acdc_split_patients
+    from medai.errors import ConfigError
+    from pipelines.cmr.data import resolve_data_path
+
+    d = recipe.data
+    name = d.train if split == "train" else d.val
+    try:
+        if d.format == DataFormat.ACDC and d.root is not None:
+            n = len(acdc_split_patients(resolve_data_path(d.root), name))
+        else:
+            folder = resolve_data_path(name)
+            pattern = "patient*_frame*.h5" if d.format == DataFormat.ACDC_H5 else "patient*/Info.cfg"
+            n = len({p.name.split("_")[0] if p.suffix == ".h5" else p.parent.name for p in folder.glob(pattern)})
+    except (ConfigError, OSError):
+        return None
+    if d.max_cases:  # two cases (ED, ES) per patient
+        n = min(n, math.ceil(d.max_cases / 2))
+    return n or None
+
+
+def split_description(recipe: CmrSegRecipe, split: str) -> str:
+    """The data of one split in words, e.g. ``"ACDC official training set, cardiac/acdc/splits.csv 'val' (20
+    patients)"``."""
+    d = recipe.data
+    n = _count_patients(recipe, split)
+    count = f"{n} patient{'' if n == 1 else 's'}" if n else "patients"
+    if d.max_cases:
+        count += f", data.max_cases={d.max_cases}"
+    name = d.train if split == "train" else d.val
+    if d.format == DataFormat.ACDC and d.root is not None:
+        return f"ACDC official training set, {d.root}/splits.csv {name!r} ({count})"
+    if d.format == DataFormat.ACDC_H5:
+        return f"ACDC HDF5 copy {name} ({count})"
+    if d.format == DataFormat.ACDC:
+        return f"ACDC official layout {name} ({count})"
+    return f"{d.format} {split}"
+
+
+def acdc_training_data(recipe: CmrSegRecipe) -> TrainingData:
+    """The ``training_data`` entry of a package trained by an ACDC recipe (split names and sizes from the data)."""
+    n = _count_patients(recipe, "train")
+    return TrainingData(
+        name=f"{split_description(recipe, 'train')}, ED+ES",
+        description=f"{ACDC_DESCRIPTION} Model selection on {split_description(recipe, 'val')}.",
+        licence="CC BY-NC-SA 4.0",
+        n_cases=n,
+        citation=ACDC_CITATION,
+    )
 
 
 def hardware_description() -> str:
@@ -200,7 +248,7 @@ def export_package(
         output_contract={"network_output": f"(B, {len(recipe.model.labels) + 1}, H, W) logits; argmax = label value",
                          "labels": dict(recipe.model.labels)},
         labels=labels,
-        training_data=[ACDC_TRAINING_DATA] if is_acdc else [TrainingData(name=str(recipe.data.format))],
+        training_data=[acdc_training_data(recipe)] if is_acdc else [TrainingData(name=str(recipe.data.format))],
         metrics={k: float(v) for k, v in (metrics or {}).items() if np.isfinite(v)},
         mlflow_run_id=run_id,
         files=["weights.pt", "inference.json", "MODEL_CARD.md"],
@@ -227,6 +275,15 @@ def model_card(meta: ModelMetadata, recipe: CmrSegRecipe, n_params: int) -> str:
         for name in ("lv", "myo", "rv")
     )
     td = meta.training_data[0] if meta.training_data else None
+    d = recipe.data
+    val_desc = split_description(recipe, "val")
+    if d.format in (DataFormat.ACDC_H5, DataFormat.SYNTHETIC):
+        hd_unit, grid_note = "voxels", " as stored (no spacing is known; HD95 in voxels)"
+    elif d.resample:
+        hd_unit = "mm"
+        grid_note = f" (resampled in-plane to {recipe.model.target_spacing_mm} mm, as the predictor does; HD95 in mm)"
+    else:
+        hd_unit, grid_note = "mm", " as stored (HD95 in mm)"
     return f"""# {meta.name} {meta.version} -- cine short-axis ventricular segmentation
 
 {meta.description}
@@ -251,13 +308,12 @@ Failure modes to expect: basal slices (LV outflow / atria), apical slices with p
 - Licence of the data and therefore of these weights: **{meta.licence or "see training data"}** (non-commercial).
 - Citation: {td.citation if td else ""}
 
-## Validation (model-selection split `acdc/val`, 10 patients; NOT an independent test)
-3-D Dice per volume, mean over the 10 patients x {{ED, ES}}, after the predictor's consistency step
-(`medai.cardiac.postprocess.clean_frame`: largest component per structure, no RV inside the LV); HD95 in voxels
-of the HDF5 grid (ACDC HDF5 keeps no spacing). The checkpoint was selected on these figures, so they are
-optimistic for unseen data.
+## Validation (model-selection split: {val_desc}; NOT an independent test)
+3-D Dice per volume, mean over the patients x {{ED, ES}}, after the predictor's consistency step
+(`medai.cardiac.postprocess.clean_frame`: largest component per structure, no RV inside the LV), on the
+training grid{grid_note}. The checkpoint was selected on these figures, so they are optimistic for unseen data.
 
-| structure | Dice ED | Dice ES | Dice ED+ES | HD95 (voxels) |
+| structure | Dice ED | Dice ES | Dice ED+ES | HD95 ({hd_unit}) |
 |---|---|---|---|---|
 {rows}
 
@@ -296,7 +352,7 @@ def _plot_history(history: list[dict[str, float]], path: Path) -> Path | None:
         if pts:
             axes[1].plot(*zip(*pts, strict=True), marker=".", label=k)
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("Dice (acdc/val)")
+    axes[1].set_ylabel("validation Dice")
     axes[1].set_ylim(0, 1)
     axes[1].legend()
     fig.tight_layout()
@@ -369,7 +425,7 @@ def _launched_worker_rank() -> int:
 
 
 def _fit_only(recipe: CmrSegRecipe) -> dict[str, Any]:
-    dm = CineSegDataModule(recipe.data)
+    dm = CineSegDataModule(recipe.data, recipe.model.target_spacing_mm)
     module = CineSegModule(recipe.model, recipe.optim, max_epochs=recipe.trainer.max_epochs,
                            divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
     ckpt = ModelCheckpoint(monitor="val/dice/mean", mode="max", save_top_k=1)
@@ -412,7 +468,7 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
         mlflow.set_tags({"reproduce": reproduce, "hardware": hardware_description()})
         work = home / "runs" / recipe.name / run_id
         work.mkdir(parents=True, exist_ok=True)
-        dm = CineSegDataModule(recipe.data)
+        dm = CineSegDataModule(recipe.data, recipe.model.target_spacing_mm)
         module = CineSegModule(recipe.model, recipe.optim, max_epochs=recipe.trainer.max_epochs,
                                divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
         history = HistoryCallback(run_id, mlflow_utils.setup_tracking())
@@ -481,7 +537,7 @@ def export_from_checkpoint(
                            divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
     module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
     module.compute_hd95 = True
-    dm = CineSegDataModule(recipe.data)
+    dm = CineSegDataModule(recipe.data, recipe.model.target_spacing_mm)
     dm.setup("validate")
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False)

@@ -39,8 +39,18 @@ def test_trainer_preset_builds(path: Path) -> None:
 
 def test_shipped_recipe_is_the_documented_one() -> None:
     r = load_recipe(REPO_ROOT / "configs" / "experiment" / "cmr_seg_2d.yaml")
-    assert r.model.network.name == "unet2d" and r.data.train.endswith("acdc/train") and r.data.val.endswith("acdc/val")
+    assert r.model.network.name == "unet2d"
+    # the official ACDC layout, train/val from splits.csv, resampled to the model's spacing like the predictor
+    assert r.data.format == "acdc" and r.data.root == "cardiac/acdc" and (r.data.train, r.data.val) == ("train", "val")
+    assert r.data.resample and r.model.target_spacing_mm == 1.5
     assert r.package.name == "heart_mr_cine_seg" and r.package.alias == "candidate"
+
+
+def test_hdf5_copy_still_configurable() -> None:
+    """The documented override for users holding the HDF5 copy (``acdc-h5``: train/val are folders)."""
+    r = load_recipe(REPO_ROOT / "configs" / "experiment" / "cmr_seg_2d.yaml",
+                    ["data.format=acdc-h5", "data.train=/d/acdc/train", "data.val=/d/acdc/val"])
+    assert r.data.format == "acdc-h5" and r.data.train == "/d/acdc/train"
 
 
 def test_dotted_overrides() -> None:

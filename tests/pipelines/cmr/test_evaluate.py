@@ -1,20 +1,21 @@
-"""``medai evaluate`` for cine models: metrics plumbing on synthetic ACDC HDF5, the JSON/PNG outputs, MLflow, and
-the Sunnybrook path on one real patient (through the predictor's predict, as ``medai analyze``)."""
+"""``medai evaluate`` for cine models: metrics plumbing on synthetic ACDC HDF5 and on a generated official-layout
+folder (split from splits.csv, true spacing), the JSON/PNG outputs, MLflow, and the Sunnybrook path on one real
+patient (through the predictor's predict, as ``medai analyze``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from medai.cardiac.predictor import CineSegPredictor, load_default
-from medai.dicom.phantoms import make_cine_sax_study
 from medai.domain.volume import LabelMap
+from medai.errors import ConfigError
 from pipelines.cmr.evaluate import detect_format, evaluate, evaluate_cli
 from tests.medai.cardiac.helpers import make_tiny_package
+from tests.medai.datasets.helpers import write_acdc_h5, write_acdc_release
 
 torch.set_num_threads(1)
 
@@ -27,17 +28,7 @@ def tiny_pkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def acdc_h5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two synthetic patients in the ACDC HDF5 layout (image uint16 + scale attr, label uint8; ED=frame01)."""
-    import h5py
-
-    root = tmp_path_factory.mktemp("acdc_h5")
-    for i, seed in enumerate((1, 2)):
-        p = make_cine_sax_study(n_slices=4, n_phases=8, rows=48, cols=48, seed=seed)
-        for frame, t in ((1, p.truth.ed_phase), (2, p.truth.es_phase)):
-            with h5py.File(root / f"patient{101 + i:03d}_frame{frame:02d}.h5", "w") as f:
-                d = f.create_dataset("image", data=p.image[t].astype(np.uint16))
-                d.attrs["scale"] = 1.0 / 4095
-                f.create_dataset("label", data=p.labels[t])
-    return root
+    return write_acdc_h5(tmp_path_factory.mktemp("acdc_h5"), n_patients=2, first=101)
 
 
 def test_detect_format(acdc_h5: Path, tmp_path: Path) -> None:
@@ -77,6 +68,37 @@ def test_evaluate_cli_writes_json_png_and_logs_mlflow(tiny_pkg: Path, acdc_h5: P
     assert Path(doc["bland_altman_png"]).is_file()
     metrics = mlflow.get_run(run.info.run_id).data.metrics
     assert "eval/dice/lv" in metrics
+
+
+def test_official_layout_val_split_in_mm(tiny_pkg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Release root + ``split="val"``: only the val patients, resampled through the predictor, volumes in mL."""
+    from medai.datasets.acdc import load_acdc
+
+    root = write_acdc_release(tmp_path / "acdc", pixel_spacing=1.8, slice_step=10.0)
+    assert detect_format(root) == "acdc" and detect_format(root / "training") == "acdc"
+    pred = load_default(tiny_pkg)
+    refs = {c.image.tobytes(): c.label for c in load_acdc(root)}
+    seen: list[tuple[float, ...]] = []
+
+    def oracle(self: CineSegPredictor, volume, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(volume.spacing)
+        assert kwargs.get("resample") is True  # the data has a spacing: the predictor resamples to the model's
+        return LabelMap(volume=volume.with_array(refs[volume.array.tobytes()]), labels=self.labels)
+
+    monkeypatch.setattr(CineSegPredictor, "segment_volume", oracle)
+    doc = evaluate(pred, root, "auto", split="val")
+    assert doc["split"] == "val" and doc["n_cases"] == 2 and doc["n_patients"] == 1
+    assert {c["patient"] for c in doc["cases"]} == {"patient061"} and doc["hd95_unit"] == "mm"
+    assert seen and all(s == pytest.approx((10.0, 1.8, 1.8)) for s in seen)  # pixdim, not the 1 mm affine
+    row = doc["patients"][0]
+    ed = next(c for c in load_acdc(root, split="val") if c.phase.value == "ED")
+    assert row["edv_ref_ml"] == pytest.approx((ed.label == 3).sum() * 10.0 * 1.8 * 1.8 / 1000, rel=1e-5)
+    assert doc["mean"]["dice.lv"] == pytest.approx(1.0) and row["edv_error_ml"] == pytest.approx(0.0)
+
+
+def test_split_needs_the_official_layout(tiny_pkg: Path, acdc_h5: Path) -> None:
+    with pytest.raises(ConfigError, match="one split"):
+        evaluate(load_default(tiny_pkg), acdc_h5, "auto", split="val")
 
 
 @pytest.mark.slow

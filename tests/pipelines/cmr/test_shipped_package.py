@@ -1,15 +1,14 @@
-"""The shipped cine package: complete, <= 20 MB, loadable through the registry, and it segments real held-out data."""
+"""The shipped cine package: complete, <= 20 MB, loadable, and it segments the official ACDC val split through the
+predictor (a sanity check; its validation figures are those of metadata.json, from the HDF5 copy it was trained on)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from medai.cardiac.postprocess import clean_frame
-from medai.cardiac.preprocess import CineSegInferenceConfig, normalize_intensity
+from medai.cardiac.preprocess import CineSegInferenceConfig
 from medai.inference.package import read_metadata
 from medai.registry import NETWORKS
 from medai.settings import REPO_ROOT
@@ -39,16 +38,45 @@ def test_package_is_complete_and_small() -> None:
     assert sum(p.stat().st_size for p in PKG.iterdir()) <= 20 * 1024 * 1024
 
 
-def test_shipped_weights_segment_a_validation_patient(data_dir: Path) -> None:
-    """Recomputes Dice on one acdc/val patient (validation data: a sanity check, not a test-set figure)."""
-    from medai.datasets.acdc import read_acdc_h5
-    from pipelines.cmr.module import dice_score, segment_slices
-
-    torch.set_num_threads(1)
+def test_weights_load_and_card_shows_the_metadata_figures() -> None:
+    """The weights fit the frozen network; the model card's validation table is metadata.json's (no other figures)."""
     net, cfg = _load()
-    case = read_acdc_h5(data_dir / "cardiac" / "acdc" / "val" / "patient064_frame01.h5")  # NOR, ED
-    raw = segment_slices(net, torch.from_numpy(normalize_intensity(case.image)), cfg.size_divisor).numpy()
-    pred = clean_frame(raw.astype(np.uint8), cfg.labels)
-    assert case.label is not None
-    dice = {name: dice_score(pred == v, case.label == v) for name, v in cfg.labels.items()}
-    assert dice["lv"] > 0.85 and dice["myo"] > 0.7 and dice["rv"] > 0.7, dice
+    x = torch.zeros(1, 1, cfg.size_divisor * 2, cfg.size_divisor * 2)
+    with torch.inference_mode():
+        assert net(x).shape == (1, len(cfg.labels) + 1, *x.shape[-2:])
+    meta = read_metadata(PKG)
+    card = (PKG / "MODEL_CARD.md").read_text()
+    for name in ("lv", "myo", "rv"):
+        for key in (f"val/dice/{name}", f"val/dice_ed/{name}", f"val/dice_es/{name}"):
+            assert f"{meta.metrics[key]:.3f}" in card, key
+    assert f"{meta.metrics['val/dice/mean']:.3f}" in card
+    assert meta.training_data[0].n_cases == 70 and "acdc/val" in meta.training_data[0].description
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_shipped_package_on_the_official_val_split(data_dir: Path) -> None:
+    """The shipped package through the predictor (``medai evaluate ... --format acdc --split val``, ~35 s on 1 CPU
+    thread) on the 20 patients of the official layout's ``val`` split, at their true spacing.
+
+    A sanity check against the medai floors, not a held-out figure: the package was trained on an earlier HDF5 copy
+    of ACDC (70 train / 10 val patients) whose patient lists may overlap this split, so its numbers are not written
+    anywhere; the package's validation figures stay those of ``metadata.json``.
+    """
+    from medai.cardiac.predictor import load_default
+    from pipelines.cmr.evaluate import evaluate
+
+    root = data_dir / "cardiac" / "acdc"
+    if not (root / "splits.csv").is_file() or not (root / "training").is_dir():
+        pytest.skip(f"ACDC official training set (training/, splits.csv) not found at {root}")
+    torch.set_num_threads(1)
+    doc = evaluate(load_default(PKG), root, "auto", split="val")
+    assert doc["format"] == "acdc" and doc["split"] == "val" and doc["hd95_unit"] == "mm"
+    assert doc["n_cases"] == 40 and doc["n_patients"] == 20
+    m = doc["mean"]
+    assert m["dice.lv"] > 0.90 and m["dice.myo"] > 0.80 and m["dice.rv"] > 0.80, m
+    assert min(c["dice.lv"] for c in doc["cases"]) > 0.6, [(c["case"], c["dice.lv"]) for c in doc["cases"]]
+    # volumes in mL at the true spacing (a 1 mm affine would make them ~2-3x too small and EF still fine)
+    assert m["ef_mae"] < 8.0 and m["edv_mae_ml"] < 25.0, m
+    edv = [p["edv_ref_ml"] for p in doc["patients"]]
+    assert 40.0 < min(edv) and max(edv) < 500.0, edv
