@@ -124,7 +124,8 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
 
     app = FastAPI(
         title="medai decision-support API", version=__version__, lifespan=lifespan,
-        description="CMR study analyses (every registered analysis: cine function, LGE scar...) and risk models. Research use only; not a medical device. "
+        description="CMR study analyses (every registered analysis: cine function, LGE scar...) and risk models. "
+                    "Research use only; not a medical device. "
                     "Authenticate with an API key (X-API-Key or Authorization: Bearer). Errors are RFC 7807 "
                     "problem+json documents.",
     )

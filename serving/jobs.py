@@ -84,7 +84,8 @@ class JobRunner:
     def submit(self, kinds: list[str] | None, study_uid: str, user: str, callback_url: str | None) -> dict[str, Any]:
         """Insert a queued job for the analyses ``kinds`` (None: every applicable one) and wake a worker."""
         now = time.time()
-        row = dict(id=secrets.token_hex(12), kind=encode_kinds(kinds), study_uid=study_uid, status=JobStatus.QUEUED, created=now,
+        row = dict(id=secrets.token_hex(12), kind=encode_kinds(kinds), study_uid=study_uid,
+                   status=JobStatus.QUEUED, created=now,
                    updated=now, created_by=user, attempts=0, stage="queued", callback_url=callback_url, completions=0)
         with self.engine.begin() as conn:
             conn.execute(db.jobs.insert().values(**row))

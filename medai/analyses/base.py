@@ -1,4 +1,4 @@
-"""The analysis plug-in contract: :class:`Analysis`, its config :class:`AnalysisConfig` and the :data:`ANALYSES` registry.
+"""The analysis plug-in contract: :class:`Analysis`, its :class:`AnalysisConfig` and the :data:`ANALYSES` registry.
 
 An analysis kind (``cine_function``, ``lge_scar``; later ``echo_function``, ``cta_coronary``, ``diagnosis``) is one
 module ``medai/analyses/<kind>.py`` that registers a subclass of :class:`Analysis` under its kind, plus one config

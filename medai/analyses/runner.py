@@ -198,8 +198,8 @@ def _render(study: Study, report: Report, results: Sequence[AnalysisResult], ana
         role = None
         for out in analyses[r.kind].seg_outputs(r):
             path = tmp / out.file
-            if attempt(Path(out.file).stem, lambda p=path, o=out: write_seg(report, r.prediction, study, p,
-                                                                             role=o.role)):
+            if attempt(Path(out.file).stem, lambda p=path, o=out, pr=r.prediction: write_seg(report, pr, study, p,
+                                                                                              role=o.role)):
                 files[Path(out.file).stem] = path
                 r.section.files["seg"] = out.file
                 seg_path, role = path, out.role

@@ -1,4 +1,4 @@
-"""``medai analyze`` (every registered analysis of a study) and ``medai demo`` (the same on a generated phantom study)."""
+"""``medai analyze`` (every registered analysis of a study) and ``medai demo`` (the same on a generated phantom)."""
 
 from __future__ import annotations
 

@@ -614,6 +614,14 @@ def make_lge_study(
     img[scar] = 1100.0
     img = np.clip(np.rint(img + rng.normal(0, 20.0, img.shape)), 0, 4095).astype(np.uint16)
 
+    datasets, affine = _lge_datasets(img, seed, pixel_spacing, slice_thickness)
+    return Phantom(datasets, _write(datasets, out_dir), img, lab, None, affine, None, layout="one stack")
+
+
+def _lge_datasets(img: np.ndarray, seed: int, pixel_spacing: float, slice_thickness: float,
+                  description: str = "LGE_PSIR_SAX") -> tuple[list[Dataset], np.ndarray]:
+    """DICOM MR instances of an LGE short-axis stack ``img`` ``(Z, Y, X)`` uint16, and the stack's affine."""
+    n_slices, rows, cols = img.shape
     row, col = _orientation(True)
     ipps, normal = _slice_positions((12.0, 35.0, -40.0), row, col, rows, cols, pixel_spacing, n_slices, slice_thickness)
     iop = [_ds_str(float(v)) for v in (*row, *col)]
@@ -635,8 +643,8 @@ def make_lge_study(
         )
         ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, sop_uid, "MR"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, 20, "LGE_PSIR_SAX"
-        ds.ProtocolName = "LGE_PSIR_SAX"
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = series_uid, 20, description
+        ds.ProtocolName = description
         ds.InstanceNumber = z + 1
         ds.FrameOfReferenceUID = for_uid
         ds.ImagePositionPatient = [_ds_str(float(v)) for v in ipps[z]]
@@ -653,6 +661,75 @@ def make_lge_study(
         _image_pixels(ds, img[z])
         datasets.append(ds)
     affine = affine_from_dicom(ipps[0], [*row, *col], [pixel_spacing] * 2, normal * slice_thickness)
+    return datasets, affine
+
+
+
+
+#: Label values of :func:`make_lge_scar_study` (the EMIDEC / ``heart_mr_lge_seg`` convention).
+LGE_LABELS = {"lv": 1, "myo": 2, "infarct": 3, "mvo": 4}
+
+
+def make_lge_scar_study(
+    out_dir: Path | None = None,
+    *,
+    n_slices: int = 8,
+    rows: int = 96,
+    cols: int = 96,
+    pixel_spacing: float = 1.6,
+    slice_thickness: float = 8.0,
+    seed: int = 1,
+    scar_angles_deg: tuple[float, float] = (0.0, 120.0),
+    transmural_fraction: float = 0.6,
+    scar_slices: tuple[int, int] | None = None,
+    mvo_fraction: float = 0.0,
+    remote: float = 100.0,
+    scar: float = 600.0,
+    blood: float = 450.0,
+    noise: float = 20.0,
+    description: str = "LGE_PSIR_SAX",
+) -> Phantom:
+    """An LGE short-axis stack with a subendocardial infarct of known extent, for the scar methods.
+
+    The LV ring is :func:`heart_labels`' (end-diastole, no RV). Infarct: myocardium within ``scar_angles_deg``
+    (image angle about the LV centre, ``atan2(y, x)``) whose depth from the endocardium is below
+    ``transmural_fraction`` of the wall, on slices ``scar_slices`` (``[first, last)``, default all); MVO: its
+    innermost ``mvo_fraction`` of the wall, dark. Noise is uniform in ``[-noise, noise]`` (SD ``noise / sqrt(3)``),
+    so remote myocardium never exceeds its mean + 2 SD and the n-SD and FWHM thresholds separate scar exactly.
+
+    Returns:
+        Phantom with ``image`` ``(Z, Y, X)`` and ``labels`` ``(Z, Y, X)`` in :data:`LGE_LABELS` values.
+    """
+    rng = np.random.default_rng(seed)
+    cine = heart_labels(1, n_slices, rows, cols, pixel_spacing, lv_radius_mm=22.0)[0]
+    lab = np.zeros_like(cine)
+    ring = cine == CINE_LABELS["myo"]
+    lab[cine == CINE_LABELS["lv"]] = LGE_LABELS["lv"]
+    lab[ring] = LGE_LABELS["myo"]
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    cy, cx = (rows - 1) / 2 + 3.0, (cols - 1) / 2 + 6.0  # heart_labels' LV centre
+    r = np.hypot(yy - cy, xx - cx) * pixel_spacing
+    ang = np.rad2deg(np.arctan2(yy - cy, xx - cx)) % 360.0
+    a0, a1 = (a % 360.0 for a in scar_angles_deg)
+    in_sector = (ang >= a0) & (ang < a1) if a0 <= a1 else (ang >= a0) | (ang < a1)
+    z0, z1 = scar_slices or (0, n_slices)
+    for z in range(z0, z1):
+        m = ring[z]
+        if not m.any():
+            continue
+        cav = cine[z] == CINE_LABELS["lv"]
+        r_endo = float(r[cav].max()) if cav.any() else 0.0
+        r_epi = float(r[m].max())
+        depth = (r - r_endo) / max(r_epi - r_endo, 1e-6)
+        lab[z][m & in_sector & (depth < transmural_fraction)] = LGE_LABELS["infarct"]
+        lab[z][m & in_sector & (depth < mvo_fraction)] = LGE_LABELS["mvo"]
+    img = np.broadcast_to(_body_background(rows, cols, pixel_spacing) * 0.3, lab.shape).astype(np.float32).copy()
+    img[lab == LGE_LABELS["lv"]] = blood
+    img[lab == LGE_LABELS["myo"]] = remote
+    img[lab == LGE_LABELS["infarct"]] = scar
+    img[lab == LGE_LABELS["mvo"]] = remote * 0.5
+    img = np.clip(np.rint(img + rng.uniform(-noise, noise, img.shape)), 0, 4095).astype(np.uint16)
+    datasets, affine = _lge_datasets(img, seed, pixel_spacing, slice_thickness, description)
     return Phantom(datasets, _write(datasets, out_dir), img, lab, None, affine, None, layout="one stack")
 
 

@@ -403,4 +403,5 @@ def esc(text: Any) -> str:
 
 _KIT = sys.modules[__name__]
 
-__all__ = ["FIGURES", "RESEARCH_USE", "PdfPage", "build_pdf", "cine_story", "write_study_pdf", "image", "styles", "format_range", "format_value", "report_figures", "write_pdf"]
+__all__ = ["FIGURES", "RESEARCH_USE", "PdfPage", "build_pdf", "cine_story", "write_study_pdf", "image", "styles",
+           "format_range", "format_value", "report_figures", "write_pdf"]

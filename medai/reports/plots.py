@@ -112,6 +112,7 @@ def bullseye_png(
     vmax: float = 15.0,
     title: str = "End-diastolic wall thickness (mm)",
     cmap: str = "viridis",
+    unit: str = "mm",
 ) -> bytes:
     """AHA 16-segment bullseye of LV wall thickness, values written in each segment.
 
@@ -121,6 +122,7 @@ def bullseye_png(
         vmin / vmax: colour scale limits (mm).
         title: figure title.
         cmap: matplotlib colour map.
+        unit: the values' unit (colour bar label).
 
     Returns:
         PNG bytes.
@@ -156,7 +158,7 @@ def bullseye_png(
     cax = fig.add_axes((0.15, 0.08, 0.7, 0.03))
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cm), cax=cax, orientation="horizontal")
     cax.tick_params(labelsize=7)
-    cax.set_xlabel("mm", fontsize=8, labelpad=1)
+    cax.set_xlabel(unit, fontsize=8, labelpad=1)
     return figure_png(fig, path)
 
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medai.domain.measurement import Flag, Measurement
 import numpy as np
 
+from medai.domain.measurement import Flag, Measurement
 from medai.domain.prediction import ModelRef, Report, ReportSection, Severity
 from medai.errors import InputValidationError
 from medai.reports.seg import MANUFACTURER, coded_concept, device_serial_number, header_copy
@@ -200,7 +200,13 @@ def _groups(kind: str, measurements: list[Measurement], seg: Dataset | None, pha
                 sop_class_uid=str(seg.SOPClassUID), sop_instance_uid=str(seg.SOPInstanceUID), segment_number=number,
                 source_images=[hd.sr.SourceImageForSegmentation(cls, uid) for cls, uid in dict.fromkeys(refs)])
         else:
-            ref = hd.sr.ReferencedSegment.from_segmentation(seg, number)
+            try:
+                ref = hd.sr.ReferencedSegment.from_segmentation(seg, number)
+            except ValueError:  # the segment is empty in the SEG (no frame): nothing to reference
+                out.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label),
+                    algorithm_id=algorithm, measurements=measurements_sr))
+                continue
         out.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=label),
             referenced_segment=ref, finding_type=prop_type, algorithm_id=algorithm, measurements=measurements_sr))

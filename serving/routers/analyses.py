@@ -52,7 +52,8 @@ class Job(BaseModel):
 
 def job_out(job: dict[str, Any]) -> Job:
     res = {k: f"/v1/analyses/{job['id']}/results/{k}" for k in job["files"]}
-    return Job(id=job["id"], kind=job["kind"], kinds=decode_kinds(job["kind"]), study_instance_uid=job["study_uid"], status=job["status"],
+    return Job(id=job["id"], kind=job["kind"], kinds=decode_kinds(job["kind"]),
+               study_instance_uid=job["study_uid"], status=job["status"],
                stage=job["stage"], attempts=job["attempts"], created=job["created"], updated=job["updated"],
                error=job["error"], error_code=job["error_code"], callback_status=job["callback_status"], results=res)
 
