@@ -614,13 +614,16 @@ def make_lge_study(
     img[scar] = 1100.0
     img = np.clip(np.rint(img + rng.normal(0, 20.0, img.shape)), 0, 4095).astype(np.uint16)
 
-    datasets, affine = _lge_datasets(img, seed, pixel_spacing, slice_thickness)
+    datasets, affine = lge_series_datasets(img, seed, pixel_spacing, slice_thickness)
     return Phantom(datasets, _write(datasets, out_dir), img, lab, None, affine, None, layout="one stack")
 
 
-def _lge_datasets(img: np.ndarray, seed: int, pixel_spacing: float, slice_thickness: float,
+def lge_series_datasets(img: np.ndarray, seed: int, pixel_spacing: float, slice_thickness: float,
                   description: str = "LGE_PSIR_SAX") -> tuple[list[Dataset], np.ndarray]:
-    """DICOM MR instances of an LGE short-axis stack ``img`` ``(Z, Y, X)`` uint16, and the stack's affine."""
+    """DICOM MR instances of an LGE short-axis stack ``img`` ``(Z, Y, X)`` uint16 (generated headers: oblique
+    short-axis orientation, ``pixel_spacing`` and ``slice_thickness`` in mm, slice ``z`` at ``z * slice_thickness``
+    along the normal), and the stack's ``(z, y, x) -> LPS`` affine. Used by the LGE phantoms and to wrap real
+    2-D LGE slices (EMIDEC) into a DICOM series."""
     n_slices, rows, cols = img.shape
     row, col = _orientation(True)
     ipps, normal = _slice_positions((12.0, 35.0, -40.0), row, col, rows, cols, pixel_spacing, n_slices, slice_thickness)
@@ -729,7 +732,7 @@ def make_lge_scar_study(
     img[lab == LGE_LABELS["infarct"]] = scar
     img[lab == LGE_LABELS["mvo"]] = remote * 0.5
     img = np.clip(np.rint(img + rng.uniform(-noise, noise, img.shape)), 0, 4095).astype(np.uint16)
-    datasets, affine = _lge_datasets(img, seed, pixel_spacing, slice_thickness, description)
+    datasets, affine = lge_series_datasets(img, seed, pixel_spacing, slice_thickness, description)
     return Phantom(datasets, _write(datasets, out_dir), img, lab, None, affine, None, layout="one stack")
 
 
