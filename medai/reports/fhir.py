@@ -49,6 +49,10 @@ def _subject(report: Report) -> dict[str, Any]:
     return {"display": "anonymous"}
 
 
+#: Local code system of the AHA 17-segment model's segment numbers (Cerqueira et al., Circulation 2002).
+AHA_SEGMENT_SYSTEM = "urn:medai:aha-17-segment"
+
+
 def observation(m: Measurement, report: Report | None = None) -> Observation:
     """One measurement as an Observation (``final``, UCUM ``valueQuantity``, reference range, interpretation)."""
     data: dict[str, Any] = {
@@ -63,10 +67,19 @@ def observation(m: Measurement, report: Report | None = None) -> Observation:
     if report is not None:
         data["subject"] = _subject(report)
         data["effectiveDateTime"] = report.created.isoformat()
-    if m.method:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(m.parameters.items()))
+    if m.method_code is not None:
+        data["method"] = {"coding": [coding(m.method_code)],
+                          "text": f"{m.method_code.meaning} ({params})" if params else m.method_code.meaning}
+    elif m.method:
         data["method"] = {"text": m.method}
-    if m.segment or m.frame:
-        data["bodySite"] = {"text": " ".join(x for x in (m.segment, m.frame) if x)}
+    site = " ".join(x for x in (m.segment, m.frame) if x)
+    if m.aha_segment is not None:
+        data["bodySite"] = {"coding": [{"system": AHA_SEGMENT_SYSTEM, "code": str(m.aha_segment),
+                                        "display": f"AHA 17-segment model, segment {m.aha_segment}"}],
+                            "text": f"{site} AHA segment {m.aha_segment}".strip()}
+    elif site:
+        data["bodySite"] = {"text": site}
     rr = m.reference_range
     if rr is not None and (rr.low is not None or rr.high is not None):
         rng: dict[str, Any] = {"text": f"{rr.population}; {rr.source}".strip("; ")}
@@ -124,12 +137,13 @@ def report_bundle(report: Report) -> Bundle:
     obs = [observation(m, report) for m in report.measurements]
     risks = [risk_assessment(r, _subject(report)) for r in report.risks]
     conclusion = "; ".join(f"{f.severity}: {f.message}" for f in report.flags) or None
+    kinds = ", ".join(s.kind for s in report.sections) or "cine function"
     dr = DiagnosticReport.model_validate({
         "resourceType": "DiagnosticReport", "id": str(uuid.uuid4()), "status": "final",
         "identifier": [{"system": "urn:medai:report", "value": report.report_id}],
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD",
                                   "display": "Radiology"}]}],
-        "code": {"coding": [CMR_REPORT_CODE], "text": "medai cine CMR analysis (research use only)"},
+        "code": {"coding": [CMR_REPORT_CODE], "text": f"medai CMR analysis: {kinds} (research use only)"},
         "subject": _subject(report), "issued": report.created.isoformat(),
         "effectiveDateTime": report.created.isoformat(),
         "result": [{"reference": f"urn:uuid:{o.id}"} for o in obs],
