@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import importlib
 
-_PREDICTOR_MODULES = ("medai.cardiac.predictor", "medai.risk.predictor", "medai.derm.predictor", "medai.derm.omics")
+_PREDICTOR_MODULES = (
+    "medai.cardiac.predictor",
+    "medai.cardiac.lge_predictor",
+    "medai.risk.predictor",
+    "medai.derm.predictor",
+    "medai.derm.omics",
+)
 
 for _name in _PREDICTOR_MODULES:
     try:
