@@ -96,3 +96,26 @@ def test_train_one_batch_on_real_emidec(data_dir: Path, tmp_path: Path) -> None:
     meta = read_metadata(res["package_dir"])
     assert meta.licence == "CC BY-NC-SA 4.0" and "Lalande" in meta.training_data[0].citation
     assert len(res["train_cases"]) == 2 and not set(res["train_cases"]) & set(res["heldout_cases"])
+
+
+def test_ship_copies_evaluates_and_writes_figures_from_the_json(tmp_path: Path) -> None:
+    from pipelines.lge.cv import run_cv
+    from pipelines.lge.ship import metadata_metrics, ship
+
+    torch.set_num_threads(1)
+    data = write_emidec(tmp_path / "emidec", n=6, shape=(3, 64, 64))
+    out = tmp_path / "shipped"
+    cv_json = out / "evaluation" / "emidec_cv2.json"
+    ov = [f"data.root={data}", "data.n_folds=2", "model.canonical_size=[64,64]", "model.crop_size=[32,32]",
+          "model.size_divisor=8", *TINY]
+    cv = run_cv(REPO_ROOT / "configs" / "experiment" / "lge_seg_2d.yaml", [0], data, cv_json, tmp_path / "work", ov)
+    assert not cv["complete"]
+    held = ship(tmp_path / "work" / "fold0", out, data, cv_json)
+    meta = read_metadata(out)
+    assert meta.name == "heart_mr_lge_seg" and meta.version == "1.0.0"
+    assert meta.metrics == metadata_metrics(held, cv) and "test/dice/myo" in meta.metrics
+    assert "evaluation/emidec_heldout_fold0.json" in meta.files and "evaluation/emidec_cv2.json" in meta.files
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"{held['mean']['dice.myo']:.3f}" in card and "Incomplete CV" in card and "0.879" in card
+    for f in meta.files:
+        assert (out / f).is_file(), f
