@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         rel = args.recipe
     command = " ".join(["python -m pipelines.lge.cv", shlex.quote(str(rel)), *map(shlex.quote, args.overrides),
-                        "--folds", *map(str, folds), "--out", str(args.out)])
+                        "--folds", *map(str, folds), *(["--data", str(args.data)] if args.data else []),
+                        "--out", str(args.out)])
     run_cv(args.recipe, folds, data, args.out, work, args.overrides, skip_existing=args.skip_existing,
            command=command)
 

@@ -29,6 +29,8 @@ from pipelines.lge.evaluate import INFARCT_CALL_THRESHOLD_PCT, evaluate_cli
 logger = logging.getLogger(__name__)
 
 COPIED = ("weights.pt", "inference.json", "split.json", "metadata.json")
+#: Optional record of design decisions measured before the CV (read into the card when present in evaluation/).
+DESIGN_FILE = "design_selection_fold1.json"
 #: Keys of the evaluation ``mean`` copied into ``metadata.json`` (as ``test/<key>`` and ``cv/<key>``).
 METRIC_KEYS = ("dice.myo", "dice.infarct", "dice.mvo", "dice.lv", "dice.infarct_only", "scar_pct_abs_error",
                "scar_pct_abs_error_infarct_cases", "mvo_pct_abs_error", "infarct_pct_pearson_r", "fp_scar_pct_normal",
@@ -99,6 +101,11 @@ def model_card(meta: Any, heldout: dict[str, Any], cv: dict[str, Any] | None, he
         if not cv.get("complete"):
             folds += f"\n**Incomplete CV**: only folds {cv['folds_run']} ran.\n"
     n_mvo = int(m.get("n_mvo_cases", 0))
+    ref = cv["pooled"] if cv else m
+    short = [f"{k.split('.')[1]} {ref[k]:.3f} < {v}" for k, v in FLOOR.items() if k in ref and ref[k] < v]
+    verdict = (f"**Below the medai floor** ({'CV pooled' if cv else 'held-out'} Dice: {'; '.join(short)}): not fit "
+               "to replace a reader's scar contours; use as a research baseline." if short else
+               f"Meets the medai floor ({', '.join(f'{k} >= {v}' for k, v in FLOOR.items())}).")
     return f"""# {meta.name} {meta.version} -- LGE short-axis scar segmentation (LV cavity, myocardium, infarct, MVO)
 
 {meta.description}
@@ -134,6 +141,8 @@ Infarct = labels 3+4 (MVO counted as infarct, EMIDEC-style), MVO = 4, myocardium
 |---|---|---|---|---|---|
 {rows}
 
+{verdict}
+
 | other figure | shipped model, held-out fold {fold} | CV pooled |
 |---|---|---|
 {other}
@@ -158,6 +167,25 @@ MLflow run of the shipped fold: {meta.mlflow_run_id or "n/a"}.
 """
 
 
+def design_section(doc: dict[str, Any]) -> str:
+    """Card section: the design measurements (figures from the design-selection JSON, through the predictor)."""
+    rows = "\n".join(
+        f"| {name} | {_f(r['mean'], 'dice.myo')} | {_f(r['mean'], 'dice.infarct')} | {_f(r['mean'], 'dice.mvo')} | "
+        f"{(r.get('train_time_s') or 0) / 60:.1f} |"
+        for name, r in doc["runs"].items()
+    )
+    return f"""
+## Design decisions (measured before the cross-validation)
+{doc["purpose"]}
+
+| run (trained on folds 2-4, evaluated on fold 1) | Dice myo | Dice infarct | Dice MVO | training min |
+|---|---|---|---|---|
+{rows}
+
+Decision: {doc["decision"]} Figures: `evaluation/{DESIGN_FILE}`.
+"""
+
+
 def ship(src: Path, out: Path, data: Path, cv_path: Path | None = None, version: str = "1.0.0") -> dict[str, Any]:
     """Steps 1-3 of the module docstring; returns the held-out evaluation document."""
     out = Path(out)
@@ -171,13 +199,16 @@ def ship(src: Path, out: Path, data: Path, cv_path: Path | None = None, version:
     write_metadata(out, meta.model_copy(update={"name": name, "version": version}))
     rel_out = out.resolve().relative_to(REPO_ROOT) if out.resolve().is_relative_to(REPO_ROOT) else out
     heldout_rel = f"evaluation/emidec_heldout_fold{fold}.json"
-    heldout = evaluate_cli(name, Path(data), "emidec", out / heldout_rel, package=Path(rel_out))
+    evaluate_cli(name, Path(data), "emidec", Path(rel_out) / heldout_rel, package=Path(rel_out))
+    heldout = json.loads((out / heldout_rel).read_text())  # as committed (with its command)
     cv = json.loads(Path(cv_path).read_text()) if cv_path and Path(cv_path).is_file() else None
     files = ["weights.pt", "inference.json", "split.json", "MODEL_CARD.md", heldout_rel]
     cv_rel = None
     if cv_path and Path(cv_path).resolve().parent == (out / "evaluation").resolve():
         cv_rel = f"evaluation/{Path(cv_path).name}"
-        files.append(cv_rel)
+    files += sorted(f"evaluation/{p.name}" for p in (out / "evaluation").glob("*.json")
+                    if f"evaluation/{p.name}" not in files)
+    design = out / "evaluation" / DESIGN_FILE
     reproduce = "\n".join(filter(None, [
         cv.get("command") if cv else None,
         f"python -m pipelines.lge.ship --from <MEDAI_HOME>/packages/heart_mr_lge_seg_cv/fold{fold}"
@@ -187,7 +218,10 @@ def ship(src: Path, out: Path, data: Path, cv_path: Path | None = None, version:
     meta = meta.model_copy(update={"name": name, "version": version, "metrics": metadata_metrics(heldout, cv),
                                    "files": files, "reproduce": reproduce})
     write_metadata(out, meta)
-    (out / "MODEL_CARD.md").write_text(model_card(meta, heldout, cv, heldout_rel, cv_rel))
+    card = model_card(meta, heldout, cv, heldout_rel, cv_rel)
+    if design.is_file():
+        card += design_section(json.loads(design.read_text()))
+    (out / "MODEL_CARD.md").write_text(card)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     logger.info("shipped %s (%.1f MB)", out, size / 1e6)
     return heldout
