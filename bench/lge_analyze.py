@@ -16,7 +16,7 @@ Goal (issue 9): the warm analysis takes 2 s or less.
 
 Usage::
 
-    .venv/bin/python bench/lge_analyze.py [--case Case_P002] [--repeat 5] [--json out.json]
+    .venv/bin/python bench/lge_analyze.py [--case Case_P010] [--repeat 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def baseline(folder: Path, predictor: Any) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--case", default="Case_P002")
+    ap.add_argument("--case", default="Case_P010")
     ap.add_argument("--model", default="heart_mr_lge_seg")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", type=Path, default=None)
