@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
     def phantom(
         out: Path = typer.Argument(..., file_okay=False, help="folder to write the synthetic DICOM study into"),
         kind: str = typer.Option(
-            "cine", "--kind", help="cine | cine-per-slice | cine-enhanced | lge | ct | cta | echo | brain | photo"
+            "cine", "--kind",
+            help="cine | cine-per-slice | cine-enhanced | lge | lge-scar | ct | cta | echo | brain | photo"
         ),
         seed: int = typer.Option(0, "--seed", help="makes UIDs and noise reproducible"),
     ) -> None:
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
             "cine-per-slice": lambda: ph.make_cine_sax_study(out, seed=seed, one_series_per_slice=True),
             "cine-enhanced": lambda: ph.make_cine_sax_study(out, seed=seed, enhanced=True),
             "lge": lambda: ph.make_lge_study(out, seed=seed),
+            "lge-scar": lambda: ph.make_lge_scar_study(out, seed=seed),
             "ct": lambda: ph.make_ct_volume(out, seed=seed, contrast=False),
             "cta": lambda: ph.make_ct_volume(out, seed=seed),
             "echo": lambda: ph.make_echo_multiframe(out, seed=seed),
