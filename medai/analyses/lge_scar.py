@@ -260,12 +260,10 @@ class LgeScar(Analysis):
             shown = LabelMap(volume=lm.volume.with_array(arr), labels=tuple(labels))
             out["overlay"] = overlay_png(img, shown, 0, box=crop_box(lm.volume.array),
                                          title="LGE: model segmentation and remote region (n-SD reference)")
-        for m in result.section.summary.get("methods", {}).values():
-            if m["method"] == "model" or (m["method"] == "nsd" and float(m["parameters"].get("n_sd", 0)) == 5.0):
-                name = "bullseye_model" if m["method"] == "model" else "bullseye_nsd5"
-                label = "model" if m["method"] == "model" else "5 SD above remote"
-                out[name] = bullseye_png(m["transmurality_pct"], vmin=0.0, vmax=100.0, cmap="magma", unit="%",
-                                         title=f"Infarct transmurality by AHA segment ({label})")
+        model = next((m for m in result.section.summary.get("methods", {}).values() if m["method"] == "model"), None)
+        if model is not None:  # the other methods' per-segment values are in the PDF table, the SR and the JSON
+            out["bullseye_model"] = bullseye_png(model["transmurality_pct"], vmin=0.0, vmax=100.0, cmap="magma",
+                                                 unit="%", title="Infarct transmurality by AHA segment (model)")
         return out
 
     def table_measurements(self, section: ReportSection) -> list[Any]:
@@ -307,9 +305,8 @@ class LgeScar(Analysis):
                                    st["small"]))
         if "overlay" in figures:
             story.append(kit.image(figures["overlay"], 150 * mm))
-        eyes = [kit.image(figures[k], 70 * mm) for k in ("bullseye_model", "bullseye_nsd5") if k in figures]
-        if eyes:
-            story.append(Table([eyes], colWidths=[88 * mm] * len(eyes)))
+        if "bullseye_model" in figures:
+            story.append(kit.image(figures["bullseye_model"], 75 * mm))
         return story
 
 
