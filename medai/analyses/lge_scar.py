@@ -96,7 +96,8 @@ class LgeScar(Analysis):
             why = "; ".join(refused) or "no LGE series"
             raise SeriesSelectionError(
                 f"Study {study.StudyInstanceUID} has no short-axis LGE stack ({why}). "
-                f"It has: {describe_series(study)}. Send the short-axis LGE (PSIR or magnitude IR) stack covering the LV.",
+                f"It has: {describe_series(study)}. "
+                "Send the short-axis LGE (PSIR or magnitude IR) stack covering the LV.",
                 details={"analysis": self.kind, "refused": refused,
                          "series": [s.series_type.value for s in study.series]})
         return sorted(ok, key=len, reverse=True)
