@@ -38,7 +38,7 @@ class LgeScarParams(BaseModel):
     fwhm_peak_percentile: float = Field(99.5, gt=50, le=100)
     min_slices: int = Field(3, ge=1)
     long_axis_pattern: str = r"(?i)(?<![a-z0-9])(?:[234][ _-]?ch|lax|vla|hla|lvot)(?![a-z])|long.?ax|chamber"
-    blood_to_remote_ratio: tuple[float, float] = (1.5, 40.0)
+    blood_to_remote_ratio: tuple[float, float] = (1.0, 40.0)
     min_myocardium_slices: int = Field(3, ge=1)
 
 
@@ -213,12 +213,13 @@ class LgeScar(Analysis):
         scar = (lab == val["infarct"]) | (lab == val["mvo"])
         # scar that touches neither healthy myocardium nor the cavity lies outside the myocardial ring
         ring = ndimage.binary_dilation((lab == val["myo"]) | lv, structure=np.ones((1, 3, 3), bool))
-        comps, n = ndimage.label(scar)
+        comps, n = ndimage.label(scar, structure=np.ones((3, 3, 3), bool))
         outside = [i for i in range(1, n + 1) if not (ring & (comps == i)).any()]
-        if outside:
+        n_out = int(np.isin(comps, outside).sum()) if outside else 0
+        if n_out >= max(10, 0.01 * int(scar.sum())):  # single stray voxels are not worth a warning
             flags.append(QualityFlag(code="scar_outside_myocardium", severity=Severity.WARNING,
-                                     message=f"{len(outside)} scar region(s) touch neither the myocardium nor the LV "
-                                             "cavity; review the segmentation."))
+                                     message=f"{len(outside)} scar region(s) ({n_out} voxels) touch neither the "
+                                             "myocardium nor the LV cavity; review the segmentation."))
         zs = [z for z in range(myo.shape[0]) if myo[z].any()]
         if n_myo_slices < p.min_myocardium_slices:
             flags.append(QualityFlag(code="lge_coverage_incomplete", severity=Severity.WARNING,
