@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", exists=True, help="data file or folder"),
         fmt: str = typer.Option("auto", "--format", help="data format (acdc-h5, acdc, sunnybrook, csv, ...)"),
         out: Path = typer.Option(Path("evaluation.json"), "--out", help="where to write the metrics JSON"),
-        model_package: Path | None = typer.Option(None, "--model", help="evaluate this package instead of the shipped one"),
+        model_package: Path | None = typer.Option(None, "--model",
+                                                  help="evaluate this package instead of the shipped one"),
         split: str | None = typer.Option(None, "--split", help="a split of the data's splits.csv (ACDC: train, val)"),
     ) -> None:
         """Evaluate a model on real data and write metrics JSON (logged to MLflow when a run is active)."""
