@@ -163,6 +163,10 @@ class Analysis(ABC):
         """The measurements shown in the section's PDF table (default: all)."""
         return list(section.measurements)
 
+    def sr_measurements(self, section: ReportSection) -> list[Any]:
+        """The measurements rendered into the study SR (default: all; JSON and FHIR always carry all)."""
+        return list(section.measurements)
+
 
 #: Analysis classes by kind (filled by ``medai/analyses/<kind>.py`` modules and ``medai.plugins`` entry points).
 ANALYSES: Registry[type[Analysis]] = Registry("analysis")

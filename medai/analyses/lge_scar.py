@@ -273,6 +273,16 @@ class LgeScar(Analysis):
         return [m for m in section.measurements
                 if m.aha_segment is None and (m.method_code is None or m.method_code == METHOD_CODES["model"])]
 
+    def sr_measurements(self, section: ReportSection) -> list[Any]:
+        """Every method's totals, and the per-segment transmurality of the model and of the 5-SD threshold (the
+        SR stays small enough to render in well under a second; JSON and FHIR carry every method's segments)."""
+        def keep(m: Measurement) -> bool:
+            if m.aha_segment is None or m.method_code is None:
+                return True
+            return m.method_code == METHOD_CODES["model"] or float(m.parameters.get("n_sd", 0)) == 5.0
+
+        return [m for m in section.measurements if keep(m)]
+
     def pdf_story(self, section: ReportSection, figures: dict[str, bytes], kit: Any) -> list[Any]:
         from reportlab.lib.units import mm
         from reportlab.platypus import Paragraph, Table, TableStyle

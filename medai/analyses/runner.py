@@ -203,7 +203,8 @@ def _render(study: Study, report: Report, results: Sequence[AnalysisResult], ana
                 files[Path(out.file).stem] = path
                 r.section.files["seg"] = out.file
                 seg_path, role = path, out.role
-        parts.append(SrPart(section=r.section, prediction=r.prediction, seg=seg_path, role=role))
+        parts.append(SrPart(section=r.section, prediction=r.prediction, seg=seg_path, role=role,
+                            measurements=analyses[r.kind].sr_measurements(r.section)))
     if attempt("sr", lambda: write_study_sr(report, study, tmp / "sr.dcm", parts)):
         files["sr"] = tmp / "sr.dcm"
     figures: dict[str, dict[str, bytes]] = {}

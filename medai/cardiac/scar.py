@@ -172,21 +172,28 @@ def transmurality_by_segment(scar: np.ndarray, myo: np.ndarray, lv: np.ndarray, 
         scar, myo, lv: ``(Z, Y, X)`` bool masks (scar within myo; myo = all LV myocardium).
         affine: the volume's ``(z, y, x) -> LPS`` affine (4x4).
     """
+    return transmurality_many([scar], myo, lv, affine)[0]
+
+
+def transmurality_many(scars: list[np.ndarray], myo: np.ndarray, lv: np.ndarray,
+                       affine: np.ndarray) -> list[dict[int, float]]:
+    """:func:`transmurality_by_segment` of several scar masks on one myocardium (the rays are cast once)."""
     slices, level = _slice_levels(myo, lv)
     u, v, basis = _in_plane_frame(affine)
     angles = np.deg2rad(np.arange(_N_RAYS) * 360.0 / _N_RAYS)
-    vals: dict[int, list[float]] = {}
+    vals: list[dict[int, list[float]]] = [{} for _ in scars]
     for z in slices:
         cy, cx = ndimage.center_of_mass(lv[z])
         coords, phi = _rays(myo[z], cy, cx, u, v, basis, angles)
         flat = [coords[0].ravel(), coords[1].ravel()]
         m = ndimage.map_coordinates(myo[z].astype(np.uint8), flat, order=0).reshape(_N_RAYS, -1).sum(1)
-        s = ndimage.map_coordinates((scar[z] & myo[z]).astype(np.uint8), flat, order=0).reshape(_N_RAYS, -1).sum(1)
         seg = _sectors(phi, level[z])
-        for sid, mm, ss in zip(seg, m, s, strict=True):
-            if mm > 0:
-                vals.setdefault(int(sid), []).append(100.0 * float(ss) / float(mm))
-    return {k: float(np.mean(x)) for k, x in sorted(vals.items())}
+        hit = m > 0
+        for i, scar in enumerate(scars):
+            s = ndimage.map_coordinates((scar[z] & myo[z]).astype(np.uint8), flat, order=0).reshape(_N_RAYS, -1).sum(1)
+            for sid, mm, ss in zip(seg[hit], m[hit], s[hit], strict=True):
+                vals[i].setdefault(int(sid), []).append(100.0 * float(ss) / float(mm))
+    return [{k: float(np.mean(x)) for k, x in sorted(d.items())} for d in vals]
 
 
 def remote_region(image: np.ndarray, myo: np.ndarray, lv: np.ndarray, exclude: np.ndarray, affine: np.ndarray,
@@ -243,7 +250,7 @@ def quantify(image: np.ndarray, myo: np.ndarray, lv: np.ndarray, infarct: np.nda
     remote = np.zeros_like(myo)
     if any(m.name == "nsd" for m in methods):
         remote = remote_region(image, myo, lv, model_scar, affine)
-    results = []
+    masks: list[tuple[Method, np.ndarray, float | None]] = []
     for m in methods:
         threshold = None
         if m.name == "model":
@@ -260,11 +267,15 @@ def quantify(image: np.ndarray, myo: np.ndarray, lv: np.ndarray, infarct: np.nda
             scar = (myo & (image >= threshold)) | mvo
         else:
             raise ValueError(f"unknown scar method {m.name!r}")
+        masks.append((m, scar, threshold))
+    trans = transmurality_many([s for _, s, _ in masks], myo, lv, affine)
+    results = []
+    for (m, scar, threshold), tr in zip(masks, trans, strict=True):
         n_scar = int(scar.sum())
         results.append(ScarResult(
             method=m, scar=scar,
             infarct_pct=100.0 * n_scar / n_myo if n_myo else 0.0,
             mvo_pct=100.0 * int(mvo.sum()) / n_myo if n_myo else 0.0,
             infarct_ml=n_scar * voxel_ml, mvo_ml=int(mvo.sum()) * voxel_ml,
-            transmurality_pct=transmurality_by_segment(scar, myo, lv, affine), threshold=threshold))
+            transmurality_pct=tr, threshold=threshold))
     return results, remote

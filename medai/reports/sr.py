@@ -263,7 +263,8 @@ def build_sr(
     if parts is None:
         plan = [("", list(report.measurements), seg, phase_sops)]
     else:
-        plan = [(p.section.kind, list(p.section.measurements), p.seg_dataset, p.phase_sops) for p in parts]
+        plan = [(p.section.kind, list(p.measurements if p.measurements is not None else p.section.measurements),
+                 p.seg_dataset, p.phase_sops) for p in parts]
     imaging: list[Any] = []
     segs: list[Dataset] = []
     for kind, part_measurements, part_seg, part_phases in plan:
@@ -378,6 +379,7 @@ class SrPart:
     role: str | None = None
     seg_dataset: Dataset | None = None
     phase_sops: dict[str, set[str]] | None = None
+    measurements: list[Measurement] | None = None  # what goes into the SR (default: the section's)
 
 
 def _phases_of(prediction: Prediction | None, role: str | None) -> dict[str, set[str]]:
