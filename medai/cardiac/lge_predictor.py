@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from medai.cardiac.lge_postprocess import MVO_POLICIES, clean_lge
-from medai.cardiac.preprocess import NetworkSpec
+from medai.cardiac.preprocess import NetworkSpec, load_network
 from medai.domain.codes import Code
 from medai.domain.prediction import Prediction, QualityFlag, Severity
 from medai.domain.study import Series, SeriesType, Study
@@ -39,7 +39,7 @@ from medai.domain.volume import ANATOMICAL_STRUCTURE, LabelMap, SegmentLabel, Vo
 from medai.errors import ConfigError, GeometryError, InputValidationError
 from medai.geometry import InplaneResample
 from medai.inference.predictor import Predictor
-from medai.registry import NETWORKS, PREDICTORS
+from medai.registry import PREDICTORS
 
 logger = logging.getLogger(__name__)
 
@@ -208,20 +208,12 @@ class LgeSegPredictor(Predictor):
             self.config = LgeSegInferenceConfig.model_validate_json(cfg_path.read_text())
         except ValueError as exc:
             raise ConfigError(f"invalid {cfg_path}: {exc}") from exc
-        params = dict(self.config.network.params)
-        params.setdefault("spatial_dims", self.config.spatial_dims)
-        if int(params.get("in_channels", 1)) != self.config.in_channels:  # type: ignore[call-overload]
-            raise ConfigError(f"{cfg_path}: network in_channels={params.get('in_channels')} but context="
-                              f"{self.config.context} needs {self.config.in_channels}")
-        net = NETWORKS.get(self.config.network.name)(**params)
-        weights = self.package_dir / self.config.weights
-        if not weights.is_file():
-            raise ConfigError(f"{self.package_dir} lacks its weights file {self.config.weights}")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-        net.load_state_dict(state)  # type: ignore[attr-defined]
+        if int(self.config.network.params.get("in_channels", 1)) != self.config.in_channels:  # type: ignore
+            raise ConfigError(f"{cfg_path}: network in_channels={self.config.network.params.get('in_channels')} "
+                              f"but context={self.config.context} needs {self.config.in_channels}")
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()  # type: ignore[attr-defined]
+        self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
+                                device)
         self.labels = label_table(self.config, self.metadata.labels)
 
     # ------------------------------------------------------------------------------------------------------------

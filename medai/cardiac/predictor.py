@@ -18,7 +18,7 @@ import numpy as np
 
 from medai.cardiac.phases import declared_phases, select_phases
 from medai.cardiac.postprocess import apply_basal_ring_rule, clean_cine
-from medai.cardiac.preprocess import CineSegInferenceConfig, normalize_intensity, pad_to_divisor
+from medai.cardiac.preprocess import CineSegInferenceConfig, load_network, normalize_intensity, pad_to_divisor
 from medai.cardiac.quality import curve_flags, input_flags, result_flags
 from medai.domain.codes import Code
 from medai.domain.prediction import Prediction, QualityFlag, Severity
@@ -27,7 +27,7 @@ from medai.domain.volume import ANATOMICAL_STRUCTURE, LabelMap, SegmentLabel, Vo
 from medai.errors import ConfigError, InputValidationError
 from medai.geometry import InplaneResample
 from medai.inference.predictor import Predictor
-from medai.registry import NETWORKS, PREDICTORS
+from medai.registry import PREDICTORS
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +79,9 @@ class CineSegPredictor(Predictor):
         if self.config.spatial_dims != 2:
             raise ConfigError(f"{cfg_path}: spatial_dims={self.config.spatial_dims}; cine_sax_seg runs 2-D "
                               "(slice-wise) networks only")
-        params = dict(self.config.network.params)
-        params.setdefault("spatial_dims", self.config.spatial_dims)
-        net = NETWORKS.get(self.config.network.name)(**params)
-        weights = self.package_dir / self.config.weights
-        if not weights.is_file():
-            raise ConfigError(f"{self.package_dir} lacks its weights file {self.config.weights}")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-        net.load_state_dict(state)  # type: ignore[attr-defined]
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()  # type: ignore[attr-defined]
+        self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
+                                device)
         self.labels = _label_table(self.config, self.metadata.labels)
 
     # ------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ Per 2-D slice (``(Y, X)``), the model sees:
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from pydantic import BaseModel, Field
 
@@ -27,6 +30,28 @@ class NetworkSpec(BaseModel):
 
     name: str
     params: dict[str, object] = Field(default_factory=dict)
+
+
+def load_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weights: str, device: str = "cpu") -> Any:
+    """Build the registered network of ``spec`` and load a package's weights (float32, eval mode, on ``device``).
+
+    Raises:
+        ConfigError: the weights file is missing.
+    """
+    import torch
+
+    from medai.errors import ConfigError
+    from medai.registry import NETWORKS
+
+    params = dict(spec.params)
+    params.setdefault("spatial_dims", spatial_dims)
+    net = NETWORKS.get(spec.name)(**params)
+    path = Path(package_dir) / weights
+    if not path.is_file():
+        raise ConfigError(f"{package_dir} lacks its weights file {weights}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})  # type: ignore
+    return net.to(torch.device(device)).eval()  # type: ignore[attr-defined]
 
 
 class CineSegInferenceConfig(BaseModel):
