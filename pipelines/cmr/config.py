@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -185,21 +185,28 @@ def load_trainer_preset(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def build_recipe(raw: dict[str, Any], overrides: list[str] | None = None) -> CmrSegRecipe:
-    """Validate a raw recipe dict (overrides applied, trainer preset merged)."""
+R = TypeVar("R", bound=BaseModel)
+
+
+def validate_recipe(cls: type[R], raw: dict[str, Any], overrides: list[str] | None, what: str) -> R:
+    """Validate a raw recipe dict as ``cls`` (dotted overrides applied, trainer preset merged).
+
+    Raises:
+        ConfigError: the recipe does not validate (``what`` names the kind of recipe in the message).
+    """
     raw = apply_overrides(dict(raw), list(overrides or []))
     trainer = dict(raw.get("trainer") or {})
     if trainer.get("preset"):
         trainer = {**load_trainer_preset(str(trainer["preset"])), **trainer}
     raw["trainer"] = trainer
     try:
-        return CmrSegRecipe.model_validate(raw)
+        return cls.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid cine segmentation recipe: {exc}") from exc
+        raise ConfigError(f"invalid {what} recipe: {exc}") from exc
 
 
-def load_recipe(path: Path, overrides: list[str] | None = None) -> CmrSegRecipe:
-    """Read, override and validate a recipe file."""
+def read_recipe(cls: type[R], path: Path, overrides: list[str] | None, what: str) -> R:
+    """Read a recipe file, then :func:`validate_recipe`."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -207,4 +214,14 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> CmrSegRecipe:
         raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping")
-    return build_recipe(raw, overrides)
+    return validate_recipe(cls, raw, overrides, what)
+
+
+def build_recipe(raw: dict[str, Any], overrides: list[str] | None = None) -> CmrSegRecipe:
+    """Validate a raw recipe dict (overrides applied, trainer preset merged)."""
+    return validate_recipe(CmrSegRecipe, raw, overrides, "cine segmentation")
+
+
+def load_recipe(path: Path, overrides: list[str] | None = None) -> CmrSegRecipe:
+    """Read, override and validate a recipe file."""
+    return read_recipe(CmrSegRecipe, path, overrides, "cine segmentation")

@@ -15,20 +15,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medai.cardiac.lge_predictor import LGE_LABELS, LgeSegInferenceConfig
 from medai.cardiac.preprocess import NetworkSpec
 from medai.datasets.emidec import FOLD_SEED, N_FOLDS
-from medai.errors import ConfigError
 from pipelines.cmr.config import (
     AugmentConfig,
     OptimConfig,
     PackageConfig,
     TrainerConfig,
-    apply_overrides,
-    load_trainer_preset,
+    read_recipe,
+    validate_recipe,
 )
 
 
@@ -116,11 +114,7 @@ class LgeModelConfig(_Strict):
 
     def inference_config(self) -> LgeSegInferenceConfig:
         """The ``inference.json`` of this model."""
-        return LgeSegInferenceConfig(
-            network=self.network, spatial_dims=self.spatial_dims, canonical_size=self.canonical_size,
-            crop_size=self.crop_size, context=self.context, norm=self.norm, p_low=self.p_low, p_high=self.p_high,
-            size_divisor=self.size_divisor, labels=dict(self.labels), mvo_policy=self.mvo_policy,
-        )
+        return LgeSegInferenceConfig.model_validate(self.model_dump())  # same field names; weights keep their default
 
 
 class LgeOptimConfig(OptimConfig):
@@ -157,24 +151,9 @@ class LgeSegRecipe(_Strict):
 
 def build_recipe(raw: dict[str, Any], overrides: list[str] | None = None) -> LgeSegRecipe:
     """Validate a raw recipe dict (overrides applied, trainer preset merged)."""
-    raw = apply_overrides(dict(raw), list(overrides or []))
-    trainer = dict(raw.get("trainer") or {})
-    if trainer.get("preset"):
-        trainer = {**load_trainer_preset(str(trainer["preset"])), **trainer}
-    raw["trainer"] = trainer
-    try:
-        return LgeSegRecipe.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid LGE segmentation recipe: {exc}") from exc
+    return validate_recipe(LgeSegRecipe, raw, overrides, "LGE segmentation")
 
 
 def load_recipe(path: Path, overrides: list[str] | None = None) -> LgeSegRecipe:
     """Read, override and validate a recipe file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping")
-    return build_recipe(raw, overrides)
+    return read_recipe(LgeSegRecipe, path, overrides, "LGE segmentation")
