@@ -94,6 +94,7 @@ class CineSegPredictor(Predictor):
         roi: bool = True,
         timings: dict[str, float] | None = None,
         progress: Callable[[str], None] | None = None,
+        uncertainty: dict[str, np.ndarray] | None = None,
     ) -> LabelMap:
         """Segment a ``(Z, Y, X)`` or ``(T, Z, Y, X)`` image volume; the result is in the source geometry.
 
@@ -108,6 +109,8 @@ class CineSegPredictor(Predictor):
                 heart moves by far less than the margin over a cycle; this cuts inference ~3x on a chest FOV.
             timings: filled with ``preprocessing`` / ``inference`` / ``postprocessing`` seconds when given.
             progress: called with ``"inference"`` / ``"postprocessing"`` as those stages start.
+            uncertainty: when given, filled with ``"slice_stats"``: ``(T, Z, C, 3)`` float32 per-slice sums of the
+                class probabilities (:func:`medai.quality.uncertainty.slice_stats`), for the quality gate.
 
         Returns:
             :class:`LabelMap` with ``volume.array`` uint8 of the input's shape and geometry.
@@ -129,11 +132,15 @@ class CineSegPredictor(Predictor):
         if progress is not None:
             progress("inference")
         out = np.empty((n_t, n_z, ny, nx), dtype=np.uint8)
-        out[0] = self._segment_slices(prep[0], step, None)
+        stats: list[np.ndarray] | None = [] if uncertainty is not None else None
+        out[0] = self._segment_slices(prep[0], step, None, stats)
         box = self._roi(out[0], step) if (roi and n_t > 1) else None
         if n_t > 1:
-            rest = self._segment_slices(prep[1:].reshape(-1, *prep.shape[-2:]), step, box)
+            rest = self._segment_slices(prep[1:].reshape(-1, *prep.shape[-2:]), step, box, stats)
             out[1:] = rest.reshape(n_t - 1, n_z, ny, nx)
+        if uncertainty is not None and stats:
+            all_stats = np.concatenate(stats)
+            uncertainty["slice_stats"] = all_stats.reshape(n_t, n_z, *all_stats.shape[1:])
         t2 = time.perf_counter()
         if progress is not None:
             progress("postprocessing")
@@ -173,9 +180,13 @@ class CineSegPredictor(Predictor):
         return y0, y1, x0, x1
 
     def _segment_slices(
-        self, slices: np.ndarray, step: InplaneResample, box: tuple[int, int, int, int] | None
+        self, slices: np.ndarray, step: InplaneResample, box: tuple[int, int, int, int] | None,
+        stats: list[np.ndarray] | None = None,
     ) -> np.ndarray:
-        """``(N, Y', X')`` normalised slices on the model grid -> ``(N, Y, X)`` uint8 labels on the source grid."""
+        """``(N, Y', X')`` normalised slices on the model grid -> ``(N, Y, X)`` uint8 labels on the source grid.
+
+        ``stats``, when given, gets one ``(n, C, 3)`` array of probability sums per chunk (on the model grid).
+        """
         import torch
 
         n = len(slices)
@@ -190,6 +201,10 @@ class CineSegPredictor(Predictor):
             with torch.inference_mode():
                 t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
                 prob = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx].cpu().numpy()
+            if stats is not None:
+                from medai.quality.uncertainty import slice_stats
+
+                stats.append(slice_stats(prob))
             if values is None:
                 values = np.zeros(prob.shape[1], dtype=np.uint8)
                 for v in self.config.labels.values():
@@ -217,7 +232,9 @@ class CineSegPredictor(Predictor):
             :class:`Prediction` with ``label_maps["cine_sax"]`` (``(T, Z, Y, X)`` in source geometry),
             coded measurements, quality flags and extras: ``image`` (the cine :class:`Volume`), ``volume_curve``
             (``times_ms``, ``lv_ml``, ``myo_ml``, ``rv_ml``), ``ed_frame``, ``es_frame``, ``phase_source``,
-            ``wall_thickness_mm`` (AHA segment -> mm), ``series_uids`` and ``timings_s`` per stage.
+            ``wall_thickness_mm`` (AHA segment -> mm), ``series_uids``, ``timings_s`` per stage, and
+            ``seg_slice_stats`` ``(T, Z, C, 3)`` (channel ``c`` = label value ``c``) for the segmentation-quality
+            estimate.
         """
         from medai.dicom.classify import select_series
         from medai.dicom.volumes import build_cine
@@ -231,10 +248,14 @@ class CineSegPredictor(Predictor):
             raise InputValidationError(
                 f"the cine series gave a {volume.array.shape} array, not a grey-level (T, Z, Y, X) stack",
                 details=[{"field": "series", "problem": "shape", "value": list(volume.array.shape)}])
-        labelmap = self.segment_volume(volume, timings=timings, progress=progress)
+        unc: dict[str, np.ndarray] = {}
+        labelmap = self.segment_volume(volume, timings=timings, progress=progress, uncertainty=unc)
         if progress is not None:
             progress("measurement")
-        return self.measure(inputs, series, volume, labelmap, timings)
+        pred = self.measure(inputs, series, volume, labelmap, timings)
+        if "slice_stats" in unc:
+            pred.extras["seg_slice_stats"] = unc["slice_stats"]
+        return pred
 
     def measure(
         self, study: Study, series: list[Series], volume: Volume, labelmap: LabelMap, timings: dict[str, float]

@@ -1,0 +1,199 @@
+"""``heart_mr_quality``'s predictor (registered as ``mr_quality``).
+
+Three parts, each optional in a package except the first:
+
+* the artefact CNN (``weights.pt``): per slice, the probability and severity of motion, ghosting/wrap,
+  spike/noise and low contrast; "good" is ``1 - max`` of the four;
+* the coverage classifier (``coverage.json``, logistic regressions on :data:`~medai.quality.features.
+  COVERAGE_FEATURES`): probability that basal / apical LV slices are missing from a short-axis stack;
+* the segmentation-quality regressors (``seg_quality.skops``, one per structure on :data:`~medai.quality.
+  features.SEG_FEATURES`): the Dice a segmentation would score against a reader, predicted without one.
+
+``predict(study)`` scores the slices of every cine / LGE short-axis series; the quality gate
+(:mod:`medai.quality.gate`) calls the parts directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from medai.domain.prediction import Prediction
+from medai.domain.study import Series, SeriesType, Study
+from medai.errors import ConfigError
+from medai.inference.predictor import Predictor
+from medai.quality.features import COVERAGE_FEATURES, SEG_FEATURES, Structures, coverage_features, seg_features
+from medai.quality.preprocess import INPUT_SIZE, prepare_slices
+from medai.quality.simulate import ARTEFACTS
+from medai.registry import PREDICTORS
+
+logger = logging.getLogger(__name__)
+
+#: Slices scored per forward pass.
+CHUNK = 64
+
+
+class QualityInferenceConfig(BaseModel):
+    """``inference.json`` of a quality package."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network: dict[str, Any]
+    weights: str = "weights.pt"
+    input_size: int = INPUT_SIZE
+    artefacts: list[str] = Field(default_factory=lambda: list(ARTEFACTS))
+    coverage: str | None = None
+    seg_quality: str | None = None
+
+
+@dataclass
+class SliceScores:
+    """Artefact scores of ``N`` slices: ``presence`` / ``severity`` ``(N, K)`` in ``[0, 1]``, ``good`` ``(N,)``."""
+
+    artefacts: list[str]
+    presence: np.ndarray
+    severity: np.ndarray
+
+    @property
+    def good(self) -> np.ndarray:
+        """``(N,)`` probability that a slice has none of the artefacts (``1 - max presence``)."""
+        return 1.0 - self.presence.max(1) if len(self.presence) else np.zeros(0)
+
+
+def sample_instances(series: Series, limit: int) -> list[Any]:
+    """Up to ``limit`` instances spread evenly over the series (all slice positions and phases alike)."""
+    inst = sorted(series.instances, key=lambda i: (i.get("InstanceNumber") or 0))
+    if len(inst) <= limit:
+        return inst
+    idx = np.unique(np.linspace(0, len(inst) - 1, limit).round().astype(int))
+    return [inst[i] for i in idx]
+
+
+@PREDICTORS.register("mr_quality")
+class QualityPredictor(Predictor):
+    """Artefact, coverage and segmentation-quality models of short-axis cardiac MR."""
+
+    input_kind = "study"
+
+    def load(self, device: str = "cpu", **kwargs: Any) -> None:
+        """Read ``inference.json``, the CNN weights, and the coverage / segmentation-quality files it names."""
+        import torch
+
+        from medai.registry import NETWORKS
+
+        path = self.package_dir / "inference.json"
+        if not path.is_file():
+            raise ConfigError(f"{self.package_dir} has no inference.json; it is not a quality package")
+        try:
+            self.config = QualityInferenceConfig.model_validate_json(path.read_text())
+        except ValueError as exc:
+            raise ConfigError(f"invalid {path}: {exc}") from exc
+
+        net = NETWORKS.get(self.config.network["name"])(**self.config.network.get("params", {}))
+        state = torch.load(self.package_dir / self.config.weights, map_location=device, weights_only=True)
+        net.load_state_dict(state)
+        self.net = net.eval().to(device)
+        self.device = torch.device(device)
+        self.coverage_model: dict[str, Any] | None = None
+        if self.config.coverage:
+            self.coverage_model = json.loads((self.package_dir / self.config.coverage).read_text())
+        self.seg_models: dict[str, Any] | None = None
+        if self.config.seg_quality:
+            import skops.io as sio
+
+            p = self.package_dir / self.config.seg_quality
+            self.seg_models = sio.load(p, trusted=sio.get_untrusted_types(file=p))
+
+    # -- artefacts -------------------------------------------------------------------------------------------------
+    def score_slices(self, slices: Sequence[np.ndarray] | np.ndarray) -> SliceScores:
+        """Artefact presence and severity of 2-D slices (any size; each normalised on its own)."""
+        import torch
+
+        k = len(self.config.artefacts)
+        x = prepare_slices(slices, self.config.input_size)
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(x), CHUNK):
+                outs.append(torch.sigmoid(self.net(torch.from_numpy(x[i : i + CHUNK]).to(self.device))).cpu().numpy())
+        out = np.concatenate(outs) if outs else np.zeros((0, 2 * k), dtype=np.float32)
+        return SliceScores(list(self.config.artefacts), out[:, :k], out[:, k:])
+
+    def score_series(self, series: Series, limit: int = 48) -> SliceScores:
+        """Scores of up to ``limit`` instances of ``series`` (every frame of multi-frame instances counts once)."""
+        slices = []
+        for inst in sample_instances(series, limit):
+            arr = np.asarray(inst.pixel_dataset().pixel_array, dtype=np.float32)
+            if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # colour: take luminance
+                arr = arr[..., :3].mean(-1)
+            slices += [arr] if arr.ndim == 2 else list(arr[:: max(1, len(arr) // 8)])
+        return self.score_slices(slices)
+
+    # -- coverage --------------------------------------------------------------------------------------------------
+    def coverage(self, labels: np.ndarray, structures: Structures, es: np.ndarray | None = None,
+                 spacing_zyx: tuple[float, float, float] | None = None) -> dict[str, float] | None:
+        """``{"basal": p, "apical": p}``: probability that LV slices are missing at each end of the ED
+        ``(Z, Y, X)`` label map (``es``: the ES one, when known); None when the package has no coverage model."""
+        if self.coverage_model is None:
+            return None
+        feats = coverage_features(labels, structures, es, spacing_zyx)
+        if len(feats["basal"]) != len(self.coverage_model["features"]):
+            raise ConfigError(f"{self.package_dir}: the coverage model was fitted on "
+                              f"{len(self.coverage_model['features'])} features, this medai computes "
+                              f"{len(feats['basal'])}; refit it (python -m pipelines.quality.fit_gate)")
+        out = {}
+        for end in ("basal", "apical"):
+            m = self.coverage_model[end]
+            z = (feats[end] - np.asarray(m["mean"])) / np.asarray(m["scale"])
+            out[end] = float(1.0 / (1.0 + np.exp(-(z @ np.asarray(m["coef"]) + m["intercept"]))))
+        return out
+
+    def coverage_threshold(self, end: str, override: float | None = None) -> float:
+        """The probability from which ``end`` (``basal`` / ``apical``) counts as missing: ``override``, else the
+        threshold the package chose on its training data, else 0.5."""
+        if override is not None:
+            return float(override)
+        return float((self.coverage_model or {}).get(end, {}).get("threshold", 0.5))
+
+    # -- segmentation quality --------------------------------------------------------------------------------------
+    def predicted_dice(self, labels: np.ndarray, spacing_zyx: tuple[float, float, float], stats: np.ndarray | None,
+                       structures: Structures, values: dict[str, int],
+                       artefacts: np.ndarray | list[float] | None = None) -> dict[str, float]:
+        """Predicted Dice per structure (names of ``values`` that the package has a regressor for).
+
+        Args:
+            artefacts: per artefact class (:attr:`config.artefacts` order), the highest probability over the
+                series' slices.
+        """
+        if self.seg_models is None:
+            return {}
+        out = {}
+        for name, value in values.items():
+            reg = self.seg_models.get(name)
+            if reg is None:
+                continue
+            f = seg_features(labels, value, spacing_zyx, stats, structures, artefacts)
+            if f.shape[0] != reg.n_features_in_:
+                raise ConfigError(f"{self.package_dir}: the segmentation-quality model was fitted on "
+                                  f"{reg.n_features_in_} features, this medai computes {f.shape[0]}; refit it "
+                                  "(python -m pipelines.quality.fit_gate)")
+            out[name] = float(np.clip(reg.predict(f[None])[0], 0.0, 1.0))
+        return out
+
+    def predict(self, inputs: Study) -> Prediction:
+        """Artefact scores of every cine and LGE short-axis series of the study.
+
+        Returns:
+            :class:`Prediction` with ``extras["series"]``: SeriesInstanceUID -> :class:`SliceScores`.
+        """
+        scores = {s.SeriesInstanceUID: self.score_series(s)
+                  for s in inputs.series_of_type(SeriesType.CINE_SAX, SeriesType.LGE)}
+        return Prediction(model=self.ref, extras={"series": scores})
+
+
+__all__ = ["COVERAGE_FEATURES", "SEG_FEATURES", "QualityPredictor", "SliceScores", "sample_instances"]
