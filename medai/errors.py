@@ -53,6 +53,12 @@ class SeriesSelectionError(DicomError):
     code = "series-selection-error"
 
 
+class ImageQualityError(DicomError):
+    """The images are unusable for the analysis (the quality gate passed no series)."""
+
+    code = "image-quality-unusable"
+
+
 class ConfigError(MedaiError):
     """A YAML recipe, model package or setting is invalid."""
 

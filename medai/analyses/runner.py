@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medai.analyses import Analysis, AnalysisResult, ModelProvider, catalogue, get_analysis
-from medai.domain.prediction import Prediction, QualityFlag, Report, Severity
+from medai.domain.prediction import Prediction, QualityFlag, QualityStatus, Report, Review, Severity
 from medai.domain.study import Study
 from medai.errors import MedaiError, SeriesSelectionError
 
@@ -147,6 +147,8 @@ def compose_report(study: Study, results: Sequence[AnalysisResult], study_flags:
         flags += s.flags
     summary: dict[str, Any] = dict(results[0].section.summary) if len(results) == 1 else {}
     summary["analyses"] = [r.kind for r in results]
+    reasons = [f"{r.section.title}: {f.message}" for r in results if r.section.quality is not None
+               and r.section.quality.status != QualityStatus.PASS for f in r.section.quality.findings]
     return Report(
         report_id=str(uuid.uuid4()),
         study_instance_uid=study.StudyInstanceUID,
@@ -158,6 +160,7 @@ def compose_report(study: Study, results: Sequence[AnalysisResult], study_flags:
         flags=flags,
         summary=summary,
         sections=[r.section for r in results],
+        review=Review(required=bool(reasons), reasons=reasons),
     )
 
 
@@ -242,6 +245,7 @@ def run_study_analyses(
     progress: Callable[[str], None] | None = None,
     extra_timings: dict[str, float] | None = None,
     config_dir: Path | None = None,
+    step_dir: Path | None = None,
 ) -> StudyOutputs:
     """Run the analyses of ``study`` and write the study report files into ``out_dir``.
 
@@ -256,6 +260,8 @@ def run_study_analyses(
             own stages: ``preprocessing``, ``inference``...; ``rendering`` at the end).
         extra_timings: stage timings measured by the caller (e.g. ``ingest``), recorded in the report.
         config_dir: analysis configs folder (default ``configs/analyses``).
+        step_dir: step configs folder (default ``configs/steps``): the steps (the quality gate) that wrap every
+            analysis; a step that refuses an analysis (unusable images) counts as that analysis failing.
 
     Returns:
         :class:`StudyOutputs`.
@@ -271,7 +277,10 @@ def run_study_analyses(
         if progress is not None:
             progress(stage)
 
+    from medai.analyses.steps import steps as configured_steps
+
     analyses = select_analyses(study, kinds, config_dir)
+    wrappers = configured_steps(step_dir)
     provider = models or package_provider()
     results: list[AnalysisResult] = []
     study_flags: list[QualityFlag] = []
@@ -281,7 +290,10 @@ def run_study_analyses(
         tell(a.kind)
         t0 = time.perf_counter()
         try:
+            states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
             res = a.run(study, provider, tell)
+            for st, state in states:
+                st.after(a, res, state, provider, tell)
         except MedaiError as exc:
             if kinds:
                 raise

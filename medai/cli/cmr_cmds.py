@@ -75,8 +75,16 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
     for f in outputs.report.flags:
         colour = {"error": "red", "warning": "yellow"}.get(str(f.severity), "dim")
         console.print(f"[{colour}]{f.severity}[/] {f.code}: {f.message}")
+    for section in outputs.report.sections:
+        q = section.quality
+        if q is not None:
+            extra = ", ".join(f"{k} predicted Dice {v:.2f}" for k, v in q.predicted_dice.items())
+            console.print(f"image quality ({section.kind}): {q.status.value}" + (f"; {extra}" if extra else ""))
+    if outputs.report.review.required:
+        console.print("[bold red]REVIEW REQUIRED[/]: " + " | ".join(outputs.report.review.reasons))
     t = outputs.timings_s
-    stages = ("ingest", "volume", "preprocessing", "inference", "postprocessing", "measurement", "rendering")
+    stages = ("ingest", "quality", "volume", "preprocessing", "inference", "postprocessing", "measurement",
+              "rendering")
     console.print("timings: " + ", ".join(f"{k} {t[k]:.2f}s" for k in stages if k in t))
     for kind, path in outputs.files.items():
         console.print(f"{kind}: {path}")

@@ -272,6 +272,7 @@ def heart_labels(
     radial_shortening: float = 0.4,
     rv_shortening: float = 0.45,
     es_fraction: float = 0.35,
+    above_base_slices: int = 0,
 ) -> np.ndarray:
     """Rasterise the beating LV/RV label map.
 
@@ -283,11 +284,18 @@ def heart_labels(
         radial_shortening: fractional endocardial radius reduction at end-systole.
         rv_shortening: fractional RV free-wall excursion at end-systole.
         es_fraction: end-systole as a fraction of the cardiac cycle.
+        above_base_slices: the first slices lie above the base (atria level: no ventricle), as in a stack that
+            covers the whole LV; the ventricle takes the other ``n_slices - above_base_slices``.
 
     Returns:
-        ``(T, Z, Y, X)`` uint8 labels with values from :data:`CINE_LABELS` (slice 0 is the base).
+        ``(T, Z, Y, X)`` uint8 labels with values from :data:`CINE_LABELS` (slice 0 is the base, or above it).
     """
+    if not 0 <= above_base_slices < n_slices:
+        raise ValueError(f"above_base_slices must be in 0..{n_slices - 1}")
     lab = np.zeros((n_phases, n_slices, rows, cols), dtype=np.uint8)
+    full = lab
+    lab = full[:, above_base_slices:]
+    n_slices -= above_base_slices
     yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
     cy, cx = (rows - 1) / 2 + 3.0, (cols - 1) / 2 + 6.0  # LV slightly off centre
     yy_mm, xx_mm = (yy - cy) * pixel_spacing, (xx - cx) * pixel_spacing
@@ -316,7 +324,7 @@ def heart_labels(
                 sl[inside_rv & (r_mm > r_epi) & (xx_mm < 0)] = CINE_LABELS["rv"]
             sl[(r_mm <= r_epi) & (r_mm > r_endo)] = CINE_LABELS["myo"]
             sl[r_mm <= r_endo] = CINE_LABELS["lv"]
-    return lab
+    return full
 
 
 def truth_from_labels(labels: np.ndarray, voxel_ml: float) -> PhantomTruth:
@@ -390,6 +398,7 @@ def make_cine_sax_study(
     series_description: str = "CINE_SAX_bSSFP",
     center_lps: Sequence[float] = (12.0, 35.0, -40.0),
     orientation_angles: Sequence[float] = SAX_ANGLES_DEG,
+    above_base_slices: int = 0,
 ) -> Phantom:
     """A cine short-axis bSSFP MR study of a beating heart with exactly known volumes.
 
@@ -411,6 +420,8 @@ def make_cine_sax_study(
         series_description: SeriesDescription (slice number appended in the one-series-per-slice layout).
         center_lps: position of the volume centre (mm, LPS).
         orientation_angles: rotations (degrees, about S, P, L) of the oblique image plane.
+        above_base_slices: slices above the base (no ventricle): 0 cuts the stack at the LV's widest section,
+            so the stack looks basally truncated; 1 gives a stack that covers the LV (see :func:`heart_labels`).
 
     Returns:
         The :class:`Phantom`: datasets (instance order is slice-major, phase-minor), labels ``(T, Z, Y, X)``,
@@ -418,7 +429,7 @@ def make_cine_sax_study(
     """
     rng = np.random.default_rng(seed)
     spacing = slice_thickness + slice_gap
-    labels = heart_labels(n_phases, n_slices, rows, cols, pixel_spacing)
+    labels = heart_labels(n_phases, n_slices, rows, cols, pixel_spacing, above_base_slices=above_base_slices)
     image = _paint_cine(labels, pixel_spacing, rng, noise)
     truth = truth_from_labels(labels, pixel_spacing * pixel_spacing * spacing / 1000.0)
 

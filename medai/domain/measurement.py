@@ -59,6 +59,7 @@ class Measurement(BaseModel):
         aha_segment: the AHA 17-segment model segment (1-17) the value refers to, when regional.
         reference_range: the published normal interval, when one applies.
         flag: interpretation against ``reference_range``.
+        review: codes of the quality findings that put this value under review (empty: none).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -75,3 +76,4 @@ class Measurement(BaseModel):
     aha_segment: int | None = None
     reference_range: ReferenceRange | None = None
     flag: Flag = Flag.UNKNOWN
+    review: list[str] = Field(default_factory=list)

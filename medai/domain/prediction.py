@@ -107,7 +107,93 @@ class Prediction:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
+
+
+class QualityStatus(StrEnum):
+    """The quality gate's verdict: results usable as they are, usable after a reader's review, or not at all."""
+
+    PASS = "pass"
+    REVIEW = "review"
+    UNUSABLE = "unusable"
+
+
+def worst(statuses: list[QualityStatus]) -> QualityStatus:
+    """The most severe of ``statuses`` (PASS when empty)."""
+    order = [QualityStatus.PASS, QualityStatus.REVIEW, QualityStatus.UNUSABLE]
+    return max(statuses, key=order.index, default=QualityStatus.PASS)
+
+
+class ArtefactScore(BaseModel):
+    """One artefact class over the scored slices of a series group.
+
+    Attributes:
+        share: fraction of scored slices whose probability exceeds the slice threshold.
+        max_probability: highest probability over the slices.
+        severity: mean predicted severity (0-1) over the flagged slices (0 when none).
+    """
+
+    share: float
+    max_probability: float
+    severity: float = 0.0
+
+
+class SeriesQuality(BaseModel):
+    """The artefact assessment of the series of one type that an analysis reads.
+
+    Attributes:
+        series_type: e.g. ``cine_sax``.
+        series_instance_uids: the series assessed (a cine stack may be one series per slice).
+        n_slices: slices (images) scored.
+        good_share: fraction of scored slices with no artefact above the threshold.
+        artefacts: artefact class -> :class:`ArtefactScore`.
+        status: verdict on this series group.
+    """
+
+    series_type: str
+    series_instance_uids: list[str] = Field(default_factory=list)
+    n_slices: int = 0
+    good_share: float = 1.0
+    artefacts: dict[str, ArtefactScore] = Field(default_factory=dict)
+    status: QualityStatus = QualityStatus.PASS
+
+
+class QualityFinding(BaseModel):
+    """One reason for review: stable code, message, and the measurements it puts under review."""
+
+    code: str
+    message: str
+    status: QualityStatus = QualityStatus.REVIEW
+    measurements: list[str] = Field(default_factory=list)
+
+
+class QualityAssessment(BaseModel):
+    """What the quality gate found for one analysis.
+
+    Attributes:
+        model: the quality model used.
+        status: the verdict (the worst of the series and findings).
+        findings: reasons for review (empty when ``status`` is PASS).
+        series: artefact assessment per series group.
+        coverage: probability that basal / apical LV slices are missing (None: not assessed).
+        predicted_dice: structure -> predicted Dice of the segmentation against a reader (no ground truth used).
+        thresholds: the configured thresholds the verdict used.
+    """
+
+    model: ModelRef | None = None
+    status: QualityStatus = QualityStatus.PASS
+    findings: list[QualityFinding] = Field(default_factory=list)
+    series: list[SeriesQuality] = Field(default_factory=list)
+    coverage: dict[str, float] | None = None
+    predicted_dice: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
+class Review(BaseModel):
+    """Whether the report must be reviewed before its values are used, and why (one line per finding)."""
+
+    required: bool = False
+    reasons: list[str] = Field(default_factory=list)
 
 
 class ReportSection(BaseModel):
@@ -122,6 +208,7 @@ class ReportSection(BaseModel):
         flags: its quality flags.
         summary: analysis-specific, JSON-serialisable details (phases, curves, per-method tables...).
         files: output kind -> file name of the renderings specific to this analysis (its SEG).
+        quality: the quality gate's assessment of this analysis (None when it was not assessed).
     """
 
     kind: str
@@ -132,6 +219,7 @@ class ReportSection(BaseModel):
     flags: list[QualityFlag] = Field(default_factory=list)
     summary: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)
+    quality: QualityAssessment | None = None
 
 
 class Report(BaseModel):
@@ -140,7 +228,7 @@ class Report(BaseModel):
     Array-bearing artefacts (label maps) are not part of the JSON; they are rendered as DICOM SEG. A study report
     holds one :class:`ReportSection` per analysis that ran (``sections``); the top-level ``measurements``,
     ``flags``, ``models`` and ``series`` are their union (plus study-level flags), so single-purpose readers
-    keep working.
+    keep working. ``review`` says whether the quality gate asks for a reader's review before the values are used.
     """
 
     schema_version: str = REPORT_SCHEMA_VERSION
@@ -157,6 +245,7 @@ class Report(BaseModel):
     risks: list[RiskEstimate] = Field(default_factory=list)
     summary: dict[str, Any] = Field(default_factory=dict)
     sections: list[ReportSection] = Field(default_factory=list)
+    review: Review = Field(default_factory=Review)
 
     def section(self, kind: str) -> ReportSection | None:
         """The section of analysis ``kind``, or None when that analysis did not run."""

@@ -91,6 +91,9 @@ def observation(m: Measurement, report: Report | None = None) -> Observation:
     if m.flag in _INTERP:
         code, disp = _INTERP[m.flag]
         data["interpretation"] = [{"coding": [{"system": INTERPRETATION_SYSTEM, "code": code, "display": disp}]}]
+    if m.review:
+        data["status"] = "preliminary"  # a quality finding asks for a reader's review before the value is used
+        data["note"] = [{"text": f"review required: {', '.join(m.review)}"}]
     return Observation.model_validate(data)
 
 
@@ -128,6 +131,49 @@ def _num(s: str) -> float | None:
         return None
 
 
+#: local code system of medai's image-quality observations
+QUALITY_SYSTEM = "urn:medai:image-quality"
+
+
+def quality_observation(section: Any, report: Report) -> Observation | None:
+    """A section's quality-gate assessment as an Observation (verdict as value, artefacts / coverage / predicted
+    Dice as components; ``interpretation`` A when review is required)."""
+    q = section.quality
+    if q is None:
+        return None
+    comps: list[dict[str, Any]] = []
+    for g in q.series:
+        for name, a in g.artefacts.items():
+            comps.append({"code": {"coding": [{"system": QUALITY_SYSTEM, "code": f"artefact-{name}"}],
+                                   "text": f"{name} artefact share of {g.series_type} slices"},
+                          "valueQuantity": _quantity(a.share, "1", "1")})
+    for end, p in (q.coverage or {}).items():
+        comps.append({"code": {"coding": [{"system": QUALITY_SYSTEM, "code": f"missing-{end}"}],
+                               "text": f"probability of missing {end} LV slices"},
+                      "valueQuantity": _quantity(p, "1", "1")})
+    for k, d in q.predicted_dice.items():
+        comps.append({"code": {"coding": [{"system": QUALITY_SYSTEM, "code": f"predicted-dice-{k}"}],
+                               "text": f"predicted Dice of the {k} segmentation"},
+                      "valueQuantity": _quantity(d, "1", "1")})
+    data: dict[str, Any] = {
+        "resourceType": "Observation", "id": str(uuid.uuid4()), "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "imaging", "display": "Imaging"}]}],
+        "code": {"coding": [{"system": QUALITY_SYSTEM, "code": "image-quality", "display": "Image quality"}],
+                 "text": f"{section.title or section.kind}: image quality"},
+        "subject": _subject(report), "effectiveDateTime": report.created.isoformat(),
+        "valueCodeableConcept": {"coding": [{"system": QUALITY_SYSTEM, "code": q.status.value}],
+                                 "text": "; ".join(f.message for f in q.findings) or "acceptable"},
+        **({"component": comps} if comps else {}),
+    }
+    if q.status.value != "pass":
+        data["interpretation"] = [{"coding": [{"system": INTERPRETATION_SYSTEM, "code": "A",
+                                               "display": "Abnormal"}], "text": "review required"}]
+    if q.model is not None:
+        data["device"] = {"display": f"{q.model.name} {q.model.version}"}
+    return Observation.model_validate(data)
+
+
 def _entry(res: Any) -> dict[str, Any]:
     return {"fullUrl": f"urn:uuid:{res.id}", "resource": res}
 
@@ -135,8 +181,11 @@ def _entry(res: Any) -> dict[str, Any]:
 def report_bundle(report: Report) -> Bundle:
     """The report as a Bundle: DiagnosticReport + its Observations (+ RiskAssessments when it holds risks)."""
     obs = [observation(m, report) for m in report.measurements]
+    obs += [o for o in (quality_observation(s, report) for s in report.sections) if o is not None]
     risks = [risk_assessment(r, _subject(report)) for r in report.risks]
     conclusion = "; ".join(f"{f.severity}: {f.message}" for f in report.flags) or None
+    if report.review.required:
+        conclusion = "REVIEW REQUIRED. " + (conclusion or "")
     kinds = ", ".join(s.kind for s in report.sections) or "cine function"
     dr = DiagnosticReport.model_validate({
         "resourceType": "DiagnosticReport", "id": str(uuid.uuid4()), "status": "final",

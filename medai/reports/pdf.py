@@ -164,6 +164,8 @@ def _measurement_table(measurements: list[Measurement], st: dict[str, Any]) -> A
         meaning = m.code.meaning[:1].upper() + m.code.meaning[1:]
         value = format_value(m.value)
         flag = {Flag.LOW: "LOW", Flag.HIGH: "HIGH", Flag.NORMAL: "normal", Flag.UNKNOWN: "-"}[m.flag]
+        if m.review:
+            flag += " / review"
         bold = ("<b>", "</b>") if abnormal else ("", "")
         data.append([
             Paragraph(_esc(meaning), st["cell"]),
@@ -266,6 +268,45 @@ def cine_story(section: Any, figures: Mapping[str, bytes]) -> list[Any]:
     return story
 
 
+def quality_story(section: Any, st: dict[str, Any]) -> list[Any]:
+    """The quality gate's verdict of a section: a coloured banner (review required / acceptable), its reasons,
+    and a table of the artefact scores, coverage and predicted Dice."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+
+    q = section.quality
+    if q is None:
+        return []
+    text = {"pass": "Image quality: acceptable", "review": "REVIEW REQUIRED before these values are used",
+            "unusable": "IMAGES UNUSABLE"}[q.status.value]
+    colour = {"pass": "#2e7d32", "review": "#e65100", "unusable": "#b00020"}[q.status.value]
+    banner = Table([[Paragraph(f"<b>{_esc(text)}</b>", st["banner"])]], colWidths=[180 * mm])
+    banner.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(colour)),
+                                ("TOPPADDING", (0, 0), (-1, -1), 3), ("BOTTOMPADDING", (0, 0), (-1, -1), 3)]))
+    out: list[Any] = [banner]
+    for f in q.findings:
+        out.append(Paragraph(f"<b>{_esc(f.code)}</b>: {_esc(f.message)}", st["small"]))
+    rows = [["Series", "Slices", "Good", *(a.replace("_", " ") for a in (q.series[0].artefacts if q.series else {}))]]
+    for g in q.series:
+        rows.append([g.series_type, str(g.n_slices), f"{100 * g.good_share:.0f}%",
+                     *(f"{100 * a.share:.0f}% (max {a.max_probability:.2f})" for a in g.artefacts.values())])
+    if len(rows) > 1:
+        table = Table([[Paragraph(_esc(c), st["cell"]) for c in r] for r in rows])
+        table.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde3ea")),
+                                   ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#c8ced6"))]))
+        out += [Spacer(1, 1 * mm), table]
+    extra = []
+    if q.coverage is not None:
+        extra.append("missing slices: " + ", ".join(f"{k} p={v:.2f}" for k, v in q.coverage.items()))
+    if q.predicted_dice:
+        extra.append("predicted Dice: " + ", ".join(f"{k.upper()} {v:.2f}" for k, v in q.predicted_dice.items()))
+    if extra:
+        model = f" ({q.model.name} {q.model.version})" if q.model else ""
+        out.append(Paragraph(_esc("; ".join(extra) + model), st["small"]))
+    return [*out, Spacer(1, 2 * mm)]
+
+
 def _page_story(page: PdfPage, st: dict[str, Any], title: bool) -> list[Any]:
     from reportlab.platypus import Paragraph
 
@@ -273,6 +314,7 @@ def _page_story(page: PdfPage, st: dict[str, Any], title: bool) -> list[Any]:
     story: list[Any] = []
     if title:
         story.append(Paragraph(_esc(section.title or section.kind), st["title"]))
+    story += quality_story(section, st)
     main = (page.analysis.table_measurements(section) if page.analysis is not None
             else [m for m in section.measurements if not m.name.startswith(_WALL_PREFIX)])
     story.append(Paragraph("Measurements", st["h2"]))

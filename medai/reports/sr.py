@@ -7,6 +7,9 @@ Layout (Comprehensive 3D SR, ``Imaging Measurement Report`` of ``Magnetic resona
   its segment in the DICOM SEG (``ReferencedSegment`` plus the source images of that phase: DICOM forbids frame
   numbers next to a segment number), names the segmented structure as finding type, and the model as algorithm;
 * measurements without a segment (heart rate, BSA) go into a TID 1501 group;
+* each analysis' quality-gate assessment is a TID 1501 group ``<kind> image quality``: qualitative evaluations of
+  the verdict (acceptable / review required / unusable), of each artefact class (present / absent) and of each
+  review reason, with the predicted Dice per structure and the missing-slice probabilities as measurements;
 * quality flags are qualitative evaluations of a ``quality`` TID 1501 group (code = the flag's stable code,
   meaning = its message, truncated to the 64 characters DICOM allows);
 * each measurement carries its code, value and UCUM unit from the :class:`~medai.domain.measurement.Measurement`,
@@ -147,10 +150,51 @@ def _segments_of(seg: Dataset) -> dict[str, tuple[int, Any]]:
     return out
 
 
+_STATUS_MEANING = {"pass": "Image quality acceptable", "review": "Review required", "unusable": "Images unusable"}
+
+
+def _local(value: str, meaning: str) -> Any:
+    from highdicom.sr import CodedConcept
+
+    return CodedConcept(value=value, scheme_designator=LOCAL_SCHEME, meaning=meaning[:64])  # > 16: LongCodeValue
+
+
+def _quality_group(kind: str, section: ReportSection, algorithm: Any) -> Any | None:
+    """The TID 1501 group of a section's quality assessment (None when it has none)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    q = section.quality
+    if q is None:
+        return None
+    qa = hd.sr.CodedConcept(value="IQA", scheme_designator=LOCAL_SCHEME, meaning="Image quality assessment")
+    evaluations = [hd.sr.QualitativeEvaluation(name=qa, value=_local(f"IQ_{q.status.value.upper()}",
+                                                                      _STATUS_MEANING[q.status.value]))]
+    for g in q.series:
+        for name, a in g.artefacts.items():
+            evaluations.append(hd.sr.QualitativeEvaluation(
+                name=_local(f"ART_{name.upper()}", f"{name.replace('_', ' ')} artefact on {g.series_type}"),
+                value=codes.SCT.Present if a.share > 0 else codes.SCT.Absent))
+    reason = hd.sr.CodedConcept(value="IQREASON", scheme_designator=LOCAL_SCHEME, meaning="Reason for review")
+    for f in q.findings:
+        evaluations.append(hd.sr.QualitativeEvaluation(name=reason, value=_local(f.code, f.message)))
+    measurements = [hd.sr.Measurement(name=_local(f"PDICE_{k.upper()}", f"Predicted Dice coefficient, {k}"),
+                                      value=float(v), unit=ucum("1"), algorithm_id=algorithm)
+                    for k, v in q.predicted_dice.items()]
+    for end, p in (q.coverage or {}).items():
+        measurements.append(hd.sr.Measurement(name=_local(f"PMISS_{end.upper()}",
+                                                          f"Probability of missing {end} LV slices"),
+                                              value=float(p), unit=ucum("1"), algorithm_id=algorithm))
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{kind} image quality"),
+        algorithm_id=algorithm, qualitative_evaluations=evaluations, measurements=measurements or None)
+
+
 def _coding_schemes(report: Report) -> list[Any]:
     from pydicom import Dataset as _Dataset
 
-    if not any(m.code.scheme == LOCAL_SCHEME for m in report.measurements) and not report.flags:
+    if (not any(m.code.scheme == LOCAL_SCHEME for m in report.measurements) and not report.flags
+            and not any(s.quality is not None for s in report.sections)):
         return []
     item = _Dataset()
     item.CodingSchemeDesignator = LOCAL_SCHEME
@@ -271,6 +315,10 @@ def build_sr(
         if part_seg is not None and all(part_seg is not x for x in segs):
             segs.append(part_seg)
         imaging += _groups(kind, part_measurements, part_seg, part_phases, algorithm)
+    for p in parts or []:
+        group = _quality_group(p.section.kind, p.section, algorithm)
+        if group is not None:
+            imaging.append(group)
     if report.flags:
         evaluations = [
             hd.sr.QualitativeEvaluation(

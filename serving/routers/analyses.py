@@ -32,6 +32,15 @@ class AnalysisRequest(BaseModel):
                                      "its host must be in MEDAI_API_CALLBACK_ALLOWED_HOSTS")
 
 
+class JobQuality(BaseModel):
+    """The quality gate's verdict on a finished job's report."""
+
+    review_required: bool = Field(description="true: a reader must review the report before its values are used")
+    reasons: list[str] = Field(default_factory=list, description="one line per finding")
+    analyses: dict[str, str] = Field(default_factory=dict,
+                                     description="analysis kind -> pass | review | unusable (gated analyses only)")
+
+
 class Job(BaseModel):
     """An analysis job."""
 
@@ -48,11 +57,29 @@ class Job(BaseModel):
     error_code: str | None = None
     callback_status: str | None = None
     results: dict[str, str] = Field(default_factory=dict, description="result kind -> URL")
+    quality: JobQuality | None = Field(None, description="the quality gate's verdict (succeeded jobs)")
 
 
-def job_out(job: dict[str, Any]) -> Job:
+def job_quality(jobs: JobRunner, job: dict[str, Any]) -> JobQuality | None:
+    """The review verdict of a succeeded job, read from its ``report.json`` (None before or without one)."""
+    import json
+
+    name = job["files"].get("json") if job["status"] == "succeeded" else None
+    if not name:
+        return None
+    try:
+        doc = json.loads((jobs.result_dir(job["id"]) / name).read_text())
+    except (OSError, ValueError):
+        return None
+    review = doc.get("review") or {}
+    return JobQuality(review_required=bool(review.get("required")), reasons=list(review.get("reasons") or []),
+                      analyses={s["kind"]: s["quality"]["status"] for s in doc.get("sections", [])
+                                if s.get("quality")})
+
+
+def job_out(job: dict[str, Any], quality: JobQuality | None = None) -> Job:
     res = {k: f"/v1/analyses/{job['id']}/results/{k}" for k in job["files"]}
-    return Job(id=job["id"], kind=job["kind"], kinds=decode_kinds(job["kind"]),
+    return Job(quality=quality, id=job["id"], kind=job["kind"], kinds=decode_kinds(job["kind"]),
                study_instance_uid=job["study_uid"], status=job["status"],
                stage=job["stage"], attempts=job["attempts"], created=job["created"], updated=job["updated"],
                error=job["error"], error_code=job["error_code"], callback_status=job["callback_status"], results=res)
@@ -124,7 +151,7 @@ def status(job_id: str, request: Request, who: Principal = Depends(clinical),
     """The job's state, stage, error and result links."""
     job = _job(jobs, job_id)
     audit.record(jobs.engine, who, request, "read", "analysis", job_id)
-    return job_out(job)
+    return job_out(job, job_quality(jobs, job))
 
 
 @router.get("/{job_id}/results/{kind}", summary="A result file", response_class=FileResponse,
