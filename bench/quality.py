@@ -61,12 +61,20 @@ def study_dir(tmp: Path) -> tuple[Path, str]:
 def per_slice(quality: Any, cine: Any, slices: list[np.ndarray], repeat: int) -> dict[str, float]:
     from medai.cardiac.preprocess import normalize_intensity, pad_to_divisor
 
+    from medai.quality.preprocess import prepare_slices
+
     quality.score_slices(slices[:8])
-    q = []
+    q, net = [], []
+    prepared = torch.from_numpy(prepare_slices(slices))
     for _ in range(repeat):
         t0 = time.perf_counter()
         quality.score_slices(slices)
         q.append((time.perf_counter() - t0) / len(slices))
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for i in range(0, len(prepared), 64):
+                quality.net(prepared[i : i + 64])
+        net.append((time.perf_counter() - t0) / len(slices))
     x, _ = pad_to_divisor(np.stack([normalize_intensity(s, cine.config.p_low, cine.config.p_high)
                                     for s in slices if s.shape == slices[0].shape]), cine.config.size_divisor)
     t = torch.from_numpy(np.ascontiguousarray(x[:, None], dtype=np.float32))
@@ -78,7 +86,8 @@ def per_slice(quality: Any, cine: Any, slices: list[np.ndarray], repeat: int) ->
             for i in range(0, len(t), 24):
                 cine.net(t[i : i + 24])
             b.append((time.perf_counter() - t0) / len(t))
-    return {"quality_ms": 1000 * statistics.median(q), "seg_forward_ms": 1000 * statistics.median(b)}
+    return {"quality_ms": 1000 * statistics.median(q), "quality_net_ms": 1000 * statistics.median(net),
+            "seg_forward_ms": 1000 * statistics.median(b)}
 
 
 def main() -> None:
@@ -116,11 +125,14 @@ def main() -> None:
                  gate_stage_s=statistics.median(gate_stage))
         rows[threads] = r
     t1 = Table(title=f"quality gate per slice: {what_slices}")
-    for col in ("threads", "quality CNN (ms/slice)", "baseline: cine seg forward (ms/slice)", "ratio", "goal <= 1 ms"):
+    for col in ("threads", "CNN forward (ms/slice)", "with resize + normalise (ms/slice)",
+                "baseline: cine seg forward (ms/slice)", "ratio (with preprocessing)", "goal <= 1 ms (CNN / all)"):
         t1.add_column(col)
     for t, r in rows.items():
-        t1.add_row(str(t), f"{r['quality_ms']:.3f}", f"{r['seg_forward_ms']:.3f}",
-                   f"{r['quality_ms'] / r['seg_forward_ms']:.2f}x", "met" if r["quality_ms"] <= 1.0 else "NOT met")
+        t1.add_row(str(t), f"{r['quality_net_ms']:.3f}", f"{r['quality_ms']:.3f}", f"{r['seg_forward_ms']:.3f}",
+                   f"{r['quality_ms'] / r['seg_forward_ms']:.2f}x",
+                   f"{'met' if r['quality_net_ms'] <= 1.0 else 'NOT met'} / "
+                   f"{'met' if r['quality_ms'] <= 1.0 else 'NOT met'}")
     console.print(t1)
     t2 = Table(title=f"quality gate per cine study: {what_study}; warm, {args.repeat} runs each")
     for col in ("threads", "with gate (s)", "without (s)", "added (s)", "gate stages (s)", "goal <= 0.3 s"):

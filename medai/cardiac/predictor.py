@@ -200,11 +200,12 @@ class CineSegPredictor(Predictor):
             padded, (sy, sx) = pad_to_divisor(x, self.config.size_divisor)
             with torch.inference_mode():
                 t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
-                prob = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx].cpu().numpy()
-            if stats is not None:
-                from medai.quality.uncertainty import slice_stats
+                prob_t = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx]
+                if stats is not None:
+                    from medai.quality.uncertainty import slice_stats
 
-                stats.append(slice_stats(prob))
+                    stats.append(slice_stats(prob_t))
+                prob = prob_t.cpu().numpy()
             if values is None:
                 values = np.zeros(prob.shape[1], dtype=np.uint8)
                 for v in self.config.labels.values():

@@ -109,8 +109,26 @@ def _components_2d(mask: np.ndarray) -> float:
     return float(np.mean(counts)) if counts else 0.0
 
 
+def frame_context(arr: np.ndarray, s: Structures, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:
+    """The structure-independent features of one frame: myocardial ring, LV enclosure, LV volume (mL)."""
+    from scipy.ndimage import binary_dilation
+
+    lv = arr == s.lv
+    myo = arr == s.myo
+    enclosure = 0.0
+    if lv.any():
+        cross = np.zeros((3, 3, 3), bool)  # in-plane 4-neighbourhood: slices are dilated one by one
+        cross[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+        ring_out = binary_dilation(lv, structure=cross) & ~lv
+        enclosure = float((ring_out & myo).sum() / max(ring_out.sum(), 1))
+    rings = [ring_completeness(lv[k], myo[k]) for k in range(len(arr)) if lv[k].any()]
+    return {"enclosure": enclosure, "ring": float(np.mean(rings)) if rings else 0.0,
+            "vol_lv": float(lv.sum()) * float(np.prod(spacing_zyx)) / 1000.0}
+
+
 def seg_features(arr: np.ndarray, value: int, spacing_zyx: tuple[float, float, float], stats: np.ndarray | None,
-                 s: Structures, artefacts: np.ndarray | list[float] | None = None) -> np.ndarray:
+                 s: Structures, artefacts: np.ndarray | list[float] | None = None,
+                 context: dict[str, float] | None = None) -> np.ndarray:
     """Features (:data:`SEG_FEATURES`) of structure ``value`` in one frame.
 
     Args:
@@ -121,8 +139,9 @@ def seg_features(arr: np.ndarray, value: int, spacing_zyx: tuple[float, float, f
             None (then the two uncertainty features are neutral: 0 and 1).
         s: the label values of LV / myocardium / RV (for the enclosure, ring and LV-ratio features).
         artefacts: per artefact class, the highest probability over the series' slices (zeros when None).
+        context: :func:`frame_context` of ``arr`` (computed when None; pass it to score several structures).
     """
-    from scipy.ndimage import binary_dilation, label
+    from scipy.ndimage import label
 
     art = np.zeros(N_ARTEFACT_FEATURES) if artefacts is None else np.asarray(artefacts, dtype=float)
     m = arr == value
@@ -146,13 +165,6 @@ def seg_features(arr: np.ndarray, value: int, spacing_zyx: tuple[float, float, f
         worst = float(per_slice[big].max()) if big.any() else unc
     else:
         unc, soft_hard, worst = 0.0, 1.0, 0.0
-    lv = arr == s.lv
-    myo = arr == s.myo
-    enclosure = 0.0
-    if lv.any():
-        ring_out = np.stack([binary_dilation(sl) & ~sl for sl in lv])
-        enclosure = float((ring_out & myo).sum() / max(ring_out.sum(), 1))
-    rings = [ring_completeness(lv[k], myo[k]) for k in range(z) if lv[k].any()]
-    vol_lv = float(lv.sum()) * vox_ml
+    ctx = context if context is not None else frame_context(arr, s, spacing_zyx)
     return np.array([np.log1p(vol), present.mean(), _components_2d(m), largest, irregular, unc, soft_hard,
-                     enclosure, float(np.mean(rings)) if rings else 0.0, vol / max(vol_lv, 1e-3), worst, *art])
+                     ctx["enclosure"], ctx["ring"], vol / max(ctx["vol_lv"], 1e-3), worst, *art])

@@ -172,12 +172,15 @@ class QualityPredictor(Predictor):
         """
         if self.seg_models is None:
             return {}
+        from medai.quality.features import frame_context
+
         out = {}
+        ctx = frame_context(labels, structures, spacing_zyx)
         for name, value in values.items():
             reg = self.seg_models.get(name)
             if reg is None:
                 continue
-            f = seg_features(labels, value, spacing_zyx, stats, structures, artefacts)
+            f = seg_features(labels, value, spacing_zyx, stats, structures, artefacts, ctx)
             if f.shape[0] != reg.n_features_in_:
                 raise ConfigError(f"{self.package_dir}: the segmentation-quality model was fitted on "
                                   f"{reg.n_features_in_} features, this medai computes {f.shape[0]}; refit it "

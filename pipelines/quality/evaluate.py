@@ -120,8 +120,10 @@ def seg_quality_metrics(rows: list[dict[str, Any]], limits: dict[str, float]) ->
 
 
 def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cine_ref: str = "heart_mr_cine_seg",
-             variants: int = 4) -> dict[str, Any]:
-    """The held-out metrics of ``fmt`` data at ``data`` (see the module docstring)."""
+             variants: int = 4, progress: Any = None) -> dict[str, Any]:
+    """The held-out metrics of ``fmt`` data at ``data`` (see the module docstring); ``progress(text)`` is told
+    each stage as it starts."""
+    say = progress or logger.info
     from pipelines.quality import data as qdata
 
     params = _gate_params()
@@ -153,7 +155,7 @@ def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cin
         raise ConfigError(f"heart_mr_quality evaluates --format acdc, emidec or sunnybrook, not {fmt!r}")
     if not slices:
         raise ConfigError(f"no held-out slices found in {data} for --format {fmt}")
-    logger.info("artefacts: %d held-out slices", len(slices))
+    say(f"artefacts: {len(slices)} held-out slices, clean and with each of 4 simulated artefacts")
     out["artefacts"] = artefact_metrics(predictor, slices, params.slice_threshold)
     if cases:
         from medai.cardiac.predictor import load_default
@@ -162,11 +164,11 @@ def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cin
         cine = load_default(cine_ref)
         out["segmentation_model"] = f"{cine.metadata.name} {cine.metadata.version}"
         if fmt == "acdc" and predictor.coverage_model is not None:
-            logger.info("coverage: %d stacks", len(cases))
+            say(f"coverage: {len(cases)} stacks segmented, then truncated")
             thresholds = {e: predictor.coverage_threshold(e, params.coverage_threshold) for e in ("basal", "apical")}
             out["coverage"] = coverage_metrics(coverage_rows(cine, cases, predictor), thresholds)
         if predictor.seg_models is not None:
-            logger.info("segmentation quality: %d stacks x %d variants", len(cases), variants)
+            say(f"segmentation quality: {len(cases)} stacks x {variants} variants segmented")
             rows = seg_quality_rows(cine, predictor, cases, variants, SEED)
             out["segmentation_quality"] = seg_quality_metrics(rows, params.min_predicted_dice)
             out["segmentation_quality"]["rows"] = [{k: v for k, v in r.items() if k != "features"} for r in rows]
@@ -177,21 +179,29 @@ def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cin
 def evaluate_cli(model: str, data: Path, fmt: str, out: Path, package: Path | None = None,
                  split: str | None = None) -> dict[str, Any]:
     """``medai evaluate heart_mr_quality ...``: write the metrics JSON (and print a short table)."""
+    from rich.console import Console
+
     from medai.inference.predictor import Predictor
     from medai.quality.predictor import QualityPredictor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    console = Console(stderr=True)
     pred = Predictor.from_package(package or model)
     if not isinstance(pred, QualityPredictor):
         raise ConfigError(f"{package or model} is a {pred.metadata.predictor} package, not an mr_quality one")
     if fmt == "auto":
         fmt = "acdc"
-    res = evaluate(pred, data, fmt, split)
+    res = evaluate(pred, data, fmt, split, progress=lambda t: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {t}"))
     res["command"] = " ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else ""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(res, indent=1))
     a = res["artefacts"]
-    logger.info("artefact AUC %s; good AUC %.3f; false alarms %.1f%%",
-                {k: round(v["auc"], 3) for k, v in a["per_class"].items()}, a["good_auc"],
-                100 * a["false_alarm_rate"])
+    console.print("artefact AUC " + ", ".join(f"{k} {v['auc']:.3f}" for k, v in a["per_class"].items())
+                  + f"; good {a['good_auc']:.3f}; false alarms {100 * a['false_alarm_rate']:.1f} %")
+    if "coverage" in res:
+        console.print(f"coverage error {100 * res['coverage']['error_rate']:.1f} %")
+    if "segmentation_quality" in res:
+        q = res["segmentation_quality"]["all"]
+        console.print(f"predicted vs real Dice MAE {q['mae']:.3f}, r {q['pearson_r']:.2f}, bad cases caught "
+                      f"{q['catch_rate'] if q['catch_rate'] is None else round(100 * q['catch_rate'], 1)} %")
+    console.print(f"wrote {out}")
     return res

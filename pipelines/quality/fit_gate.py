@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     cine = load_default(args.cine)
     quality = QualityPredictor.from_package(args.package)
     assert isinstance(quality, QualityPredictor)
+    quality.seg_models = None  # the rows being made are the ones to fit: no predictions from an older fit
     cases = load_acdc_release(args.data, split="train")
     from medai.settings import get_settings
 

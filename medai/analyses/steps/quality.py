@@ -83,11 +83,16 @@ class QualityGate(Step):
             return None
         progress("quality")
         t0 = time.perf_counter()
+        from medai.quality.predictor import QualityPredictor
+
+        ref = self.config.models["quality"]
         try:
-            qp = models(self.config.models["quality"])
+            qp = models(ref)
         except ModelNotFoundError as exc:  # not served here: the results are reported, but flagged unassessed
             logger.warning("quality gate skipped for %s: %s", analysis.kind, exc.message)
             return {"missing": exc.message}
+        if not isinstance(qp, QualityPredictor):
+            return {"missing": f"{ref} is served by a {type(qp).__name__}, not a quality model"}
         p = self.params
         groups: list[SeriesQuality] = []
         for t in types:
@@ -95,7 +100,7 @@ class QualityGate(Step):
             if not series:
                 continue  # the analysis reports the missing series itself
             per = max(1, p.max_slices // len(series))
-            scores = [qp.score_series(s, limit=per) for s in series]  # type: ignore[attr-defined]
+            scores = [qp.score_series(s, limit=per) for s in series]
             pres = np.concatenate([s.presence for s in scores])
             sev = np.concatenate([s.severity for s in scores])
             hit = pres > p.slice_threshold
@@ -118,7 +123,7 @@ class QualityGate(Step):
                 f"{analysis.config.title} was not run: the images are unusable ({desc}). Repeat the acquisition "
                 "(breath-hold, shimming, field of view), or send the study with a better series.",
                 details={"analysis": analysis.kind, "series": [g.model_dump(mode="json") for g in bad]})
-        names = list(qp.config.artefacts)  # type: ignore[attr-defined]
+        names = list(qp.config.artefacts)
         per_class = [max((g.artefacts[n].max_probability for g in groups if n in g.artefacts), default=0.0)
                      for n in names]
         return {"groups": groups, "artefacts": per_class, "seconds": time.perf_counter() - t0}
@@ -142,8 +147,11 @@ class QualityGate(Step):
                 code="quality_not_assessed", message=msg)])
             section.flags.append(QualityFlag(code="quality_not_assessed", severity=Severity.WARNING, message=msg))
             return
+        from medai.quality.predictor import QualityPredictor
+
         t0 = time.perf_counter()
         qp = models(self.config.models["quality"])
+        assert isinstance(qp, QualityPredictor)  # checked in before()
         p = self.params
         section = result.section
         findings: list[QualityFinding] = []
@@ -172,13 +180,13 @@ class QualityGate(Step):
                 if types & set(p.coverage_series):
                     ed = arr[frames[0]] if lm.volume.is_temporal else arr
                     es = arr[frames[1]] if lm.volume.is_temporal and len(frames) > 1 else None
-                    coverage = qp.coverage(ed, s, es, spacing)  # type: ignore[attr-defined]
+                    coverage = qp.coverage(ed, s, es, spacing)
                 if types & set(p.seg_quality_series):
                     per_frame = []
                     for f in frames:
                         a = arr[f] if lm.volume.is_temporal else arr
                         st = None if stats is None else (stats[f] if stats.ndim == 4 else stats)
-                        per_frame.append(qp.predicted_dice(  # type: ignore[attr-defined]
+                        per_frame.append(qp.predicted_dice(
                             a, spacing, st, s, {k: v for k, v in names.items() if k in p.min_predicted_dice},
                             state["artefacts"]))
                     for k in per_frame[0] if per_frame else []:
@@ -187,7 +195,7 @@ class QualityGate(Step):
             section.flags = [f for f in section.flags if f.code not in _RULE_COVERAGE_FLAGS]
             vol_names = [m.name for m in section.measurements if m.segment in ("lv", "myo", "rv")]
             for end, where in (("basal", "the mitral valve plane"), ("apical", "the apex")):
-                if coverage[end] >= qp.coverage_threshold(end, p.coverage_threshold):  # type: ignore[attr-defined]
+                if coverage[end] >= qp.coverage_threshold(end, p.coverage_threshold):
                     findings.append(QualityFinding(
                         code=f"{end}_coverage_missing",
                         message=f"{end.capitalize()} LV slices are likely missing (probability {coverage[end]:.2f}): "

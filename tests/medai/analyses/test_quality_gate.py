@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from medai.analyses.runner import package_provider, run_study_analyses
-from medai.cardiac.predictor import CineSegPredictor
 from medai.analyses.steps import read_step_config, steps
+from medai.cardiac.predictor import CineSegPredictor
 from medai.cli import app as cli_app
 from medai.dicom.ingest import ingest
 from medai.dicom.phantoms import make_cine_sax_study
@@ -31,7 +31,6 @@ from medai.domain.prediction import QualityStatus
 from medai.errors import ConfigError, ImageQualityError
 from medai.inference.predictor import Predictor
 from medai.quality.simulate import corrupt_dicom_files
-
 
 PHANTOM = {"rows": 128, "cols": 128, "n_slices": 9, "n_phases": 12, "seed": 3, "above_base_slices": 1}
 
@@ -233,3 +232,24 @@ def test_the_job_result_carries_the_verdict(api: object, studies: dict[str, Path
     job = _submit(api, studies["unusable"])
     assert job["status"] == "failed" and job["error_code"] == "image-quality-unusable", job
     assert not job["results"]
+
+
+def test_lge_gets_the_artefact_verdict(tmp_path: Path) -> None:
+    """LGE passes the same gate (artefacts; coverage and predicted Dice are fitted for cine only)."""
+    from medai.dicom.phantoms import make_lge_scar_study
+    from tests.medai.analyses.conftest import KnownLabels
+
+    ph = make_lge_scar_study(tmp_path / "lge", seed=4)
+    known = KnownLabels(ph.labels)
+    quality = Predictor.from_package("heart_mr_quality")
+    out = run_study_analyses(ingest(tmp_path / "lge").studies[0], tmp_path / "o", kinds=["lge_scar"],
+                             models=lambda ref: quality if ref == "heart_mr_quality" else known)
+    q = out.report.section("lge_scar").quality
+    assert q is not None and [g.series_type for g in q.series] == ["lge"]
+    assert q.series[0].n_slices == len(ph.paths) and q.coverage is None and q.predicted_dice == {}
+    # a provider that cannot give the quality model: reported, flagged unassessed, review required
+    out = run_study_analyses(ingest(tmp_path / "lge").studies[0], tmp_path / "o2", kinds=["lge_scar"],
+                             models=lambda ref: known)
+    q = out.report.section("lge_scar").quality
+    assert q is not None and q.status == QualityStatus.REVIEW and q.findings[0].code == "quality_not_assessed"
+    assert out.report.review.required
