@@ -14,9 +14,6 @@ import logging
 import threading
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from medai.analyses.base import (
     ANALYSES,
     Analysis,
@@ -25,6 +22,7 @@ from medai.analyses.base import (
     MeasurementSpec,
     ModelProvider,
     SegOutput,
+    read_kind_config,
 )
 from medai.errors import ConfigError
 from medai.settings import REPO_ROOT
@@ -44,17 +42,7 @@ def read_config(path: Path) -> AnalysisConfig:
     Raises:
         ConfigError: not YAML, invalid fields (each named), or a file name that differs from its ``kind``.
     """
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} is not readable YAML: {exc}") from exc
-    try:
-        cfg = AnalysisConfig.model_validate(doc)
-    except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path} is not a valid analysis config: {errs}") from exc
-    if Path(path).stem != cfg.kind:
-        raise ConfigError(f"{path} declares kind {cfg.kind!r}; name the file {cfg.kind}.yaml")
+    cfg: AnalysisConfig = read_kind_config(path, AnalysisConfig, "analysis config")
     return cfg
 
 

@@ -168,5 +168,32 @@ class Analysis(ABC):
         return list(section.measurements)
 
 
+def read_kind_config(path: Any, model: Any, what: str) -> Any:
+    """Read and validate a ``configs/<area>/<kind>.yaml`` into pydantic ``model`` (which has a ``kind`` field).
+
+    Raises:
+        ConfigError: not YAML, invalid fields (each named), or a file name that differs from its ``kind``.
+    """
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ValidationError
+
+    from medai.errors import ConfigError
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not readable YAML: {exc}") from exc
+    try:
+        cfg = model.model_validate(doc)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path} is not a valid {what}: {errs}") from exc
+    if Path(path).stem != cfg.kind:
+        raise ConfigError(f"{path} declares kind {cfg.kind!r}; name the file {cfg.kind}.yaml")
+    return cfg
+
+
 #: Analysis classes by kind (filled by ``medai/analyses/<kind>.py`` modules and ``medai.plugins`` entry points).
 ANALYSES: Registry[type[Analysis]] = Registry("analysis")

@@ -15,12 +15,10 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from medai.analyses.base import Analysis, AnalysisResult, ModelProvider, Progress
+from medai.analyses.base import Analysis, AnalysisResult, ModelProvider, Progress, read_kind_config
 from medai.domain.study import Study
-from medai.errors import ConfigError
 from medai.registry import Registry
 from medai.settings import REPO_ROOT
 
@@ -75,16 +73,7 @@ _catalogue: dict[Path, list[Step]] = {}
 
 def read_step_config(path: Path) -> StepConfig:
     """Read and validate one step config (the file is named after its kind)."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        cfg = StepConfig.model_validate(doc)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} is not readable YAML: {exc}") from exc
-    except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path} is not a valid step config: {errs}") from exc
-    if Path(path).stem != cfg.kind:
-        raise ConfigError(f"{path} declares kind {cfg.kind!r}; name the file {cfg.kind}.yaml")
+    cfg: StepConfig = read_kind_config(path, StepConfig, "step config")
     return cfg
 
 

@@ -47,6 +47,7 @@ class QualityParams(BaseModel):
 
     series: list[SeriesType] = Field(default_factory=lambda: [SeriesType.CINE_SAX, SeriesType.LGE])
     max_slices: int = Field(48, ge=1, le=10_000)
+    min_matrix: int = Field(96, ge=8, le=4096)
     slice_threshold: float = Field(0.5, gt=0, lt=1)
     review_share: float = Field(0.25, gt=0, le=1)
     unusable_share: float = Field(0.9, gt=0, le=1)
@@ -99,6 +100,12 @@ class QualityGate(Step):
             series = study.series_of_type(t)
             if not series:
                 continue  # the analysis reports the missing series itself
+            sizes = [min(int(i.get("Rows") or 0), int(i.get("Columns") or 0)) for s in series for i in s.instances]
+            if sizes and min(sizes) < p.min_matrix:  # outside what the model was trained on: not judged
+                groups.append(SeriesQuality(series_type=t.value, series_instance_uids=[s.SeriesInstanceUID
+                                                                                        for s in series],
+                                            n_slices=0, good_share=0.0, status=QualityStatus.REVIEW))
+                continue
             per = max(1, p.max_slices // len(series))
             scores = [qp.score_series(s, limit=per) for s in series]
             pres = np.concatenate([s.presence for s in scores])
@@ -125,7 +132,7 @@ class QualityGate(Step):
                 details={"analysis": analysis.kind, "series": [g.model_dump(mode="json") for g in bad]})
         names = list(qp.config.artefacts)
         per_class = [max((g.artefacts[n].max_probability for g in groups if n in g.artefacts), default=0.0)
-                     for n in names]
+                     for n in names] if groups else [0.0] * len(names)
         return {"groups": groups, "artefacts": per_class, "seconds": time.perf_counter() - t0}
 
     @staticmethod
@@ -157,7 +164,13 @@ class QualityGate(Step):
         findings: list[QualityFinding] = []
         all_names = [m.name for m in section.measurements]
         for g in state["groups"]:
-            if g.status != QualityStatus.PASS:
+            if g.n_slices == 0:
+                findings.append(QualityFinding(
+                    code=f"image_quality_not_assessed_{g.series_type}",
+                    message=f"The {g.series_type} images are smaller than the {p.min_matrix} pixels the quality "
+                    "model was trained on, so their quality was not assessed: check them before using the values.",
+                    measurements=all_names))
+            elif g.status != QualityStatus.PASS:
                 findings.append(QualityFinding(
                     code=f"image_artefacts_{g.series_type}",
                     message=f"{_pct(1 - g.good_share)} of the {g.n_slices} {g.series_type} slices scored show "

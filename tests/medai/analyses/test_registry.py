@@ -117,10 +117,12 @@ def test_analysis_flag_restricts_and_an_automatic_failure_is_flagged(tiny_models
     out = run_study_analyses(study, tmp_path / "a", kinds=["lge_scar"], models=package_provider(tiny_models))
     assert [s.kind for s in out.report.sections] == ["lge_scar"] and "seg" not in out.files
 
+    provide = package_provider(tiny_models)
+
     def broken(ref: str) -> Predictor:
         if ref == "heart_mr_lge_seg":
             raise ConfigError("the LGE package is missing its weights")
-        return tiny_models[ref]
+        return provide(ref)
 
     out = run_study_analyses(study, tmp_path / "b", models=broken)
     assert [s.kind for s in out.report.sections] == ["cine_function"]
