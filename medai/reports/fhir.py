@@ -138,7 +138,7 @@ QUALITY_SYSTEM = "urn:medai:image-quality"
 def quality_observation(section: Any, report: Report) -> Observation | None:
     """A section's quality-gate assessment as an Observation (verdict as value, artefacts / coverage / predicted
     Dice as components; ``interpretation`` A when review is required)."""
-    q = section.quality
+    q = getattr(section, "quality", None)
     if q is None:
         return None
     comps: list[dict[str, Any]] = []

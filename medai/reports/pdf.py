@@ -275,7 +275,7 @@ def quality_story(section: Any, st: dict[str, Any]) -> list[Any]:
     from reportlab.lib.units import mm
     from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
 
-    q = section.quality
+    q = getattr(section, "quality", None)  # a whole Report (single-analysis PDF) has no quality of its own
     if q is None:
         return []
     text = {"pass": "Image quality: acceptable", "review": "REVIEW REQUIRED before these values are used",

@@ -159,7 +159,9 @@ def test_analysis_end_to_end_with_tiny_model(api: Api, phantom_bytes: list[bytes
     fhir = get("fhir").json()
     assert fhir["resourceType"] == "Bundle"
     kinds = [e["resource"]["resourceType"] for e in fhir["entry"]]
-    assert kinds[0] == "DiagnosticReport" and kinds.count("Observation") == len(rep.json()["measurements"])
+    gated = sum(1 for s in rep.json()["sections"] if s.get("quality"))  # one image-quality Observation each
+    assert kinds[0] == "DiagnosticReport"
+    assert kinds.count("Observation") == len(rep.json()["measurements"]) + gated
     # SEG and SR are retrievable over QIDO too (stored as derived instances)
     assert any(s["0020000D"]["Value"][0] == str(seg.StudyInstanceUID)
                for s in api.client.get("/v1/dicomweb/studies", headers=api.h()).json())

@@ -83,7 +83,7 @@ def test_run_cine_analysis_writes_report_atomically(tiny_package: Path, small_st
     (out_dir / "stale.txt").write_text("old run")
     stages: list[str] = []
     res = run_cine_analysis(small_study, out_dir, pred, progress=stages.append)
-    assert stages[:2] == ["cine_function", "preprocessing"] and "rendering" in stages
+    assert stages[:3] == ["cine_function", "quality", "preprocessing"] and "rendering" in stages
     assert res.files["json"] == out_dir / "report.json"
     doc = json.loads((out_dir / "report.json").read_text())
     assert doc["schema_version"] and doc["study_instance_uid"] == small_study.StudyInstanceUID
