@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
             help="cine | cine-per-slice | cine-enhanced | lge | lge-scar | ct | cta | echo | brain | photo"
         ),
         seed: int = typer.Option(0, "--seed", help="makes UIDs and noise reproducible"),
+        artefact: str | None = typer.Option(None, "--artefact", help="simulate this MR artefact on the images "
+                                            "(motion, ghosting, spike_noise, low_contrast) to see the quality gate"),
+        strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="artefact strength (0-1)"),
+        share: float = typer.Option(1.0, "--share", min=0.0, max=1.0, help="share of images given the artefact"),
     ) -> None:
         """Write a synthetic DICOM study with known ground truth (cine: exact LV/RV volumes and EF as JSON)."""
         import json
@@ -72,8 +76,21 @@ def register(app: typer.Typer) -> None:
         }
         if kind not in makers:
             raise ConfigError(f"unknown phantom kind {kind!r}; choose one of {', '.join(makers)}")
+        if artefact is not None:
+            from medai.quality.simulate import ARTEFACTS
+
+            if artefact not in ARTEFACTS:
+                raise ConfigError(f"unknown artefact {artefact!r}; choose one of {', '.join(ARTEFACTS)}")
+            if kind not in ("cine", "cine-per-slice", "lge", "lge-scar"):
+                raise ConfigError("--artefact applies to the single-frame MR phantoms: cine, cine-per-slice, lge, "
+                                  "lge-scar")
         result = makers[kind]()
         report = {"kind": kind, "files": len(result.paths), "out": str(out), "layout": result.layout}
+        if artefact is not None:
+            from medai.quality.simulate import corrupt_dicom_files
+
+            report["artefact"] = {"name": artefact, "strength": strength,
+                                  "files": corrupt_dicom_files(result.paths, artefact, strength, seed, share)}
         if result.truth is not None:
             report["truth"] = {k: v for k, v in asdict(result.truth).items() if not k.endswith("volume_ml")}
         typer.echo(json.dumps(report, indent=2))

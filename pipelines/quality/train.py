@@ -111,6 +111,24 @@ def _module(recipe: QualityRecipe, net: Any) -> Any:
     return ArtefactModule()
 
 
+def _epoch_printer(max_epochs: int) -> Any:
+    """A callback that prints one line per epoch (loss, monitor loss, elapsed) to stderr."""
+    import lightning as L
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    t0 = time.perf_counter()
+
+    class EpochPrinter(L.Callback):
+        def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            m = trainer.callback_metrics
+            mon = f", monitor loss {float(m['monitor/loss']):.4f}" if "monitor/loss" in m else ""
+            console.print(f"epoch {trainer.current_epoch + 1}/{max_epochs}: train loss "
+                          f"{float(m.get('train/loss', float('nan'))):.4f}{mon} ({time.perf_counter() - t0:.0f} s)")
+
+    return EpochPrinter()
+
+
 def export_package(recipe: QualityRecipe, net: Any, out_dir: Path, extra_meta: dict[str, Any]) -> Path:
     """Write weights, ``inference.json`` and ``metadata.json`` (the gate files are added by ``fit_gate``)."""
     import torch
@@ -180,7 +198,10 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None, out
     monitor = {patients[i] for i in rng.permutation(len(patients))[: int(len(patients) * recipe.data.monitor_fraction)]}
     train_sl = [s for s in slices if (s.source, s.patient) not in monitor]
     mon_sl = [s for s in slices if (s.source, s.patient) in monitor]
-    logger.info("simulating %d x %d training samples", len(train_sl), recipe.data.variants)
+    from rich.console import Console
+
+    Console(stderr=True).print(f"simulating {len(train_sl)} real slices x {recipe.data.variants} variants "
+                               f"({len(mon_sl)} monitor slices) ...")
     tr = make_samples(train_sl, recipe.data.variants, recipe.seed)
     mon = make_samples(mon_sl, 2, recipe.seed + 1) if mon_sl else None
     t_sim = time.perf_counter() - t0
@@ -204,7 +225,8 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None, out
             max_time={"minutes": recipe.trainer.max_time_minutes} if recipe.trainer.max_time_minutes else None,
             limit_train_batches=recipe.trainer.limit_train_batches, fast_dev_run=recipe.trainer.fast_dev_run,
             enable_progress_bar=recipe.trainer.enable_progress_bar, logger=False, enable_checkpointing=False,
-            default_root_dir=str(work), check_val_every_n_epoch=recipe.trainer.check_val_every_n_epoch)
+            default_root_dir=str(work), check_val_every_n_epoch=recipe.trainer.check_val_every_n_epoch,
+            callbacks=[_epoch_printer(recipe.trainer.max_epochs)])
         t1 = time.perf_counter()
         trainer.fit(module, loader(tr, True), loader(mon, False) if mon is not None else None)
         t_fit = time.perf_counter() - t1

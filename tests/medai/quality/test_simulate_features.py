@@ -109,3 +109,26 @@ def test_seg_features_see_fragmented_and_uncertain_segmentations() -> None:
     np.testing.assert_allclose(stats[:, :, 1].sum(1), 64 * 64, rtol=1e-5)
     unsure = seg_features(arr, 3, (8.0, 1.5, 1.5), stats, s)
     assert unsure[SEG_FEATURES.index("uncertainty")] > good[SEG_FEATURES.index("uncertainty")]
+
+
+def test_medai_phantom_can_write_a_known_bad_study(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import pydicom
+    from typer.testing import CliRunner
+
+    from medai.cli import app
+
+    clean = CliRunner().invoke(app, ["phantom", str(tmp_path / "c"), "--kind", "cine", "--seed", "2"])
+    bad = CliRunner().invoke(app, ["phantom", str(tmp_path / "m"), "--kind", "cine", "--seed", "2",
+                                   "--artefact", "motion", "--share", "0.5"])
+    assert clean.exit_code == 0 and bad.exit_code == 0, bad.output
+    info = json.loads(bad.output)
+    assert info["artefact"]["name"] == "motion" and 0 < info["artefact"]["files"] < info["files"]
+    a = sorted((tmp_path / "c").rglob("*.dcm"))
+    b = sorted((tmp_path / "m").rglob("*.dcm"))
+    changed = sum(not np.array_equal(pydicom.dcmread(x).pixel_array, pydicom.dcmread(y).pixel_array)
+                  for x, y in zip(a, b, strict=True))
+    assert changed == info["artefact"]["files"]
+    res = CliRunner().invoke(app, ["phantom", str(tmp_path / "x"), "--artefact", "blur"])
+    assert res.exit_code != 0
