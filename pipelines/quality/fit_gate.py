@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--package", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True, help="official ACDC release (splits.csv: train is used)")
     ap.add_argument("--cine", default="heart_mr_cine_seg")
-    ap.add_argument("--variants", type=int, default=4, help="segmentations per stack: clean + corrupted copies")
+    ap.add_argument("--variants", type=int, default=8, help="segmentations per stack: clean + corrupted copies")
     ap.add_argument("--only", choices=("coverage", "seg_quality"), default=None,
                     help="refit only this part (the other keeps its file)")
     args = ap.parse_args(argv)
