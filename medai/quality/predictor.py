@@ -28,7 +28,7 @@ from medai.domain.prediction import Prediction
 from medai.domain.study import Series, SeriesType, Study
 from medai.errors import ConfigError
 from medai.inference.predictor import Predictor
-from medai.quality.features import COVERAGE_FEATURES, SEG_FEATURES, Structures, coverage_features, seg_features
+from medai.quality.features import Structures, coverage_features, seg_features
 from medai.quality.preprocess import INPUT_SIZE, prepare_slices
 from medai.quality.simulate import ARTEFACTS
 from medai.registry import PREDICTORS
@@ -85,7 +85,7 @@ class QualityPredictor(Predictor):
         """Read ``inference.json``, the CNN weights, and the coverage / segmentation-quality files it names."""
         import torch
 
-        from medai.registry import NETWORKS
+        from medai.cardiac.preprocess import NetworkSpec, load_network
 
         path = self.package_dir / "inference.json"
         if not path.is_file():
@@ -94,11 +94,8 @@ class QualityPredictor(Predictor):
             self.config = QualityInferenceConfig.model_validate_json(path.read_text())
         except ValueError as exc:
             raise ConfigError(f"invalid {path}: {exc}") from exc
-
-        net = NETWORKS.get(self.config.network["name"])(**self.config.network.get("params", {}))
-        state = torch.load(self.package_dir / self.config.weights, map_location=device, weights_only=True)
-        net.load_state_dict(state)
-        self.net = net.eval().to(device)
+        self.net = load_network(self.package_dir, NetworkSpec.model_validate(self.config.network), 2,
+                                self.config.weights, device)
         self.device = torch.device(device)
         self.coverage_model: dict[str, Any] | None = None
         if self.config.coverage:
@@ -199,4 +196,4 @@ class QualityPredictor(Predictor):
         return Prediction(model=self.ref, extras={"series": scores})
 
 
-__all__ = ["COVERAGE_FEATURES", "SEG_FEATURES", "QualityPredictor", "SliceScores", "sample_instances"]
+__all__ = ["QualityInferenceConfig", "QualityPredictor", "SliceScores", "sample_instances"]

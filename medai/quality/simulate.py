@@ -209,6 +209,7 @@ def corrupt_dicom_files(paths: Sequence[object], name: str, strength: float, see
         share: probability that a given file is corrupted.
     """
     import pydicom
+    import torch
 
     rng = np.random.default_rng(seed)
     changed = 0
@@ -219,8 +220,6 @@ def corrupt_dicom_files(paths: Sequence[object], name: str, strength: float, see
         arr = ds.pixel_array
         if arr.ndim != 2:
             raise ValueError(f"{p}: only single-frame grey-level images are supported, got shape {arr.shape}")
-        import torch
-
         torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
         x = apply(_scale01(arr.astype(np.float32)), name, strength, rng, allow_wrap=False)
         hi = float(np.percentile(arr, 99.5)) or 1.0

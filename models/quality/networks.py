@@ -45,6 +45,8 @@ class QualityCNN(nn.Module):
 
 @NETWORKS.register("quality_cnn")
 def quality_cnn(n_classes: int = 4, channels: Sequence[int] = (8, 16, 32, 64), in_channels: int = 1,
-                dropout: float = 0.2) -> nn.Module:
-    """The artefact CNN (see the module docstring)."""
+                dropout: float = 0.2, spatial_dims: int = 2) -> nn.Module:
+    """The artefact CNN (see the module docstring); 2-D only (``spatial_dims`` is accepted for the shared loader)."""
+    if spatial_dims != 2:
+        raise ValueError(f"quality_cnn is 2-D; got spatial_dims={spatial_dims}")
     return QualityCNN(n_classes=n_classes, channels=channels, in_channels=in_channels, dropout=dropout)

@@ -133,7 +133,7 @@ class QualityGate(Step):
         names = list(qp.config.artefacts)
         per_class = [max((g.artefacts[n].max_probability for g in groups if n in g.artefacts), default=0.0)
                      for n in names] if groups else [0.0] * len(names)
-        return {"groups": groups, "artefacts": per_class, "seconds": time.perf_counter() - t0}
+        return {"groups": groups, "artefacts": per_class, "seconds": time.perf_counter() - t0, "predictor": qp}
 
     @staticmethod
     def _artefact_text(g: SeriesQuality) -> str:
@@ -154,11 +154,8 @@ class QualityGate(Step):
                 code="quality_not_assessed", message=msg)])
             section.flags.append(QualityFlag(code="quality_not_assessed", severity=Severity.WARNING, message=msg))
             return
-        from medai.quality.predictor import QualityPredictor
-
         t0 = time.perf_counter()
-        qp = models(self.config.models["quality"])
-        assert isinstance(qp, QualityPredictor)  # checked in before()
+        qp = state["predictor"]  # the one before() checked
         p = self.params
         section = result.section
         findings: list[QualityFinding] = []
