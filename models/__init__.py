@@ -12,7 +12,14 @@ import logging
 logger = logging.getLogger(__name__)
 
 #: submodules that register networks / estimators / predictors. One line per model family.
-_SUBMODULES = ("models.seg", "models.survival", "models.derm", "models.quality", "models.predictors")
+_SUBMODULES = (
+    "models.seg",
+    "models.survival",
+    "models.derm",
+    "models.quality",
+    "models.fusion",
+    "models.predictors",
+)
 
 for _name in _SUBMODULES:
     try:
