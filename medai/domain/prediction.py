@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -107,7 +107,7 @@ class Prediction:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-REPORT_SCHEMA_VERSION = "1.2"
+REPORT_SCHEMA_VERSION = "1.3"
 
 
 class QualityStatus(StrEnum):
@@ -229,12 +229,15 @@ class Report(BaseModel):
     holds one :class:`ReportSection` per analysis that ran (``sections``); the top-level ``measurements``,
     ``flags``, ``models`` and ``series`` are their union (plus study-level flags), so single-purpose readers
     keep working. ``review`` says whether the quality gate asks for a reader's review before the values are used.
+    ``study_date`` is the analysed study's StudyDate (shifted with the other dates when de-identified; None when the
+    writer did not record it, schema < 1.3) -- what serial comparison orders analyses by.
     """
 
     schema_version: str = REPORT_SCHEMA_VERSION
     report_id: str
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
     study_instance_uid: str = ""
+    study_date: date | None = None
     patient_id: str = ""
     patient_sex: str = ""
     models: list[ModelRef] = Field(default_factory=list)
