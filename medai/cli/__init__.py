@@ -10,6 +10,7 @@ always lazily inside the command functions, so ``medai --version`` stays fast. E
 * :mod:`medai.cli.risk_cmds` -- ``predict-risk``
 * :mod:`medai.cli.derm_cmds` -- ``classify-skin``
 * :mod:`medai.cli.serve_cmds` -- ``serve``, ``keys``
+* :mod:`medai.cli.serial_cmds` -- ``compare``
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_AREAS = ("dicom_cmds", "deid_cmds", "cmr_cmds", "ml_cmds", "risk_cmds", "derm_cmds", "serve_cmds")
+_AREAS = ("dicom_cmds", "deid_cmds", "cmr_cmds", "ml_cmds", "risk_cmds", "derm_cmds", "serve_cmds", "serial_cmds")
 
 
 def _version_callback(value: bool) -> None:
