@@ -16,7 +16,7 @@ from serving.analysis import make_study_analyse
 from serving.db import make_engine
 from serving.jobs import AnalyseFn, JobRunner
 from serving.models import ModelRegistry
-from serving.routers import admin, analyses, dicomweb, health, pacs, risk, studies
+from serving.routers import admin, analyses, dicomweb, health, pacs, patients, risk, studies
 from serving.routers import models as models_router
 from serving.settings import ApiSettings
 from serving.storage import StudyStore
@@ -130,7 +130,7 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
                     "problem+json documents.",
     )
     problems.install(app)
-    for r in (health, studies, dicomweb, analyses, pacs, models_router, risk, admin):
+    for r in (health, studies, dicomweb, analyses, patients, pacs, models_router, risk, admin):
         app.include_router(r.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app
