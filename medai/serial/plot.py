@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from medai.reports.plots import CURVE_STYLE, figure_png, new_figure
@@ -18,7 +19,7 @@ PANELS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...]], ...] = (
     ("Volumes", "volume (mL)", (("lv_edv", CURVE_STYLE["lv"][1], "-"), ("lv_esv", CURVE_STYLE["lv"][1], "--"),
                                 ("lv_sv", CURVE_STYLE["lv"][1], ":"), ("rv_edv", CURVE_STYLE["rv"][1], "-"),
                                 ("rv_esv", CURVE_STYLE["rv"][1], "--"))),
-    ("LV mass", "mass (g)", (("lv_mass", CURVE_STYLE["myo"][1], "-"), ("lge_infarct_mass", _SCAR, "--"))),
+    ("Mass", "mass (g)", (("lv_mass", CURVE_STYLE["myo"][1], "-"), ("lge_infarct_mass", _SCAR, "--"))),
     ("Scar", "infarct (% of LV myocardium)", (("lge_infarct_pct", _SCAR, "-"),)),
 )
 
@@ -80,6 +81,8 @@ def timeline_png(timeline: Timeline, path: Path | str | None = None) -> bytes:
         ax.margins(x=0.08, y=0.15)  # y: the EF panel's limits are fixed above
     if not panels:
         axes[0].text(0.5, 0.5, "no tracked measurement", transform=axes[0].transAxes, ha="center", va="center")
+    if dates and max(dates) == min(dates):  # one study date: a readable month either side
+        axes[-1].set_xlim(dates[0] - timedelta(days=30), dates[0] + timedelta(days=30))
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
     axes[-1].set_xlabel("study date", fontsize=8)
     for label in axes[-1].get_xticklabels():
