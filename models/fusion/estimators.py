@@ -13,14 +13,15 @@ Preprocessing (fitted on the training rows, stored as plain numbers in the model
 * other columns (object / category / string) are categorical: one-hot over the training categories; missing or
   unseen values are all-zero.
 
-Training: AdamW, fixed ``seed``, ``torch.set_num_threads(n_threads)`` for the duration of each call (restored
-afterwards), at most ``max_epochs`` epochs. Modality dropout: in every training batch each present modality of each
-row is dropped with probability ``modality_dropout``, never all of them (a row that would lose every modality keeps
-one at random). With ``early_stopping`` (default) a stratified ``val_fraction`` of the training rows is held out
-internally: the weights of the epoch with the lowest validation loss are kept and training stops after
-``patience`` epochs without improvement; the network is *not* refitted on the held-out rows (they are used for the
-classifier's temperature and the survival model's Breslow baseline, which use every training row). Without early
-stopping every row trains for ``max_epochs`` epochs.
+Training: ``n_members`` networks (a seed ensemble: seeds ``seed``, ``seed + 1``...; outputs and pooling weights
+averaged, which steadies small-data fits), each trained with AdamW for at most ``max_epochs`` epochs, with
+``torch.set_num_threads(n_threads)`` for the duration of each call (restored afterwards). Modality dropout: in every
+training batch each present modality of each row is dropped with probability ``modality_dropout``, never all of them
+(a row that would lose every modality keeps one at random). With ``early_stopping`` (default) a stratified
+``val_fraction`` of the training rows is held out internally: the weights of the epoch with the lowest validation
+loss are kept and training stops after ``patience`` epochs without improvement; the network is *not* refitted on the
+held-out rows. The classifier's temperature is fitted on those rows; the survival model's Breslow baseline uses every
+training row. Without early stopping every row trains for exactly ``max_epochs`` epochs (a fixed budget).
 
 Persistence without pickling code: :meth:`to_state` returns ``(config, tensors)`` -- a JSON-able dict (registry
 name, parameters, preprocessing statistics, fitted constants) and the network's ``state_dict``; :meth:`save` writes
@@ -44,7 +45,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 
-from models.fusion.network import FusionNet
+from models.fusion.network import FusionEnsemble, FusionNet
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ class FusionEstimator(BaseEstimator):
         clip: standardised values are clipped to ``+-clip``.
         seed: seed of the initialisation, split, shuffling and modality dropout.
         n_threads: torch threads during fit / predict.
+        n_members: networks in the seed ensemble (outputs and pooling weights averaged).
     """
 
     registry_name: ClassVar[str] = ""
@@ -224,6 +226,7 @@ class FusionEstimator(BaseEstimator):
         clip: float = 5.0,
         seed: int = 0,
         n_threads: int = 1,
+        n_members: int = 1,
     ) -> None:
         self.modalities = modalities
         self.d_model = d_model
@@ -241,6 +244,7 @@ class FusionEstimator(BaseEstimator):
         self.clip = clip
         self.seed = seed
         self.n_threads = n_threads
+        self.n_members = n_members
 
     # ---------------------------------------------------------------------------------- hooks of subclasses
     def _n_out(self) -> int:
@@ -314,20 +318,21 @@ class FusionEstimator(BaseEstimator):
             out, w = self._forward_all(feats, present)
         return out, w, present
 
-    def _build_net(self) -> FusionNet:
+    def _build_member(self) -> FusionNet:
         dims = {
             m: sum((1 + e["indicator"]) if e["kind"] == "numeric" else len(e["categories"]) for e in ents)
             for m, ents in self.encoding_.items()
         }
         return FusionNet(dims, self._n_out(), self.d_model, self.hidden, self.dropout, self.pooling)
 
+    def _build_net(self) -> FusionEnsemble:
+        return FusionEnsemble([self._build_member() for _ in range(max(1, int(self.n_members)))])
+
     # ---------------------------------------------------------------------------------- training
     def _fit(self, X: Any, y: Any) -> FusionEstimator:
         mods = self._check()
         X = self._as_frame(X)
         with torch_threads(self.n_threads):
-            torch.manual_seed(self.seed)
-            rng = np.random.default_rng(self.seed)
             self.encoding_ = fit_encoding(X, mods)
             feats, present = encode(X, self.encoding_, self.clip)
             if not present.any(axis=1).all():
@@ -342,26 +347,35 @@ class FusionEstimator(BaseEstimator):
                 except ValueError:
                     tr, val = train_test_split(idx, test_size=self.val_fraction, random_state=self.seed)
                 idx, val = np.sort(tr), np.sort(val)
-            self.net_ = self._build_net()
             tgt = self._targets(y)
-            self._train(feats, present, tgt, idx, val, rng)
+            members, self.history_ = [], []
+            for k in range(max(1, int(self.n_members))):
+                torch.manual_seed(self.seed + k)
+                net = self._build_member()
+                self.history_.append(
+                    self._train(net, feats, present, tgt, idx, val, np.random.default_rng(self.seed + k))
+                )
+                members.append(net)
+            self.net_ = FusionEnsemble(members).eval()
+            self.n_epochs_ = [len(h) for h in self.history_]
             self._after_fit(feats, present, y, val)
         return self
 
     def _train(
         self,
+        net: FusionNet,
         feats: dict[str, np.ndarray],
         present: np.ndarray,
         tgt: dict[str, torch.Tensor],
         tr: np.ndarray,
         val: np.ndarray,
         rng: np.random.Generator,
-    ) -> None:
-        net = self.net_
+    ) -> list[dict[str, float]]:
+        """Train one member in place; returns its per-epoch history (``train/loss``, ``val/loss``)."""
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         bs = int(self.batch_size or self.default_batch_size)
         best, best_state, stale = math.inf, None, 0
-        self.history_: list[dict[str, float]] = []
+        history: list[dict[str, float]] = []
         p_drop = float(self.modality_dropout)
         for epoch in range(int(self.max_epochs)):
             net.train()
@@ -394,13 +408,13 @@ class FusionEstimator(BaseEstimator):
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     stale += 1
-            self.history_.append(rec)
+            history.append(rec)
             if len(val) and stale >= self.patience:
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
-        self.n_epochs_ = len(self.history_)
         net.eval()
+        return history
 
     # ---------------------------------------------------------------------------------- explanations
     def modality_contributions(self, X: Any) -> pd.DataFrame:
@@ -444,7 +458,7 @@ class FusionEstimator(BaseEstimator):
         est = klass(**config["params"])
         est.encoding_ = config["encoding"]
         fitted = dict(config.get("fitted", {}))
-        est.n_epochs_ = int(fitted.pop("n_epochs", 0))
+        est.n_epochs_ = [int(v) for v in fitted.pop("n_epochs", [])]
         est._set_fitted_state(fitted)
         est.net_ = est._build_net()
         est.net_.load_state_dict(tensors)

@@ -143,3 +143,26 @@ class FusionNet(nn.Module):
         weights = torch.where(present, weights, torch.zeros_like(weights))
         pooled = (weights[..., None] * torch.where(present[..., None], values, torch.zeros_like(values))).sum(1)
         return self.head(pooled), weights
+
+
+class FusionEnsemble(nn.Module):
+    """Average of several :class:`FusionNet` members (same inputs, different initialisations).
+
+    ``forward`` returns the mean output and the mean pooling weights (still 0 for absent modalities and summing to
+    1 per row), so it is a drop-in for a single :class:`FusionNet`.
+
+    Args:
+        members: the networks (same modalities and output width).
+    """
+
+    def __init__(self, members: list[FusionNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("FusionEnsemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.names = members[0].names
+
+    def forward(self, inputs: dict[str, torch.Tensor], present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same contract as :meth:`FusionNet.forward`: ``(out (B, n_out), weights (B, M))``."""
+        outs, ws = zip(*(m(inputs, present) for m in self.members), strict=True)
+        return torch.stack(outs).mean(0), torch.stack(ws).mean(0)
