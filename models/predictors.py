@@ -10,6 +10,7 @@ import importlib
 _PREDICTOR_MODULES = (
     "medai.cardiac.predictor",
     "medai.cardiac.lge_predictor",
+    "medai.cardiac.dx_predictor",
     "medai.quality.predictor",
     "medai.risk.predictor",
     "medai.derm.predictor",

@@ -17,6 +17,7 @@ TRAIN_TASKS: dict[str, str] = {
     "cmr_segmentation": "pipelines.cmr.train:train_from_recipe",
     "lge_segmentation": "pipelines.lge.train:train_from_recipe",
     "quality_artefact": "pipelines.quality.train:train_from_recipe",
+    "cine_diagnosis": "pipelines.dx.train:train_from_recipe",
     "survival": "pipelines.risk.train:train_from_recipe",
     "risk_classification": "pipelines.risk.train:train_from_recipe",
     "skin_lesion_classification": "pipelines.derm.train:train_from_recipe",
@@ -27,6 +28,7 @@ EVALUATORS: dict[str, str] = {
     "heart_mr_": "pipelines.cmr.evaluate:evaluate_cli",
     "heart_mr_lge_": "pipelines.lge.evaluate:evaluate_cli",
     "heart_mr_quality": "pipelines.quality.evaluate:evaluate_cli",
+    "heart_mr_cine_dx": "pipelines.dx.evaluate:evaluate_cli",
     "skin_derm_": "pipelines.derm.evaluate:evaluate_cli",
     "skin_omics_": "pipelines.derm.omics:evaluate_cli",
     # every other name is looked up among the risk models
