@@ -200,3 +200,11 @@ def test_save_load_round_trip(kind: str, tmp_path: Path) -> None:
     if kind == "classifier":
         with pytest.raises(ValueError, match="cannot be loaded"):
             FusionSurvival.load(tmp_path / "m")
+
+
+def test_fit_is_deterministic() -> None:
+    X, lin = _frame(200)
+    y = _surv(lin)
+    a = FusionSurvival(modalities=MODS, max_epochs=3, n_members=2).fit(X, y).predict(X)
+    b = FusionSurvival(modalities=MODS, max_epochs=3, n_members=2).fit(X, y).predict(X)
+    np.testing.assert_array_equal(a, b)
