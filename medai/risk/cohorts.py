@@ -233,12 +233,18 @@ OUTCOMES: dict[str, dict[str, tuple[str, str]]] = {
     "whas500": {"death": ("survival", "death (lenfol days, fstat)")},
     "zigong": {
         "death_6m": ("binary", "death within 6 months of admission"),
+        "death_6m_time": (
+            "survival",
+            "time to death within 6 months of admission (death_within_6_months; days from "
+            "time_of_death__days_from_admission, censored at 6 months)",
+        ),
         "readmission_6m": ("binary", "readmission within 6 months of admission"),
     },
     "ckd_cardiovascular": {"ckd35": ("survival", "eGFR < 60 / CKD stage 3-5 (TimeToEventMonths, EventCKD35)")},
     "framingham": {"chd_10y": ("binary", "10-year coronary heart disease (TenYearCHD)")},
     "uci_heart_disease": {"cad": ("binary", "angiographic coronary artery disease (num > 0)")},
 }
+OUTCOMES["zigong_echo"] = dict(OUTCOMES["zigong"])  # the same rows with the echocardiography fields
 
 
 def _ist(path: Path, outcome: str) -> Cohort:
@@ -522,6 +528,28 @@ ZIGONG_SPEC = CohortSpec(
         *[_f(k, N, d, u, lo, hi) for k, (d, u, lo, hi) in _ZLABS.items()],
     ],
 )
+#: echocardiography fields of the CardiacComplications sheet (LVEF is in ZIGONG_SPEC already): name -> (description,
+#: UCUM unit, min, max). The mitral inflow velocities are mostly m/s; the few values in cm/s (> 3) fall outside the
+#: range and are reported and set to missing, as are LV diameters recorded in cm.
+_ZECHO = {
+    "left_ventricular_end_diastolic_diameter_LV": ("LV end-diastolic diameter (echo)", "mm", 20, 100),
+    "mitral_valve_EMS": ("mitral inflow E-wave peak velocity (echo)", "m/s", 0.1, 3),
+    "mitral_valve_AMS": ("mitral inflow A-wave peak velocity (echo)", "m/s", 0.1, 3),
+    "EA": ("mitral E/A ratio (echo)", None, 0.1, 10),
+    "tricuspid_valve_return_velocity": ("tricuspid regurgitation peak velocity (echo)", "m/s", 0.5, 7),
+    "tricuspid_valve_return_pressure": ("tricuspid regurgitation pressure gradient (echo)", "mm[Hg]", 1, 150),
+}
+#: Zigong with the echocardiography fields, every factor optional: the input contract of models that handle absent
+#: groups of factors themselves (multimodal fusion) and of the baselines compared with them on the same rows.
+ZIGONG_ECHO_SPEC = CohortSpec(
+    name="zigong_echo",
+    description=ZIGONG_SPEC.description.rstrip(".") + "; echocardiography fields (LV diameter, mitral inflow, "
+    "tricuspid regurgitation).",
+    citation=ZIGONG_SPEC.citation,
+    licence=ZIGONG_SPEC.licence,
+    features=[f.model_copy(update={"required": False}) for f in ZIGONG_SPEC.features]
+    + [_f(k, N, d, u, lo, hi) for k, (d, u, lo, hi) in _ZECHO.items()],
+)
 ZIGONG_SUBGROUPS = (
     "cerebrovascular_disease",
     "peptic_ulcer_disease",
@@ -552,17 +580,44 @@ def zigong_join(folder: Path) -> pd.DataFrame:
     return df
 
 
-def _zigong(path: Path, outcome: str) -> Cohort:
+def zigong_death_time(raw: pd.DataFrame) -> np.ndarray:
+    """Time to death within 6 months of admission (structured ``(event, time)``, days).
+
+    The event is ``death_within_6_months``; its time is ``time_of_death__days_from_admission``. For the deaths without
+    a recorded time (16 of 57 in the release) the time is the midpoint of the interval given by the 28-day / 3-month /
+    6-month death flags (14, 59.6 or 136.9 days). Patients alive at 6 months are censored at 6 months (182.6 days);
+    the release has no other censoring.
+    """
+    cols = ["death_within_6_months", "death_within_28_days", "death_within_3_months"]
+    _need(raw, [*cols, "time_of_death__days_from_admission"], "Zigong")
+    ev = raw["death_within_6_months"].astype(int).to_numpy() == 1
+    six, three = 6 * DAYS_PER_MONTH, 3 * DAYS_PER_MONTH
+    t = pd.to_numeric(raw["time_of_death__days_from_admission"], errors="coerce").to_numpy(dtype=float)
+    mid = np.where(
+        raw["death_within_28_days"].to_numpy() == 1,
+        14.0,
+        np.where(raw["death_within_3_months"].to_numpy() == 1, (28 + three) / 2, (three + six) / 2),
+    )
+    bad = ev & (np.isnan(t) | (t > six) | (t < 0))
+    t = np.where(ev, np.where(bad, mid, np.maximum(t, 0.5)), six)  # same-day deaths at half a day
+    return surv_y(ev, t)
+
+
+def _zigong(path: Path, outcome: str, spec: CohortSpec = ZIGONG_SPEC) -> Cohort:
     folder = path / "cardio" / "zigong_heart_failure" if (path / "cardio").is_dir() else path
     raw = zigong_join(folder) if folder.is_dir() else pd.read_csv(folder)
-    col = {"death_6m": "death_within_6_months", "readmission_6m": "re_admission_within_6_months"}.get(outcome)
+    col = {
+        "death_6m": "death_within_6_months",
+        "death_6m_time": "death_within_6_months",
+        "readmission_6m": "re_admission_within_6_months",
+    }.get(outcome)
     if col is None:
         raise ConfigError(f"unknown Zigong outcome {outcome!r}; known: {', '.join(OUTCOMES['zigong'])}")
     _need(raw, [col], "Zigong")
     if outcome == "readmission_6m":  # patients who died in hospital cannot be readmitted
         raw = raw[raw["outcome_during_hospitalization"] != "Dead"].reset_index(drop=True)
-    X = ZIGONG_SPEC.validate_frame(raw, errors="report")
-    y = raw[col].astype(int).to_numpy()
+    X = spec.validate_frame(raw, errors="report")
+    y = zigong_death_time(raw) if outcome == "death_6m_time" else raw[col].astype(int).to_numpy()
 
     def yn(c: str) -> pd.Series:
         return raw[c].map({1: "yes", 0: "no"}).fillna("unknown")
@@ -580,10 +635,10 @@ def _zigong(path: Path, outcome: str) -> Cohort:
         }
     )
     return Cohort(
-        "zigong",
+        spec.name,
         outcome,
-        "binary",
-        ZIGONG_SPEC,
+        OUTCOMES["zigong"][outcome][0],
+        spec,
         X,
         y,
         subgroups=sub,
@@ -794,6 +849,7 @@ ADAPTERS = {
     "heart_failure_299": _hf299,
     "whas500": _whas,
     "zigong": _zigong,
+    "zigong_echo": lambda path, outcome: _zigong(path, outcome, ZIGONG_ECHO_SPEC),
     "ckd_cardiovascular": _ckd,
     "framingham": _framingham,
     "uci_heart_disease": _uci,
@@ -804,6 +860,7 @@ SPECS = {
     "heart_failure_299": HF299_SPEC,
     "whas500": WHAS_SPEC,
     "zigong": ZIGONG_SPEC,
+    "zigong_echo": ZIGONG_ECHO_SPEC,
     "ckd_cardiovascular": CKD_SPEC,
     "framingham": FRAMINGHAM_SPEC,
     "uci_heart_disease": UCI_SPEC,

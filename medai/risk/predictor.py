@@ -5,12 +5,20 @@ A risk model package holds::
     metadata.json    # ModelMetadata, predictor "risk_model", input_contract = the CohortSpec
     inference.json   # RiskInferenceConfig below
     model.skops      # the fitted scikit-learn / scikit-survival pipeline (skops; loaded with an allow-list)
+    model/           # or, with ``model_format: "state"``: a registered estimator's saved state (JSON + plain
+                     # tensors), rebuilt by ``ESTIMATORS.get(estimator).load(model/)`` -- e.g. the fusion models
 
 ``RiskPredictor.predict(factors)`` validates the factors against the spec (raising
 :class:`~medai.errors.InputValidationError` listing each offending field), then returns the risk at each horizon,
 the survival curve (survival models), the risk group and the top contributing factors for that patient.
 Contributions are occlusion effects: the change of the model's risk scale (log hazard for survival, log-odds for
 classifiers) when the factor is replaced by the training reference value (median / mode).
+
+Absent optional factors are set to the training reference value before the model sees them, unless the package
+says ``impute_absent: false`` (models that handle missing inputs themselves, such as the multimodal fusion models,
+which mask out a modality whose factors are all absent; a record with no factor at all is still scored at the
+reference values); models exposing ``modality_contributions`` also report the weight of each modality in
+``Prediction.extras["modality_weights"]``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 INFERENCE_FILE = "inference.json"
 MODEL_FILE = "model.skops"
+#: folder of a ``model_format: "state"`` package
+STATE_DIR = "model"
 #: module prefixes whose types a risk package may contain (skops allow-list)
 TRUSTED_PREFIXES = ("sklearn.", "sksurv.", "numpy.", "scipy.", "builtins.", "collections.", "_operator.")
 
@@ -53,6 +63,9 @@ class RiskInferenceConfig(BaseModel):
         risk_group_labels: group names (one more than cut-points).
         reference: factor -> reference value (training median / mode) for contributions.
         n_top: number of contributing factors reported.
+        model_format: ``"skops"`` (``model.skops``) or ``"state"`` (``model/`` folder loaded by the registered
+            estimator's ``load``).
+        impute_absent: set absent factors to ``reference`` before predicting (False: pass them as missing).
     """
 
     cohort: str
@@ -68,6 +81,8 @@ class RiskInferenceConfig(BaseModel):
     risk_group_labels: list[str] = Field(default_factory=lambda: ["low", "intermediate", "high"])
     reference: dict[str, Any] = Field(default_factory=dict)
     n_top: int = 5
+    model_format: Literal["skops", "state"] = "skops"
+    impute_absent: bool = True
 
 
 def horizon_key(h: float) -> str:
@@ -96,7 +111,7 @@ class RiskPredictor(Predictor):
     input_kind = "factors"
 
     def load(self, **kwargs: Any) -> None:
-        """Read ``inference.json``, the spec (``metadata.input_contract``) and ``model.skops``."""
+        """Read ``inference.json``, the spec (``metadata.input_contract``) and ``model.skops`` (or ``model/``)."""
         try:
             self.config = RiskInferenceConfig.model_validate(
                 json.loads((self.package_dir / INFERENCE_FILE).read_text())
@@ -104,7 +119,15 @@ class RiskPredictor(Predictor):
             self.spec = CohortSpec.model_validate(self.metadata.input_contract)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"invalid risk package {self.package_dir}: {exc}") from exc
-        self.model = load_skops(self.package_dir / MODEL_FILE)
+        if self.config.model_format == "state":
+            from medai.registry import ESTIMATORS
+
+            est = ESTIMATORS.get(self.config.estimator)
+            if not hasattr(est, "load"):
+                raise ConfigError(f"estimator {self.config.estimator!r} cannot be loaded from a saved state")
+            self.model = est.load(self.package_dir / STATE_DIR)  # type: ignore[attr-defined]
+        else:
+            self.model = load_skops(self.package_dir / MODEL_FILE)
         self._ref_row = self.spec.to_frame([{k: self.config.reference.get(k) for k in self.spec.names}])
 
     def input_schema(self) -> dict[str, Any]:
@@ -143,11 +166,29 @@ class RiskPredictor(Predictor):
         occl = self._scale(big).reshape(len(names), n).T
         return base[:, None] - occl
 
-    def _estimates(self, clean_rows: list[dict[str, Any]]) -> list[RiskEstimate]:
+    def _frame(self, clean_rows: list[dict[str, Any]]) -> pd.DataFrame:
         # absent optional factors take the training reference value (median / mode), flagged by _flags
+        # with impute_absent false, a record without any factor is still scored at the reference values
         ref = self.config.reference
-        filled = [{k: (ref.get(k) if v is None else v) for k, v in r.items()} for r in clean_rows]
-        X = self.spec.to_frame(filled)
+        clean_rows = [
+            {k: (ref.get(k) if v is None else v) for k, v in r.items()} if self._imputes(r) else r for r in clean_rows
+        ]
+        return self.spec.to_frame(clean_rows)
+
+    def _imputes(self, clean: dict[str, Any]) -> bool:
+        """Whether absent factors of this record are set to the reference values before the model sees them."""
+        return self.config.impute_absent or all(v is None for v in clean.values())
+
+    def _modality_weights(self, clean_rows: list[dict[str, Any]]) -> list[dict[str, float]] | None:
+        """Per-row modality weights of models that expose ``modality_contributions`` (None otherwise)."""
+        fn = getattr(self.model, "modality_contributions", None)
+        if fn is None:
+            return None
+        w = fn(self._frame(clean_rows))
+        return [{str(k): float(v) for k, v in r.items()} for r in w.to_dict(orient="records")]
+
+    def _estimates(self, clean_rows: list[dict[str, Any]]) -> list[RiskEstimate]:
+        X = self._frame(clean_rows)
         score = self._scale(X)
         hz, curves = self._horizon_risks(X)
         contrib = self._contributions(X, score)
@@ -183,12 +224,12 @@ class RiskPredictor(Predictor):
         missing = [k for k, v in clean.items() if v is None]
         if not missing:
             return []
+        how = "set to the training median/mode" if self._imputes(clean) else "handled by the model"
         return [
             QualityFlag(
                 code="factors_imputed",
                 severity=Severity.INFO,
-                message=f"{len(missing)} optional factor(s) absent, set to the training median/mode: "
-                f"{', '.join(missing)}",
+                message=f"{len(missing)} optional factor(s) absent, {how}: {', '.join(missing)}",
             )
         ]
 
@@ -208,12 +249,11 @@ class RiskPredictor(Predictor):
         """
         clean = self.spec.validate_factors(inputs)
         est = self._estimates([clean])[0]
-        return Prediction(
-            model=self.ref,
-            risks=[est],
-            flags=self._flags(clean),
-            extras={"outcome_description": self.config.outcome_description},
-        )
+        extras: dict[str, Any] = {"outcome_description": self.config.outcome_description}
+        weights = self._modality_weights([clean])
+        if weights is not None:
+            extras["modality_weights"] = weights[0]
+        return Prediction(model=self.ref, risks=[est], flags=self._flags(clean), extras=extras)
 
     def predict_batch(self, rows: list[dict[str, Any]] | pd.DataFrame) -> list[Prediction]:
         """Risk of many patients in one vectorised pass.
@@ -239,7 +279,16 @@ class RiskPredictor(Predictor):
                 problems,
             )
         ests = self._estimates(cleans)
-        return [Prediction(model=self.ref, risks=[e], flags=self._flags(c)) for e, c in zip(ests, cleans, strict=True)]
+        weights = self._modality_weights(cleans)
+        return [
+            Prediction(
+                model=self.ref,
+                risks=[e],
+                flags=self._flags(c),
+                extras={} if weights is None else {"modality_weights": weights[i]},
+            )
+            for i, (e, c) in enumerate(zip(ests, cleans, strict=True))
+        ]
 
 
 PREDICTORS.add("risk_model", RiskPredictor)
