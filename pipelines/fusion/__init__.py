@@ -1,0 +1,1 @@
+"""Training and evaluation flows of the multimodal fusion models (:mod:`models.fusion`)."""
