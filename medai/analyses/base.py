@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,9 @@ class AnalysisConfig(BaseModel):
         order: analyses run and render in ascending order.
         aliases: older names accepted for this kind (e.g. the API's ``cine_cmr``).
         series: series types it needs (all must be present for it to apply).
+        requires: analysis kinds whose results it consumes (run before it, passed to :meth:`Analysis.run` as
+            ``prior``; selecting it selects them). A derived analysis (diagnosis from the cine segmentation) reads
+            no image of its own, so the quality gate judges its inputs, not it.
         models: model package reference by role (``seg: heart_mr_cine_seg``).
         outputs: output kind -> file name of the renderings specific to this analysis (``seg: seg.dcm``).
         measurements: measurements it produces that are not registered yet (tables are data).
@@ -70,6 +73,7 @@ class AnalysisConfig(BaseModel):
     order: int = 100
     aliases: list[str] = Field(default_factory=list)
     series: list[SeriesType] = Field(min_length=1)
+    requires: list[str] = Field(default_factory=list)
     models: dict[str, str] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
     measurements: list[MeasurementSpec] = Field(default_factory=list)
@@ -129,8 +133,12 @@ class Analysis(ABC):
         return models(self.config.models[role])
 
     @abstractmethod
-    def run(self, study: Study, models: ModelProvider, progress: Progress) -> AnalysisResult:
+    def run(self, study: Study, models: ModelProvider, progress: Progress,
+            prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
         """Analyse ``study`` (series selection, prediction, measurements, flags) and return the section.
+
+        ``prior`` holds the results of the analyses that ran before this one in the same study run (by kind); an
+        analysis that ``requires`` others reads them there.
 
         Raises:
             SeriesSelectionError: a needed series is missing or unusable (the message names the series present).

@@ -7,6 +7,7 @@ Config: ``configs/analyses/cine_function.yaml``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, ModelProvider, Progress
@@ -29,7 +30,8 @@ def series_rows(study: Study, uids: set[str]) -> list[dict[str, Any]]:
 class CineFunction(Analysis):
     """Cine CMR ventricular function."""
 
-    def run(self, study: Study, models: ModelProvider, progress: Progress) -> AnalysisResult:
+    def run(self, study: Study, models: ModelProvider, progress: Progress,
+            prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
         from medai.cardiac.predictor import CineSegPredictor
 
         predictor = self.model("seg", models)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,8 @@ class LgeScar(Analysis):
         return sorted(ok, key=len, reverse=True)
 
     # -- run -------------------------------------------------------------------------------------------------------
-    def run(self, study: Study, models: ModelProvider, progress: Progress) -> AnalysisResult:
+    def run(self, study: Study, models: ModelProvider, progress: Progress,
+            prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
         from medai.dicom.volumes import build_volume
 
         timings: dict[str, float] = {}

@@ -106,6 +106,7 @@ def select_analyses(study: Study, kinds: Sequence[str] | None = None, config_dir
             a = get_analysis(k, config_dir)
             if a not in chosen:
                 chosen.append(a)
+        chosen = _with_requirements(chosen, config_dir)
         for a in chosen:
             missing = a.missing_series(study)
             if missing:
@@ -115,7 +116,7 @@ def select_analyses(study: Study, kinds: Sequence[str] | None = None, config_dir
                     "pass a rules file that classifies your series (configs/series/rules.yaml shows the format).",
                     details={"analysis": a.kind, "missing": [t.value for t in missing],
                              "series": [s.series_type.value for s in study.series]})
-        return sorted(chosen, key=lambda a: (a.config.order, a.kind))
+        return _order(chosen)
     cat = catalogue(config_dir)
     chosen = [a for a in cat.values() if a.applicable(study)]
     if not chosen:
@@ -126,7 +127,48 @@ def select_analyses(study: Study, kinds: Sequence[str] | None = None, config_dir
             "(configs/series/rules.yaml shows the format).",
             details={"series": [s.series_type.value for s in study.series],
                      "analyses": {a.kind: [t.value for t in a.config.series] for a in cat.values()}})
-    return chosen
+    return _order(chosen)
+
+
+def _with_requirements(chosen: list[Analysis], config_dir: Path | None) -> list[Analysis]:
+    """``chosen`` plus every analysis they (transitively) require."""
+    out = list(chosen)
+    queue = list(chosen)
+    while queue:
+        for kind in queue.pop().config.requires:
+            dep = get_analysis(kind, config_dir)
+            if dep not in out:
+                out.append(dep)
+                queue.append(dep)
+    return out
+
+
+def _order(analyses: Sequence[Analysis]) -> list[Analysis]:
+    """Analyses sorted by ``order``, each after the analyses it requires (its config's ``requires``)."""
+    from medai.errors import ConfigError
+
+    pending = sorted(analyses, key=lambda a: (a.config.order, a.kind))
+    done: list[Analysis] = []
+    while pending:
+        kinds = {a.kind for a in done}
+        ready = next((a for a in pending if all(k in kinds or k not in {b.kind for b in pending}
+                                                 for k in a.config.requires)), None)
+        if ready is None:
+            raise ConfigError("analysis configs require each other in a cycle: "
+                              + ", ".join(f"{a.kind} -> {a.config.requires}" for a in pending))
+        pending.remove(ready)
+        done.append(ready)
+    return done
+
+
+def _study_date(study: Study) -> Any:
+    from datetime import datetime
+
+    raw = (study.StudyDate or "").strip()
+    try:
+        return datetime.strptime(raw[:8], "%Y%m%d").date() if raw else None
+    except ValueError:
+        return None
 
 
 def compose_report(study: Study, results: Sequence[AnalysisResult], study_flags: Sequence[QualityFlag] = ()) -> Report:
@@ -134,7 +176,7 @@ def compose_report(study: Study, results: Sequence[AnalysisResult], study_flags:
 
     With a single section the top-level ``summary`` repeats that section's summary (what 1.0 readers expect).
     """
-    models, series, measurements, flags = [], [], [], list(study_flags)
+    models, series, measurements, flags, classes = [], [], [], list(study_flags), []
     seen_series: set[str] = set()
     for r in results:
         s = r.section
@@ -145,6 +187,7 @@ def compose_report(study: Study, results: Sequence[AnalysisResult], study_flags:
                 series.append(row)
         measurements += s.measurements
         flags += s.flags
+        classes += s.classes
     summary: dict[str, Any] = dict(results[0].section.summary) if len(results) == 1 else {}
     summary["analyses"] = [r.kind for r in results]
     reasons = [f"{r.section.title}: {f.message}" for r in results if r.section.quality is not None
@@ -154,10 +197,12 @@ def compose_report(study: Study, results: Sequence[AnalysisResult], study_flags:
         study_instance_uid=study.StudyInstanceUID,
         patient_id=study.PatientID,
         patient_sex=study.PatientSex or "",
+        study_date=_study_date(study),
         models=models,
         series=series,
         measurements=measurements,
         flags=flags,
+        classes=classes,
         summary=summary,
         sections=[r.section for r in results],
         review=Review(required=bool(reasons), reasons=reasons),
@@ -291,7 +336,7 @@ def run_study_analyses(
         t0 = time.perf_counter()
         try:
             states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
-            res = a.run(study, provider, tell)
+            res = a.run(study, provider, tell, prior={r.kind: r for r in results})
             for st, state in states:
                 st.after(a, res, state, provider, tell)
         except MedaiError as exc:

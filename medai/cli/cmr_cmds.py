@@ -59,6 +59,13 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
         outputs = run_study_analyses(study, out, kinds=kinds, models=package_provider(overrides), progress=stage,
                                      extra_timings={"ingest": t_ingest})
     for section in outputs.report.sections:
+        if section.classes:  # a classification (diagnosis) section: its probabilities, not a measurement table
+            ranked = sorted(section.classes, key=lambda c: -c.probability)
+            used = ", ".join(section.summary.get("modalities_used", []))
+            console.print(f"[bold]{section.title}[/]: suggested [bold]{ranked[0].name}[/] "
+                          f"({section.summary.get('predicted_display', '')}) p={ranked[0].probability:.2f}; "
+                          + ", ".join(f"{c.name} {c.probability:.2f}" for c in ranked[1:]) + f" [dim](from {used})[/]")
+            continue
         table = Table(title=f"{section.title} - {study.PatientID or study.StudyInstanceUID}")
         for col in ("measurement", "method", "value", "unit", "reference", "flag"):
             table.add_column(col)

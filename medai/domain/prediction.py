@@ -209,6 +209,7 @@ class ReportSection(BaseModel):
         summary: analysis-specific, JSON-serialisable details (phases, curves, per-method tables...).
         files: output kind -> file name of the renderings specific to this analysis (its SEG).
         quality: the quality gate's assessment of this analysis (None when it was not assessed).
+        classes: class probabilities of a classification analysis (diagnosis), each with its coded concept.
     """
 
     kind: str
@@ -220,6 +221,7 @@ class ReportSection(BaseModel):
     summary: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)
     quality: QualityAssessment | None = None
+    classes: list[ClassProbability] = Field(default_factory=list)
 
 
 class Report(BaseModel):

@@ -174,6 +174,45 @@ def quality_observation(section: Any, report: Report) -> Observation | None:
     return Observation.model_validate(data)
 
 
+#: local code system of medai's decision-support (classification) observations
+DX_SYSTEM = "urn:medai:decision-support"
+
+
+def classification_observation(section: Any, report: Report) -> Observation | None:
+    """A classification section (diagnosis) as an Observation: the most probable class as a coded value (SNOMED CT
+    where the class has a concept), every class probability as a component; ``preliminary``, because it is a
+    suggestion for the reader to confirm."""
+    classes = list(getattr(section, "classes", None) or [])
+    if not classes:
+        return None
+
+    def concept(c: Any) -> dict[str, Any]:
+        code = c.code or {}
+        system = {"SCT": "http://snomed.info/sct"}.get(code.get("scheme", ""), DX_SYSTEM)
+        return {"coding": [{"system": system, "code": code.get("value", c.name),
+                            "display": code.get("meaning", c.name)}], "text": c.name}
+
+    top = max(classes, key=lambda c: c.probability)
+    sm = getattr(section, "summary", {}) or {}
+    note = (f"Modalities used: {', '.join(sm.get('modalities_used', []))}; contributions "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in (sm.get("modality_contributions") or {}).items()))
+    data: dict[str, Any] = {
+        "resourceType": "Observation", "id": str(uuid.uuid4()), "status": "preliminary",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "imaging", "display": "Imaging"}]}],
+        "code": {"coding": [{"system": DX_SYSTEM, "code": section.kind, "display": section.title or section.kind}],
+                 "text": f"{section.title or section.kind} (AI suggestion, research use only)"},
+        "subject": _subject(report), "effectiveDateTime": report.created.isoformat(),
+        "valueCodeableConcept": concept(top),
+        "component": [{"code": concept(c), "valueQuantity": _quantity(c.probability, "1", "probability")}
+                      for c in classes],
+        "note": [{"text": note}],
+    }
+    if section.models:
+        data["device"] = {"display": f"{section.models[0].name} {section.models[0].version}"}
+    return Observation.model_validate(data)
+
+
 def _entry(res: Any) -> dict[str, Any]:
     return {"fullUrl": f"urn:uuid:{res.id}", "resource": res}
 
@@ -182,6 +221,7 @@ def report_bundle(report: Report) -> Bundle:
     """The report as a Bundle: DiagnosticReport + its Observations (+ RiskAssessments when it holds risks)."""
     obs = [observation(m, report) for m in report.measurements]
     obs += [o for o in (quality_observation(s, report) for s in report.sections) if o is not None]
+    obs += [o for o in (classification_observation(s, report) for s in report.sections) if o is not None]
     risks = [risk_assessment(r, _subject(report)) for r in report.risks]
     conclusion = "; ".join(f"{f.severity}: {f.message}" for f in report.flags) or None
     if report.review.required:

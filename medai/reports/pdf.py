@@ -317,6 +317,11 @@ def _page_story(page: PdfPage, st: dict[str, Any], title: bool) -> list[Any]:
     story += quality_story(section, st)
     main = (page.analysis.table_measurements(section) if page.analysis is not None
             else [m for m in section.measurements if not m.name.startswith(_WALL_PREFIX)])
+    if section_classes(section) and not main:  # a classification section: its story is the probabilities
+        story += _flags(section, st)
+        if page.analysis is not None:
+            story += page.analysis.pdf_story(section, dict(page.figures), _KIT)
+        return story
     story.append(Paragraph("Measurements", st["h2"]))
     if main:
         story.append(_measurement_table(main, st))
@@ -426,6 +431,59 @@ def write_pdf(
             (folder / f"{name}.png").write_bytes(png)
     logger.info("wrote %s (%d figures)", path, len(figs))
     return path
+
+
+def section_classes(section: Any) -> list[Any]:
+    """The class probabilities of a section (empty for measurement sections and whole reports)."""
+    return list(getattr(section, "classes", None) or []) if hasattr(section, "kind") else []
+
+
+def diagnosis_story(section: Any) -> list[Any]:
+    """A classification section: the suggestion banner, a probability table with bars, the modalities used and
+    their contributions, and the features that drove the suggestion (occlusion attributions)."""
+    from reportlab.lib import colors
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+
+    st = styles()
+    sm = section.summary
+    classes = sorted(section_classes(section), key=lambda c: -c.probability)
+    if not classes:
+        return []
+    top = classes[0]
+    out: list[Any] = [Paragraph(f"<b>Suggested: {_esc(sm.get('predicted_display', top.name))}</b> "
+                                f"(p = {top.probability:.2f}). {_esc(sm.get('decision_support', ''))}.", st["body"])]
+    rows = [["Class", "Code", "Probability", ""]]
+    for c in classes:
+        code = f"{c.code.get('scheme', '')} {c.code.get('value', '')}" if c.code else ""
+        rows.append([f"{c.name} ({(c.code or {}).get('meaning', '')})", code, f"{c.probability:.3f}",
+                     "\u2588" * max(0, round(20 * c.probability))])
+    table = Table([[Paragraph(_esc(x), st["cell"]) for x in r] for r in rows],
+                  colWidths=[70 * mm, 30 * mm, 22 * mm, 55 * mm])
+    table.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde3ea")),
+                               ("BACKGROUND", (0, 1), (-1, 1), colors.HexColor("#fff3e0")),
+                               ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#c8ced6"))]))
+    out += [Spacer(1, 1 * mm), table, Spacer(1, 2 * mm), Paragraph("Why", st["h2"])]
+    used = ", ".join(sm.get("modalities_used", [])) or "-"
+    missing = ", ".join(sm.get("modalities_missing", [])) or "none"
+    contrib = ", ".join(f"{k} {v:+.2f}" for k, v in (sm.get("modality_contributions") or {}).items())
+    out.append(Paragraph(_esc(f"Modalities used: {used} (missing: {missing}). Contribution to p({top.name}) "
+                              f"when removed: {contrib}."), st["small"]))
+    if sm.get("modality_weights"):
+        w = ", ".join(f"{k} {v:.2f}" for k, v in sm["modality_weights"].items())
+        out.append(Paragraph(_esc(f"Fusion attention over the modalities: {w}."), st["small"]))
+    feats = sm.get("features") or {}
+    attr = sm.get("feature_attributions") or {}
+    if attr:
+        rows = [["Feature", "Value", f"Effect on p({top.name})"]]
+        for k, v in attr.items():
+            val = feats.get(k)
+            rows.append([k, "-" if val is None else format_value(float(val)), f"{v:+.3f}"])
+        t2 = Table([[Paragraph(_esc(x), st["cell"]) for x in r] for r in rows], colWidths=[60 * mm, 30 * mm, 40 * mm])
+        t2.setStyle(TableStyle([("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde3ea")),
+                                ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#c8ced6"))]))
+        out += [t2, Paragraph(_esc(sm.get("attribution_method", "")), st["small"])]
+    return [*out, Spacer(1, 2 * mm)]
 
 
 def measurement_table(measurements: list[Measurement]) -> Any:

@@ -190,11 +190,38 @@ def _quality_group(kind: str, section: ReportSection, algorithm: Any) -> Any | N
         algorithm_id=algorithm, qualitative_evaluations=evaluations, measurements=measurements or None)
 
 
+def _findings_group(kind: str, section: ReportSection, algorithm: Any) -> Any | None:
+    """The TID 1501 group of a classification section: the most probable class as a coded Finding (DCM 121071;
+    SNOMED CT concept where the class has one) and each class probability as a measurement (None without classes)."""
+    import highdicom as hd
+
+    classes = list(section.classes)
+    if not classes:
+        return None
+
+    def concept(c: Any) -> Any:
+        code = c.code or {}
+        if code.get("scheme") and code.get("value"):
+            return hd.sr.CodedConcept(value=str(code["value"]), scheme_designator=str(code["scheme"]),
+                                      meaning=str(code.get("meaning", c.name))[:64])
+        return _local(f"DX_{c.name.upper()}", c.name)
+
+    top = max(classes, key=lambda c: c.probability)
+    finding = hd.sr.CodedConcept(value="121071", scheme_designator="DCM", meaning="Finding")
+    evaluations = [hd.sr.QualitativeEvaluation(name=finding, value=concept(top))]
+    measurements = [hd.sr.Measurement(name=_local(f"PROB_{c.name.upper()}", f"Probability of {c.name}"),
+                                      value=float(c.probability), unit=ucum("1"), algorithm_id=algorithm)
+                    for c in classes]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{kind} suggestion"),
+        algorithm_id=algorithm, qualitative_evaluations=evaluations, measurements=measurements)
+
+
 def _coding_schemes(report: Report) -> list[Any]:
     from pydicom import Dataset as _Dataset
 
     if (not any(m.code.scheme == LOCAL_SCHEME for m in report.measurements) and not report.flags
-            and not any(s.quality is not None for s in report.sections)):
+            and not any(s.quality is not None or s.classes for s in report.sections)):
         return []
     item = _Dataset()
     item.CodingSchemeDesignator = LOCAL_SCHEME
@@ -316,9 +343,10 @@ def build_sr(
             segs.append(part_seg)
         imaging += _groups(kind, part_measurements, part_seg, part_phases, algorithm)
     for p in parts or []:
-        group = _quality_group(p.section.kind, p.section, algorithm)
-        if group is not None:
-            imaging.append(group)
+        for group in (_quality_group(p.section.kind, p.section, algorithm),
+                      _findings_group(p.section.kind, p.section, algorithm)):
+            if group is not None:
+                imaging.append(group)
     if report.flags:
         evaluations = [
             hd.sr.QualitativeEvaluation(

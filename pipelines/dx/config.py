@@ -29,7 +29,7 @@ class BaselineConfig(_Strict):
     """The feature baseline: median imputation + random forest or gradient boosting, calibrated."""
 
     kind: Literal["random_forest", "gradient_boosting"] = "random_forest"
-    n_estimators: int = Field(500, ge=10)
+    n_estimators: int = Field(300, ge=10)
     min_samples_leaf: int = Field(2, ge=1)
     calibration: Literal["sigmoid", "isotonic", "none"] = "sigmoid"
     calibration_folds: int = Field(4, ge=2)

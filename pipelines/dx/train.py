@@ -51,7 +51,7 @@ def build_baseline(recipe: DxRecipe) -> Any:
         clf = HistGradientBoostingClassifier(max_iter=b.n_estimators, min_samples_leaf=max(b.min_samples_leaf, 5),
                                              learning_rate=0.05, random_state=recipe.seed)
     if b.calibration != "none":
-        clf = CalibratedClassifierCV(clf, method=b.calibration, cv=b.calibration_folds)
+        clf = CalibratedClassifierCV(clf, method=b.calibration, cv=b.calibration_folds, ensemble=False)
     return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)), ("model", clf)])
 
 

@@ -75,6 +75,8 @@ class QualityGate(Step):
             raise ConfigError("configs/steps/quality.yaml must name the quality model: models: {quality: ...}")
 
     def _types(self, analysis: Analysis) -> list[SeriesType]:
+        if analysis.config.requires:  # derived from other analyses' results: their inputs were judged
+            return []
         return [t for t in analysis.config.series if t in self.params.series]
 
     # -- before ----------------------------------------------------------------------------------------------------

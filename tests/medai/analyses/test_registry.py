@@ -82,12 +82,13 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Predictor
 
 def test_cine_plus_lge_gives_one_study_report(tiny_models: dict[str, Predictor], tmp_path: Path) -> None:
     study = ingest(cine_and_lge_study()).studies[0]
-    assert [a.kind for a in select_analyses(study)] == ["cine_function", "lge_scar"]
+    kinds = ["cine_function", "lge_scar", "cine_diagnosis"]
+    assert [a.kind for a in select_analyses(study)] == kinds
     stages: list[str] = []
     out = run_study_analyses(study, tmp_path / "out", models=package_provider(tiny_models), progress=stages.append)
     rep = out.report
-    assert [s.kind for s in rep.sections] == ["cine_function", "lge_scar"] and rep.summary["analyses"] == [
-        "cine_function", "lge_scar"]
+    assert [s.kind for s in rep.sections] == kinds and rep.summary["analyses"] == kinds
+    assert rep.section("cine_diagnosis").classes and rep.classes == rep.section("cine_diagnosis").classes
     assert "cine_function" in stages and "lge_scar" in stages and stages[-1] == "rendering"
     # one SEG per analysed series, one SR, one PDF with a page per analysis, FHIR
     assert {"seg", "seg_lge", "sr", "pdf", "json", "fhir"} <= set(out.files)
@@ -125,7 +126,7 @@ def test_analysis_flag_restricts_and_an_automatic_failure_is_flagged(tiny_models
         return provide(ref)
 
     out = run_study_analyses(study, tmp_path / "b", models=broken)
-    assert [s.kind for s in out.report.sections] == ["cine_function"]
+    assert [s.kind for s in out.report.sections] == ["cine_function", "cine_diagnosis"]
     assert any(f.code == "analysis_lge_scar_failed" and f.severity == "error" for f in out.report.flags)
     with pytest.raises(ConfigError, match="missing its weights"):
         run_study_analyses(study, tmp_path / "c", kinds=["cine_function", "lge_scar"], models=broken)
@@ -145,8 +146,9 @@ def test_medai_analyze_runs_every_applicable_analysis(tiny_models: dict[str, Pre
     res = CliRunner().invoke(app, ["analyze", str(tmp_path / "study"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert [s["kind"] for s in doc["sections"]] == ["cine_function", "lge_scar"]
+    assert [s["kind"] for s in doc["sections"]] == ["cine_function", "lge_scar", "cine_diagnosis"]
     assert "LGE scar quantification" in res.output and "Cine CMR ventricular function" in res.output
+    assert "Cine CMR diagnosis (decision support): suggested" in res.output
     res = CliRunner().invoke(app, ["analyze", str(tmp_path / "study"), "--out", str(tmp_path / "o2"),
                                    "--analysis", "lge_scar"])
     assert res.exit_code == 0, res.output
