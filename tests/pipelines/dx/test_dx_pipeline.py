@@ -83,7 +83,8 @@ def test_evaluation_from_images_on_two_real_patients(data_dir: Path, tmp_path: P
         (sub / p).symlink_to(root / p)
     res = evaluate_cli("heart_mr_cine_dx", sub, "acdc", tmp_path / "e.json")
     doc = json.loads((tmp_path / "e.json").read_text())
-    assert doc["n_scored"] == 2 and {"accuracy", "balanced_accuracy", "per_class_recall", "confusion_matrix"} <= set(doc)
+    assert doc["n_scored"] == 2
+    assert {"accuracy", "balanced_accuracy", "per_class_recall", "confusion_matrix"} <= set(doc)
     assert set(doc["missing_modality"][res["primary"]]) >= {"cine_only", "measurements_only"}
     assert [r["group"] for r in doc["patients"]] == ["DCM", "RV"]
     assert (tmp_path / "e_confusion.png").stat().st_size > 1000
