@@ -105,8 +105,13 @@ def evaluate_acdc(predictor: CineSegPredictor, data: Path, fmt: str, split: str 
         lv_p = float((pred == values["lv"]).sum())
         lv_r = float((case.label == case.labels["lv"]).sum())
         v = vols.setdefault(case.patient_id, {})
-        v[case.phase.value] = {"pred": lv_p * (unit_ml or 1.0), "ref": lv_r * (unit_ml or 1.0),
-                               "unit": "mL" if unit_ml else "voxels"}  # type: ignore[dict-item]
+        entry: dict[str, Any] = {"pred": lv_p * (unit_ml or 1.0), "ref": lv_r * (unit_ml or 1.0),
+                                 "unit": "mL" if unit_ml else "voxels"}
+        for name in ("rv", "myo"):  # RV cavity and LV myocardium volumes, same unit
+            if name in values and name in case.labels:
+                entry[f"{name}_pred"] = float((pred == values[name]).sum()) * (unit_ml or 1.0)
+                entry[f"{name}_ref"] = float((case.label == case.labels[name]).sum()) * (unit_ml or 1.0)
+        v[case.phase.value] = entry  # type: ignore[assignment]
     patients = []
     for pid, v in sorted(vols.items()):
         if "ED" not in v or "ES" not in v:
@@ -115,6 +120,17 @@ def evaluate_acdc(predictor: CineSegPredictor, data: Path, fmt: str, split: str 
         row: dict[str, Any] = {"patient": pid, "ef_pred": _ef(ed["pred"], es["pred"]),
                                "ef_ref": _ef(ed["ref"], es["ref"])}
         row["ef_error"] = row["ef_pred"] - row["ef_ref"]
+        if "rv_ref" in ed and "rv_ref" in es and ed["rv_ref"] > 0:
+            row.update(rvef_pred=_ef(ed["rv_pred"], es["rv_pred"]), rvef_ref=_ef(ed["rv_ref"], es["rv_ref"]))
+            row["rvef_error"] = row["rvef_pred"] - row["rvef_ref"]
+        if ed["unit"] == "mL" and "rv_ref" in ed:
+            row.update(rv_edv_pred_ml=ed["rv_pred"], rv_edv_ref_ml=ed["rv_ref"],
+                       rv_edv_error_ml=ed["rv_pred"] - ed["rv_ref"])
+        if ed["unit"] == "mL" and "myo_ref" in ed:
+            from medai.measurements.cardiac import MYOCARDIAL_DENSITY_G_PER_ML as rho
+
+            row.update(lv_mass_pred_g=rho * ed["myo_pred"], lv_mass_ref_g=rho * ed["myo_ref"],
+                       lv_mass_error_g=rho * (ed["myo_pred"] - ed["myo_ref"]))
         if ed["unit"] == "mL":
             row.update(edv_pred_ml=ed["pred"], edv_ref_ml=ed["ref"], esv_pred_ml=es["pred"], esv_ref_ml=es["ref"],
                        edv_error_ml=ed["pred"] - ed["ref"], esv_error_ml=es["pred"] - es["ref"])
@@ -214,10 +230,16 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
     if errs:
         mean["ef_mae"] = float(np.mean(np.abs(errs)))
         mean["ef_bias"] = float(np.mean(errs))
-    for k in ("edv_error_ml", "esv_error_ml", "edv_error_pct", "esv_error_pct"):
-        v = [p[k] for p in result["patients"] if k in p]
+    rv = [p["rvef_error"] for p in result["patients"] if "rvef_error" in p and math.isfinite(p["rvef_error"])]
+    if rv:
+        mean["rvef_mae"] = float(np.mean(np.abs(rv)))
+        mean["rvef_bias"] = float(np.mean(rv))
+    for k in ("edv_error_ml", "esv_error_ml", "edv_error_pct", "esv_error_pct", "rv_edv_error_ml",
+              "lv_mass_error_g"):
+        v = [p[k] for p in result["patients"] if k in p and math.isfinite(p[k])]
         if v:
             mean[k.replace("error", "mae")] = float(np.mean(np.abs(v)))
+            mean[k.replace("error", "bias")] = float(np.mean(v))
     return mean
 
 
@@ -228,8 +250,8 @@ def bland_altman(result: dict[str, Any], path: Path, title: str) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [("EF (%)", "ef_pred", "ef_ref"), ("LV EDV (mL)", "edv_pred_ml", "edv_ref_ml"),
-             ("LV ESV (mL)", "esv_pred_ml", "esv_ref_ml")]
+    pairs = [("LVEF (%)", "ef_pred", "ef_ref"), ("LV EDV (mL)", "edv_pred_ml", "edv_ref_ml"),
+             ("RVEF (%)", "rvef_pred", "rvef_ref"), ("LV mass (g)", "lv_mass_pred_g", "lv_mass_ref_g")]
     pairs = [p for p in pairs if any(p[1] in r and p[2] in r for r in result["patients"])]
     if not pairs:
         return None

@@ -191,7 +191,9 @@ def evaluate_cli(model: str, data: Path, fmt: str, out: Path, package: Path | No
     res = evaluate(preds, primary, data, split, sets=_recipe_sets(preds[primary].package_dir),
                    progress=lambda t: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {t}"))
     meta = preds[primary].metadata
+    seg = preds[primary].seg_predictor.metadata
     res = {"model": {"name": meta.name, "version": meta.version}, "data": str(data), "format": "acdc",
+           "segmentation": {"name": seg.name, "version": seg.version},
            "split": split, "code_path": "CineDxPredictor.predict_volumes (segmentation -> features -> classifier); "
            "other estimators and modality subsets: CineDxPredictor.predict on the same features",
            "command": " ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else "",
