@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,7 @@ def evaluate_cli(model: str, data: Path, fmt: str, out: Path, package: Path | No
 
     predictor = load_default(package or model)
     doc = evaluate(predictor, data, fmt, split)
+    doc["command"] = " ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else ""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png = bland_altman({"patients": doc["patients"]}, out.with_name(out.stem + "_bland_altman.png"),

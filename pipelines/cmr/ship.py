@@ -1,0 +1,79 @@
+"""Add the committed evaluations of ``heart_mr_cine_seg`` to its model card and metadata.
+
+    python -m pipelines.cmr.ship --package models/packages/heart_mr_cine_seg
+
+Reads ``<package>/evaluation/*.json`` (written by ``medai evaluate heart_mr_cine_seg ...``, i.e. through
+``CineSegPredictor``) and writes one section per file into ``MODEL_CARD.md`` (replacing the section of an earlier
+run) and ``eval/<file stem>/<metric>`` keys into ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from medai.inference.package import read_metadata, write_metadata
+
+MARK = "## Evaluation through the predictor"
+#: issue-12 floors and goals on the official ACDC test set (mean of ED and ES)
+FLOOR = {"lv": 0.93, "myo": 0.87, "rv": 0.87}
+GOAL = {"lv": 0.95, "myo": 0.90, "rv": 0.92}
+
+
+def _f(m: dict[str, Any], k: str, fmt: str = "{:.3f}") -> str:
+    return fmt.format(m[k]) if k in m else "-"
+
+
+def section(name: str, doc: dict[str, Any]) -> list[str]:
+    """The card lines of one evaluation JSON."""
+    m = doc["mean"]
+    what = f"{doc['format']} {Path(doc['data']).name}" + (f", split {doc['split']!r}" if doc.get("split") else "")
+    lines = [f"### `evaluation/{name}.json`: {what} ({doc['n_patients']} patients, {doc['n_cases']} cases)", "",
+             f"    {doc.get('command') or 'medai evaluate heart_mr_cine_seg'}", "",
+             "| structure | Dice ED | Dice ES | Dice ED+ES | HD95 (" + doc["hd95_unit"].split(" ")[0] + ") |",
+             "|---|---|---|---|---|"]
+    for s in ("lv", "myo", "rv"):
+        if f"dice.{s}" in m:
+            lines.append(f"| {s.upper()} | {_f(m, f'dice.{s}.ed')} | {_f(m, f'dice.{s}.es')} | "
+                         f"{_f(m, f'dice.{s}')} | {_f(m, f'hd95.{s}')} |")
+    lines.append("")
+    clin = [("LVEF absolute error (points)", "ef_mae", "ef_bias"), ("RVEF absolute error (points)", "rvef_mae",
+                                                                     "rvef_bias"),
+            ("LV EDV error (mL)", "edv_mae_ml", "edv_bias_ml"), ("LV ESV error (mL)", "esv_mae_ml", "esv_bias_ml"),
+            ("RV EDV error (mL)", "rv_edv_mae_ml", "rv_edv_bias_ml"), ("LV mass error (g)", "lv_mass_mae_g",
+                                                                       "lv_mass_bias_g")]
+    rows = [f"| {label} | {_f(m, a, '{:.2f}')} | {_f(m, b, '{:+.2f}')} |" for label, a, b in clin if a in m]
+    if rows:
+        lines += ["| clinical value | mean absolute error | bias |", "|---|---|---|", *rows, ""]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: refresh the card's evaluation sections and the metadata ``eval/`` metrics."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--package", type=Path, default=Path("models/packages/heart_mr_cine_seg"))
+    pkg = ap.parse_args(argv).package
+    docs = {p.stem: json.loads(p.read_text()) for p in sorted((pkg / "evaluation").glob("*.json"))}
+    card = (pkg / "MODEL_CARD.md").read_text()
+    card = card.split(MARK)[0].rstrip() + "\n\n"
+    lines = [MARK, "", "Every figure here comes from the JSON named, written by `medai evaluate` through "
+             "`CineSegPredictor` (resampling, normalisation, consistency step and measurement exactly as "
+             "`medai analyze`). The ACDC `val` split selected the checkpoint: a validation figure, not a test. "
+             "Floor on the official test set (not available here): Dice " + ", ".join(
+                 f"{k.upper()} {v}" for k, v in FLOOR.items()) + "; goal " + ", ".join(
+                 f"{k.upper()} {v}" for k, v in GOAL.items()) + ".", ""]
+    meta = read_metadata(pkg)
+    meta.metrics = {k: v for k, v in meta.metrics.items() if not k.startswith("eval/")}
+    for name, doc in docs.items():
+        lines += section(name, doc)
+        meta.metrics.update({f"eval/{name}/{k}": float(v) for k, v in doc["mean"].items()
+                             if k.startswith(("dice.", "ef_", "rvef_", "lv_mass_", "edv_"))})
+    (pkg / "MODEL_CARD.md").write_text(card + "\n".join(lines))
+    meta.files = sorted({*meta.files, *(f"evaluation/{n}.json" for n in docs)})
+    write_metadata(pkg, meta)
+
+
+if __name__ == "__main__":
+    main()
