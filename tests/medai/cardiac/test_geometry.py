@@ -69,10 +69,12 @@ def test_resampled_grid_keeps_the_field_of_view() -> None:
 
 @pytest.mark.parametrize(("target", "tol"), [(1.0, 0.03), (2.2, 0.10)])
 def test_label_round_trip_preserves_volumes(target: float, tol: float) -> None:
-    """Resample labels to model spacing and back (nearest both ways): structure volumes within 3 % on the model grid;
-    after the round trip within 3 % when upsampling, 10 % when downsampling to 2.2 mm (a nearest round trip through a
-    coarser grid moves boundaries by up to one fine pixel; on a 30 mL end-systolic LV that is ~9 %). This is why the
-    predictor maps class *probabilities* back linearly and takes the argmax on the source grid."""
+    """Resample labels to model spacing and back (nearest both ways): structure volumes within 3 % on a finer model
+    grid, 5 % on a coarser one (a 17 mm end-systolic LV is ~190 pixels of 2.2 mm: which border pixels a nearest
+    lookup keeps moves its area by ~4 %); after the round trip within 3 % when upsampling, 10 % when downsampling to
+    2.2 mm (a nearest round trip through a coarser grid moves boundaries by up to one fine pixel; on a 30 mL
+    end-systolic LV that is ~9 %). This is why the predictor maps class *probabilities* back linearly and takes the
+    argmax on the source grid."""
     p = make_cine_sax_study(n_slices=6, n_phases=4, rows=96, cols=96)
     lm = phantom_labelmap(p)
     res, step = resample_labelmap(lm, target)
@@ -82,7 +84,8 @@ def test_label_round_trip_preserves_volumes(target: float, tol: float) -> None:
     for name in ("lv", "myo", "rv"):
         for t in range(4):
             ref = lm.volume_ml(name, t)
-            assert res.volume_ml(name, t) == pytest.approx(ref, rel=0.03)  # physical volume on the model grid
+            on_grid = 0.03 if target < 1.5 else 0.05
+            assert res.volume_ml(name, t) == pytest.approx(ref, rel=on_grid)  # physical volume on the model grid
             assert back.volume_ml(name, t) == pytest.approx(ref, rel=tol)
 
 
