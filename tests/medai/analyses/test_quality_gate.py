@@ -2,11 +2,12 @@
 runner, ``medai analyze`` and the API; the clean phantom does not; unusable images give a clear error, not a
 report; the verdict reaches JSON, SR, PDF, FHIR and the job.
 
-The shipped cine model 1.0 misses the phantom's RV (``medai demo`` reports RV EF 100 %, issue 12), and the gate
-rightly asks for review of that: :func:`test_the_gate_flags_the_real_models_rv_failure_on_the_phantom` shows it.
-To test the artefact verdict on its own, the other tests segment the phantom with its known truth
-(:class:`TruthCine`: the shipped package, whose ``segment_volume`` returns the phantom's labels), so measurements,
-phases, coverage and the segmentation-quality estimate all run for real on a correct segmentation.
+The phantom is realistic enough for the shipped cine model to segment it (issue 12: cine model 1.0 used to miss
+its RV; the phantom now has ACDC-like intensities, a half-moon RV, trabeculae and a chest around the heart):
+:func:`test_the_real_model_segments_the_clean_phantom` checks the real model against the phantom's truth and what
+the gate says about it. To test the artefact verdict on its own, the other tests segment the phantom with its known
+truth (:class:`TruthCine`: the shipped package, whose ``segment_volume`` returns the phantom's labels), so
+measurements, phases, coverage and the segmentation-quality estimate all run for real on a correct segmentation.
 """
 
 from __future__ import annotations
@@ -159,20 +160,33 @@ def test_medai_analyze_says_review_required(studies: dict[str, Path], tmp_path: 
     assert "image quality (cine_function): pass" in res.output
 
 
-def test_the_gate_flags_the_real_models_rv_failure_on_the_phantom(studies: dict[str, Path], tmp_path: Path) -> None:
-    """No ground truth is used by the gate; the phantom's truth shows that its RV verdict is right."""
+def test_the_real_model_segments_the_clean_phantom(studies: dict[str, Path], tmp_path: Path) -> None:
+    """The shipped cine model (2.0.0) against the phantom's exact truth, and the gate's verdict on its result.
+
+    The gate uses no ground truth. Its image verdict is "pass" and its LV and myocardium estimates clear their
+    thresholds. Its RV estimate (a regressor fitted on ACDC segmentations, driven by the network's own uncertainty)
+    stays cautious on the phantom's end-systolic RV, where the network is least certain (predicted Dice ~0.76 for a
+    true ~0.94), and may ask for an RV review although the RV agrees with the truth: the only finding allowed is
+    that one.
+    """
     real = package_provider()
     out = _run(studies["clean"], tmp_path / "real", real)
     q = out.report.sections[0].quality
     assert q is not None and q.series[0].status == QualityStatus.PASS  # the images are fine ...
+    ph = make_cine_sax_study(None, **PHANTOM)
     pred = out.results[0].prediction.label_maps["cine_sax"].volume.array
-    truth = make_cine_sax_study(None, **PHANTOM).labels
-    rv_dice = 2 * ((pred == 1) & (truth == 1)).sum() / max((pred == 1).sum() + (truth == 1).sum(), 1)
-    assert rv_dice < 0.6  # ... the v1 model's RV is not (issue 12)
-    assert q.predicted_dice["rv"] < 0.8 and "segmentation_quality_rv" in {f.code for f in q.findings}
-    assert out.report.review.required
-    rv_values = [m for m in out.report.measurements if m.segment == "rv"]
-    assert rv_values and all("segmentation_quality_rv" in m.review for m in rv_values)
+    for name, value, min_dice in (("lv", 3, 0.95), ("myo", 2, 0.9), ("rv", 1, 0.9)):
+        p, t = pred == value, ph.labels == value
+        assert 2 * (p & t).sum() / (p.sum() + t.sum()) > min_dice, name  # ... and so is the segmentation
+    got = {m.name: m.value for m in out.report.measurements}
+    tr = ph.truth
+    truth = {"lv_edv": tr.lv_edv_ml, "lv_esv": tr.lv_esv_ml, "lv_ef": tr.lv_ef_pct, "lv_mass": tr.lv_mass_g,
+             "rv_edv": tr.rv_edv_ml, "rv_ef": tr.rv_ef_pct}
+    for name, value in truth.items():
+        assert got[name] == pytest.approx(value, rel=0.1), name  # issue 12: the demo's values within 10 %
+    assert q.predicted_dice["lv"] >= 0.85 and q.predicted_dice["myo"] >= 0.8
+    assert {f.code for f in q.findings} <= {"segmentation_quality_rv"}
+    assert not any(m.review for m in out.report.measurements if m.segment in ("lv", "myo"))
 
 
 def test_a_disabled_or_misconfigured_step(tmp_path: Path, studies: dict[str, Path], provider: object) -> None:
