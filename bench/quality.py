@@ -60,7 +60,6 @@ def study_dir(tmp: Path) -> tuple[Path, str]:
 
 def per_slice(quality: Any, cine: Any, slices: list[np.ndarray], repeat: int) -> dict[str, float]:
     from medai.cardiac.preprocess import normalize_intensity, pad_to_divisor
-
     from medai.quality.preprocess import prepare_slices
 
     quality.score_slices(slices[:8])
