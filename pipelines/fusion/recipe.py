@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from medai.errors import ConfigError
-from pipelines.risk.recipe import _set
+from pipelines.risk.recipe import read_raw
 
 
 class FusionModelEntry(BaseModel):
@@ -62,15 +61,7 @@ class FusionRecipe(BaseModel):
 
 def load_fusion_recipe(path: Path | str, overrides: list[str] | None = None) -> FusionRecipe:
     """Read a recipe, apply ``key=value`` overrides (dotted keys, YAML values) and validate it."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r} is not key=value")
-        k, v = ov.split("=", 1)
-        _set(raw, k, v)
+    raw = read_raw(path, overrides)
     try:
         rec = FusionRecipe.model_validate(raw)
     except ValidationError as exc:

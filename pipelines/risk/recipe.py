@@ -71,8 +71,8 @@ def _set(d: dict[str, Any], dotted: str, value: str) -> None:
     d[keys[-1]] = yaml.safe_load(value)
 
 
-def load_recipe(path: Path | str, overrides: list[str] | None = None) -> RiskRecipe:
-    """Read a recipe, apply ``key=value`` overrides (dotted keys, YAML values) and validate it."""
+def read_raw(path: Path | str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe file as a dict with ``key=value`` overrides (dotted keys, YAML values) applied, not validated."""
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -82,6 +82,12 @@ def load_recipe(path: Path | str, overrides: list[str] | None = None) -> RiskRec
             raise ConfigError(f"override {ov!r} is not key=value")
         k, v = ov.split("=", 1)
         _set(raw, k, v)
+    return raw
+
+
+def load_recipe(path: Path | str, overrides: list[str] | None = None) -> RiskRecipe:
+    """Read a recipe, apply ``key=value`` overrides (dotted keys, YAML values) and validate it."""
+    raw = read_raw(path, overrides)
     try:
         return RiskRecipe.model_validate(raw)
     except ValidationError as exc:
