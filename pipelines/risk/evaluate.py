@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,8 @@ def evaluate_cli(
     if not isinstance(pred, RiskPredictor):
         raise ConfigError(f"{model} is not a risk model (predictor {pred.metadata.predictor})")
     res = evaluate_risk(pred, Path(data), fmt)
+    res["model"] = {"name": pred.metadata.name, "version": pred.metadata.version}
+    res["command"] = " ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else ""
     out = Path(out or "evaluation.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=float))
