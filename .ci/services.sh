@@ -6,6 +6,7 @@ need=()
 command -v dcmdump >/dev/null || need+=(dcmtk)
 command -v dciodvfy >/dev/null || need+=(dicom3tools)  # dciodvfy: IOD validator for the SEG/SR tests
 command -v Orthanc >/dev/null || need+=(orthanc orthanc-dicomweb)
+command -v chromium >/dev/null || need+=(chromium)  # tests/web: Playwright drives Debian's Chromium
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "not root: cannot apt-get install ${need[*]}" >&2; exit 1; fi
   export DEBIAN_FRONTEND=noninteractive

@@ -16,7 +16,7 @@ from serving.analysis import make_study_analyse
 from serving.db import make_engine
 from serving.jobs import AnalyseFn, JobRunner
 from serving.models import ModelRegistry
-from serving.routers import admin, analyses, dicomweb, health, pacs, patients, risk, studies
+from serving.routers import admin, analyses, dicomweb, docs, health, pacs, patients, risk, studies
 from serving.routers import models as models_router
 from serving.settings import ApiSettings
 from serving.storage import StudyStore
@@ -123,13 +123,14 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
             engine.dispose()
 
     app = FastAPI(
-        title="medai decision-support API", version=__version__, lifespan=lifespan,
+        title="medai decision-support API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="CMR study analyses (every registered analysis: cine function, LGE scar...) and risk models. "
                     "Research use only; not a medical device. "
                     "Authenticate with an API key (X-API-Key or Authorization: Bearer). Errors are RFC 7807 "
                     "problem+json documents.",
     )
     problems.install(app)
+    docs.install(app)  # /docs: Swagger UI from local files (no CDN); no ReDoc
     for r in (health, studies, dicomweb, analyses, patients, pacs, models_router, risk, admin):
         app.include_router(r.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
