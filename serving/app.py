@@ -16,7 +16,21 @@ from serving.analysis import make_study_analyse
 from serving.db import make_engine
 from serving.jobs import AnalyseFn, JobRunner
 from serving.models import ModelRegistry
-from serving.routers import admin, analyses, dicomweb, docs, health, pacs, patients, risk, studies
+from serving.routers import (
+    admin,
+    analyses,
+    dicomweb,
+    docs,
+    health,
+    pacs,
+    patients,
+    reports,
+    risk,
+    session,
+    studies,
+    ui,
+    worklist,
+)
 from serving.routers import models as models_router
 from serving.settings import ApiSettings
 from serving.storage import StudyStore
@@ -126,12 +140,15 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
         title="medai decision-support API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="CMR study analyses (every registered analysis: cine function, LGE scar...) and risk models. "
                     "Research use only; not a medical device. "
-                    "Authenticate with an API key (X-API-Key or Authorization: Bearer). Errors are RFC 7807 "
+                    "Authenticate with an API key (X-API-Key or Authorization: Bearer); the web app at /ui/ signs "
+                    "users in with a session cookie (POST /v1/session) and sends X-CSRF-Token. Errors are RFC 7807 "
                     "problem+json documents.",
     )
     problems.install(app)
     docs.install(app)  # /docs: Swagger UI from local files (no CDN); no ReDoc
-    for r in (health, studies, dicomweb, analyses, patients, pacs, models_router, risk, admin):
+    for r in (health, session, worklist, studies, dicomweb, analyses, reports, patients, pacs, models_router, risk,
+              admin):
         app.include_router(r.router)
+    ui.install(app)  # the clinician web app at /ui/ (static files, same origin, nothing from the internet)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     return app

@@ -77,6 +77,56 @@ jobs = Table(
     Column("completions", Integer, nullable=False, default=0),
 )
 
+users = Table(  # people who sign in to the web app (machines use API keys)
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("display_name", String(200), nullable=False, default=""),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(255), nullable=False),  # argon2id (argon2-cffi)
+    Column("created", Float, nullable=False),
+    Column("disabled", Float, nullable=True),
+)
+
+sessions = Table(  # browser sessions: the cookie holds the token, the row its SHA-256
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(64), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+study_info = Table(  # worklist columns, read from the first stored instance of each study
+    "study_info",
+    metadata,
+    Column("study_uid", String(64), primary_key=True),
+    Column("patient_id", String(64), nullable=False, default=""),
+    Column("patient_name", String(200), nullable=False, default=""),
+    Column("patient_sex", String(16), nullable=False, default=""),
+    Column("study_date", String(16), nullable=False, default=""),
+    Column("description", String(200), nullable=False, default=""),
+    Column("accession", String(64), nullable=False, default=""),
+)
+
+report_versions = Table(  # version 1 is the job's own result; corrections add versions; signing locks one
+    "report_versions",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("parent", Integer, nullable=True),
+    Column("created", Float, nullable=False),
+    Column("created_by", String(64), nullable=False, default=""),
+    Column("folder", String(255), nullable=False),  # relative to the job's result folder ("" for version 1)
+    Column("files", Text, nullable=False),  # JSON: kind -> file name inside the folder
+    Column("edits", Text, nullable=True),  # JSON: what the correction changed
+    Column("signed_by", String(64), nullable=True),
+    Column("signed_name", String(200), nullable=True),
+    Column("signed_at", Float, nullable=True),
+)
+
 audit = Table(
     "audit",
     metadata,

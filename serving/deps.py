@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 
 from fastapi import Depends, Request, Security
@@ -14,6 +15,7 @@ from serving.models import ModelRegistry
 from serving.problems import ApiProblem
 from serving.settings import ApiSettings
 from serving.storage import StudyStore
+from serving.users import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, session_of
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from `medai keys create`.")
 bearer = HTTPBearer(auto_error=False, description="The same API key sent as an OAuth2-style bearer token.")
@@ -51,14 +53,34 @@ def current_principal(
 ) -> Principal:
     """The authenticated caller (401 problem when the key is missing, unknown or revoked)."""
     token = key or (cred.credentials if cred is not None else None)
+    if not token and request.cookies.get(SESSION_COOKIE):
+        return session_principal(request)
     if not token:
-        raise ApiProblem(401, "unauthenticated", "send an API key in X-API-Key or Authorization: Bearer",
-                         headers={"WWW-Authenticate": "Bearer"})
+        raise ApiProblem(401, "unauthenticated", "send an API key in X-API-Key or Authorization: Bearer, "
+                         "or sign in at /ui/", headers={"WWW-Authenticate": "Bearer"})
     who = authenticate(request.app.state.engine, token)
     if who is None:
         raise ApiProblem(401, "invalid-key", "the API key is unknown or revoked; ask an admin for a new one",
                          headers={"WWW-Authenticate": "Bearer"})
     return who
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_principal(request: Request) -> Principal:
+    """The signed-in user of the session cookie; state-changing requests must echo the session's CSRF token."""
+    settings: ApiSettings = request.app.state.settings
+    sess = session_of(request.app.state.engine, request.cookies.get(SESSION_COOKIE, ""),
+                      settings.session_idle_minutes * 60)
+    if sess is None:
+        raise ApiProblem(401, "session-expired", "the session ended or is unknown; sign in again at /ui/")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+            request.headers.get(CSRF_HEADER, ""), sess.csrf):
+        raise ApiProblem(403, "csrf-token-missing", f"a signed-in request that changes state must send the "
+                         f"session's {CSRF_HEADER} header (the {CSRF_COOKIE} cookie's value)")
+    request.state.session = sess
+    return sess.principal
 
 
 def require(*roles: Role) -> Callable[..., Principal]:

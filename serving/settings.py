@@ -27,6 +27,10 @@ class ApiSettings(BaseSettings):
         reload_poll_seconds: re-resolve ``models:/`` aliases this often and swap in promoted versions (0: off).
         deidentify: analyses run on a de-identified working copy of the stored study.
         pacs_url: DICOMweb root of the hospital PACS (pull studies, push SEG/SR), e.g. ``http://pacs/dicom-web``.
+        session_hours: a web-app session ends this long after sign-in.
+        session_idle_minutes: ... or after this long without a request.
+        cookie_secure: session cookies carry ``Secure`` (browsers still send them to http://localhost; turn off
+            only behind a TLS-terminating proxy that rewrites nothing, never on a plain-http network).
     """
 
     model_config = SettingsConfigDict(env_prefix="MEDAI_API_", extra="ignore")
@@ -44,6 +48,9 @@ class ApiSettings(BaseSettings):
     reload_poll_seconds: float = 0.0
     deidentify: bool = True
     pacs_url: str | None = None
+    session_hours: float = 12.0
+    session_idle_minutes: float = 60.0
+    cookie_secure: bool = True
 
     def db_url(self) -> str:
         """The database URL (SQLite under ``MEDAI_HOME`` unless set)."""

@@ -131,6 +131,7 @@ class StudyStore:
         """
         stored: list[StoredInstance] = []
         rows: list[dict] = []
+        infos: dict[str, dict] = {}
         failed: list[tuple[str, str]] = []
         now = time.time()
         for name, data in parts:
@@ -142,6 +143,8 @@ class StudyStore:
                 failed.append((name, why))
                 continue
             sha, size = self.blobs.put(data)
+            if not derived and study not in infos:
+                infos[study] = header_info(study, ds)
             stored.append(StoredInstance(sop, study, series, str(getattr(ds, "SOPClassUID", "")), sha, size))
             rows.append(dict(sop_uid=sop, study_uid=study, series_uid=series, sop_class_uid=stored[-1].sop_class_uid,
                              modality=str(getattr(ds, "Modality", "")), series_number=_int(ds, "SeriesNumber"),
@@ -153,6 +156,9 @@ class StudyStore:
                     conn.execute(delete(db.instances).where(db.instances.c.source_job == source_job))
                 for study in sorted({r["study_uid"] for r in rows}):
                     ins = _upsert(self.engine, db.studies).values(study_uid=study, created=now, created_by=user)
+                    conn.execute(ins.on_conflict_do_nothing(index_elements=["study_uid"]))
+                for info in infos.values():
+                    ins = _upsert(self.engine, db.study_info).values(**info)
                     conn.execute(ins.on_conflict_do_nothing(index_elements=["study_uid"]))
                 for r in rows:  # a re-sent instance replaces its row (same UID -> latest content)
                     conn.execute(delete(db.instances).where(db.instances.c.sop_uid == r["sop_uid"]))
@@ -174,6 +180,25 @@ class StudyStore:
         """Study rows."""
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(db.studies).order_by(db.studies.c.created)).mappings()]
+
+    def study_infos(self) -> dict[str, dict]:
+        """Worklist columns of every study (read from a stored header for studies stored before they existed)."""
+        with self.engine.connect() as conn:
+            have = {r["study_uid"]: dict(r) for r in conn.execute(select(db.study_info)).mappings()}
+            missing = [r[0] for r in conn.execute(select(db.studies.c.study_uid)) if r[0] not in have]
+        for uid in missing:
+            first = next((r for r in self.instances(uid) if not r["derived"]), None)
+            if first is None:
+                continue
+            try:
+                info = header_info(uid, pydicom.dcmread(self.blobs.path(first["sha256"]), stop_before_pixels=True))
+            except (InvalidDicomError, OSError, ValueError):
+                continue
+            with self.engine.begin() as conn:
+                conn.execute(_upsert(self.engine, db.study_info).values(**info)
+                             .on_conflict_do_nothing(index_elements=["study_uid"]))
+            have[uid] = info
+        return have
 
     def has_study(self, study_uid: str) -> bool:
         """Whether the study is stored."""
@@ -207,6 +232,16 @@ class StudyStore:
         for sha in shas - still:
             self.blobs.path(sha).unlink(missing_ok=True)
         return len(old)
+
+
+def header_info(study_uid: str, ds: pydicom.Dataset) -> dict:
+    """The worklist columns of a study from one of its headers."""
+    def text(kw: str, n: int) -> str:
+        return str(getattr(ds, kw, "") or "")[:n]
+
+    return dict(study_uid=study_uid, patient_id=text("PatientID", 64), patient_name=text("PatientName", 200),
+                patient_sex=text("PatientSex", 16), study_date=text("StudyDate", 16),
+                description=text("StudyDescription", 200), accession=text("AccessionNumber", 64))
 
 
 def _int(ds: pydicom.Dataset, kw: str) -> int | None:

@@ -144,6 +144,19 @@ class Analysis(ABC):
             SeriesSelectionError: a needed series is missing or unusable (the message names the series present).
         """
 
+    def remeasure(self, study: Study, label_maps: Mapping[str, Any], models: ModelProvider, progress: Progress,
+                  prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
+        """Measure reader-corrected label maps (``role -> LabelMap`` in the source geometry) by the same code that
+        measures the model's, with no inference. Analyses whose segmentation a reader may not correct keep this
+        default, which refuses.
+
+        Raises:
+            InputValidationError: this analysis takes no corrections, or the maps do not fit the study.
+        """
+        from medai.errors import InputValidationError
+
+        raise InputValidationError(f"analysis {self.kind} does not take corrected segmentations")
+
     # -- renderings ------------------------------------------------------------------------------------------------
     def seg_outputs(self, result: AnalysisResult) -> list[SegOutput]:
         """The SEGs to write: ``config.outputs["seg"]`` for the prediction's label map (first one)."""

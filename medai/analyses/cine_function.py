@@ -12,7 +12,7 @@ from typing import Any
 
 from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, ModelProvider, Progress
 from medai.domain.prediction import Prediction, ReportSection
-from medai.domain.study import Study
+from medai.domain.study import SeriesType, Study
 
 _WALL_PREFIX = "lv_wall_thickness_aha"
 
@@ -40,6 +40,36 @@ class CineFunction(Analysis):
             prediction = predictor.predict(study, progress=progress)
         else:
             prediction = predictor.predict(study)
+        return self.result(study, prediction)
+
+    def remeasure(self, study: Study, label_maps: Mapping[str, Any], models: ModelProvider, progress: Progress,
+                  prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
+        """Phases, measurements and flags of a corrected ``cine_sax`` label map, by the predictor's own
+        :meth:`~medai.cardiac.predictor.CineSegPredictor.measure` (the model is not run)."""
+        from medai.cardiac.predictor import CineSegPredictor
+        from medai.dicom.classify import select_series
+        from medai.dicom.volumes import build_cine
+        from medai.domain.prediction import QualityFlag, Severity
+        from medai.domain.volume import LabelMap, Volume
+        from medai.errors import InputValidationError
+
+        predictor = self.model("seg", models)
+        if not isinstance(predictor, CineSegPredictor) or "cine_sax" not in label_maps:
+            raise InputValidationError("a cine correction needs the cine_sax label map and a cine_sax_seg model")
+        progress("measurement")
+        series = select_series(study, SeriesType.CINE_SAX)
+        volume = build_cine(series if len(series) > 1 else series[0])
+        edited: LabelMap = label_maps["cine_sax"]
+        if edited.volume.array.shape != volume.array.shape:
+            raise InputValidationError(f"the corrected label map is {list(edited.volume.array.shape)}; the cine is "
+                                       f"{list(volume.array.shape)}")
+        lm = LabelMap(volume=Volume(array=edited.volume.array.astype("uint8"), affine=volume.affine,
+                                    frame_of_reference_uid=volume.frame_of_reference_uid,
+                                    frame_times_ms=volume.frame_times_ms, source_series_uid=volume.source_series_uid,
+                                    source_sop_uids=volume.source_sop_uids), labels=edited.labels)
+        prediction = predictor.measure(study, series, volume, lm, {})
+        prediction.flags.append(QualityFlag(code="reader_corrected", severity=Severity.INFO,
+                                            message="measured on a segmentation corrected by a reader"))
         return self.result(study, prediction)
 
     def result(self, study: Study, prediction: Prediction) -> AnalysisResult:

@@ -268,6 +268,14 @@ def _render(study: Study, report: Report, results: Sequence[AnalysisResult], ana
         files["pdf"] = tmp / "report.pdf"
     if attempt("fhir", lambda: _write_fhir(report, tmp / "fhir.json")):
         files["fhir"] = tmp / "fhir.json"
+    maps = {r.kind: r.prediction.label_maps for r in results if r.prediction.label_maps}
+    if maps:
+        from medai.reports.labelmaps import write_labelmaps
+
+        extras = {r.kind: {k: r.section.summary.get(k) for k in ("ed_frame", "es_frame") if k in r.section.summary}
+                  for r in results}
+        if attempt("labels", lambda: write_labelmaps(maps, tmp / "labels.npz", extras)):
+            files["labels"] = tmp / "labels.npz"
     for name, msg in errors.items():
         report.flags.append(QualityFlag(code=f"render_{name}_failed", severity=Severity.WARNING,
                                         message=f"the {name} rendering was not written: {msg}"))
@@ -291,6 +299,7 @@ def run_study_analyses(
     extra_timings: dict[str, float] | None = None,
     config_dir: Path | None = None,
     step_dir: Path | None = None,
+    label_overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> StudyOutputs:
     """Run the analyses of ``study`` and write the study report files into ``out_dir``.
 
@@ -307,6 +316,9 @@ def run_study_analyses(
         config_dir: analysis configs folder (default ``configs/analyses``).
         step_dir: step configs folder (default ``configs/steps``): the steps (the quality gate) that wrap every
             analysis; a step that refuses an analysis (unusable images) counts as that analysis failing.
+        label_overrides: ``kind -> {role: LabelMap}``: reader-corrected label maps; those analyses are measured
+            on them by :meth:`Analysis.remeasure` (no inference, no quality-gate steps: a reader has reviewed them),
+            the others run as usual.
 
     Returns:
         :class:`StudyOutputs`.
@@ -335,10 +347,14 @@ def run_study_analyses(
         tell(a.kind)
         t0 = time.perf_counter()
         try:
-            states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
-            res = a.run(study, provider, tell, prior={r.kind: r for r in results})
-            for st, state in states:
-                st.after(a, res, state, provider, tell)
+            prior = {r.kind: r for r in results}
+            if label_overrides and a.kind in label_overrides:
+                res = a.remeasure(study, label_overrides[a.kind], provider, tell, prior=prior)
+            else:
+                states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
+                res = a.run(study, provider, tell, prior=prior)
+                for st, state in states:
+                    st.after(a, res, state, provider, tell)
         except MedaiError as exc:
             if kinds:
                 raise

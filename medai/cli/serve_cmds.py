@@ -1,16 +1,19 @@
-"""``medai serve`` and ``medai keys create/list/revoke`` (the decision-support API)."""
+"""``medai serve``, ``medai keys create/list/revoke`` (machines) and ``medai users create/list/passwd/disable``
+(people who sign in to the web app)."""
 
 from __future__ import annotations
 
 import typer
 
 keys_app = typer.Typer(help="API keys of the decision-support service (stored hashed).", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in to the web app (argon2id password hashes).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``serve`` and ``keys`` to the root CLI."""
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(users_app, name="users")
 
 
 def serve(
@@ -24,7 +27,8 @@ def serve(
     from serving.settings import ApiSettings
 
     n = workers or ApiSettings().workers
-    typer.echo(f"medai API on http://{host}:{port} ({n} worker{'s' if n > 1 else ''}); OpenAPI at /docs")
+    typer.echo(f"medai on http://{host}:{port} ({n} worker{'s' if n > 1 else ''}): web app at /ui/, "
+               "OpenAPI at /docs")
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=n, log_level="warning")
 
 
@@ -77,3 +81,70 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id from `medai k
         typer.echo(f"no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+def _password(stdin: bool) -> str:
+    import sys
+
+    if stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("create")
+def users_create(username: str = typer.Argument(..., help="Sign-in name (lower-case letters, digits, . _ -)."),
+                 role: str = typer.Option(..., help="clinician, data_scientist, hospital_system or admin."),
+                 name: str = typer.Option("", help="Display name, e.g. 'Dr Jane Doe' (shown as the signer)."),
+                 password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                     help="Read the password from the first line of stdin.")) -> None:
+    """Create a web-app user (the password is asked twice unless --password-stdin)."""
+    from serving.users import UserError, create_user
+
+    try:
+        create_user(_engine(), username, _password(password_stdin), role, name)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"user {username} ({role}) created; sign in at /ui/")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users (name, role, created, disabled); never the password hashes."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from serving.users import list_users
+
+    t = Table("user", "name", "role", "created", "disabled")
+    fmt = lambda ts: datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""  # noqa: E731
+    for u in list_users(_engine()):
+        t.add_row(u["username"], u["display_name"], u["role"], fmt(u["created"]), fmt(u["disabled"]))
+    Console().print(t)
+
+
+@users_app.command("passwd")
+def users_passwd(username: str = typer.Argument(...),
+                 password_stdin: bool = typer.Option(False, "--password-stdin")) -> None:
+    """Set a user's password (ends their sessions)."""
+    from serving.users import UserError, set_password
+
+    try:
+        set_password(_engine(), username, _password(password_stdin))
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"password of {username} changed")
+
+
+@users_app.command("disable")
+def users_disable(username: str = typer.Argument(...)) -> None:
+    """Disable a user (ends their sessions; the audit trail keeps their name)."""
+    from serving.users import disable_user
+
+    if not disable_user(_engine(), username):
+        typer.echo(f"no active user {username}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"disabled {username}")

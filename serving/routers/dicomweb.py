@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pydicom
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -124,6 +125,89 @@ def wado_instance(study_uid: str, series_uid: str, sop_uid: str, request: Reques
     body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + data + \
         f"\r\n--{boundary}--\r\n".encode()
     return Response(body, media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+
+
+def _instance_row(store: StudyStore, study_uid: str, series_uid: str, sop_uid: str) -> dict:
+    rows = [r for r in store.instances(study_uid, series_uid) if r["sop_uid"] == sop_uid]
+    if not rows:
+        raise ApiProblem(404, "instance-not-found", f"no instance {sop_uid} in series {series_uid} of {study_uid}")
+    return rows[0]
+
+
+def _metadata(ds: pydicom.Dataset, uri: str) -> dict:
+    """DICOM JSON of a header read without pixels; bulk data (pixels too) as BulkDataURI (PS3.18 F.2)."""
+    out = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda _el: uri)
+    if "Rows" in ds and "7FE00010" not in out:
+        out["7FE00010"] = {"vr": "OW" if int(getattr(ds, "BitsAllocated", 16) or 16) > 8 else "OB", "BulkDataURI": uri}
+    return out
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/metadata", summary="WADO-RS: series metadata",
+            responses=responses(404))
+def wado_series_metadata(study_uid: str, series_uid: str, request: Request, who: Principal = Depends(clinical),
+                         store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Every instance header of the series as DICOM JSON (no pixel data)."""
+    rows = store.instances(study_uid, series_uid)
+    if not rows:
+        raise ApiProblem(404, "series-not-found", f"study {study_uid} has no series {series_uid}")
+    audit.record(store.engine, who, request, "read", "series", series_uid)
+    base = f"/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances"
+    out = [_metadata(pydicom.dcmread(store.blobs.path(r["sha256"]), stop_before_pixels=True),
+                     f"{base}/{r['sop_uid']}") for r in rows]
+    return JSONResponse(out, media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata",
+            summary="WADO-RS: instance metadata", responses=responses(404))
+def wado_instance_metadata(study_uid: str, series_uid: str, sop_uid: str, request: Request,
+                           who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """The instance header as DICOM JSON (no pixel data)."""
+    row = _instance_row(store, study_uid, series_uid, sop_uid)
+    audit.record(store.engine, who, request, "read", "instance", sop_uid)
+    ds = pydicom.dcmread(store.blobs.path(row["sha256"]), stop_before_pixels=True)
+    uri = f"/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+    return JSONResponse([_metadata(ds, uri)], media_type=DICOM_JSON)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}",
+            summary="WADO-RS: retrieve frames (uncompressed)", response_class=Response,
+            responses={**responses(404, 406), 200: {"content": {"multipart/related": {
+                "schema": {"type": "string", "format": "binary"}}}}})
+def wado_frames(study_uid: str, series_uid: str, sop_uid: str, frames: str, request: Request,
+                who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> Response:
+    """Frames (1-based, comma-separated) as ``multipart/related; type="application/octet-stream"``: the native
+    little-endian pixel values of each frame (PS3.18 8.7.3.5; compressed instances are decoded here)."""
+    import numpy as np
+
+    accept = request.headers.get("accept", "*/*")
+    if not any(a in accept for a in ("application/octet-stream", "multipart/related", "*/*")):
+        raise ApiProblem(406, "not-acceptable", 'frames are served as multipart/related; '
+                         'type="application/octet-stream"; ask for that')
+    try:
+        wanted = [int(f) for f in frames.split(",")]
+    except ValueError:
+        raise ApiProblem(400, "bad-frame-list", f"{frames!r} is not a comma-separated list of frame numbers") from None
+    row = _instance_row(store, study_uid, series_uid, sop_uid)
+    ds = pydicom.dcmread(store.blobs.path(row["sha256"]))
+    if "PixelData" not in ds:
+        raise ApiProblem(404, "no-pixel-data", f"instance {sop_uid} has no pixel data")
+    n = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    bad = [f for f in wanted if not 1 <= f <= n]
+    if bad:
+        raise ApiProblem(404, "frame-not-found", f"instance {sop_uid} has frames 1-{n}, not {bad}")
+    arr = ds.pixel_array
+    if n == 1:
+        arr = arr[None]
+    audit.record(store.engine, who, request, "read", "frames", sop_uid)
+    boundary = "medai-" + row["sha256"][:16]
+    body = b""
+    for f in wanted:
+        data = np.ascontiguousarray(arr[f - 1]).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        body += (f"--{boundary}\r\nContent-Type: application/octet-stream; "
+                 f"transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n").encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return Response(body, media_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
+                    headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _study_rows(store: StudyStore, study_uid: str) -> list[dict]:

@@ -1,0 +1,513 @@
+// medai viewer: the stored images over medai's own DICOMweb (WADO-RS series metadata + uncompressed frames), the
+// report's label maps as overlays (label-table colours), window/level, zoom, pan, slice and phase navigation, cine
+// playback with ED/ES markers, brush/eraser correction (a new report version measured again on the server),
+// the measurement panel with reference ranges and flags, the volume curve, the AHA bullseye, sign-off and send.
+import { api, esc, state, toast } from "./app.js";
+
+const TAG = { sop: "00080018", rows: "00280010", cols: "00280011", bits: "00280100", signed: "00280103",
+  slope: "00281053", intercept: "00281052", wc: "00281050", ww: "00281051", spp: "00280002" };
+const WALL = "lv_wall_thickness_aha";
+
+let V = null; // the open viewer's state
+
+export function closeViewer() {
+  if (!V) return;
+  V.closed = true;
+  cancelAnimationFrame(V.raf);
+  document.removeEventListener("keydown", V.onKey);
+  V = null;
+  window.medaiViewer = undefined;
+}
+
+function val(item, tag) {
+  const el = item[tag];
+  return el && el.Value ? el.Value[0] : undefined;
+}
+
+async function fetchFrame(url) {
+  const r = await fetch(url, { headers: { Accept: 'multipart/related; type="application/octet-stream"' }, credentials: "same-origin" });
+  if (!r.ok) throw new Error(`frame ${r.status}`);
+  const ct = r.headers.get("content-type") || "";
+  const m = ct.match(/boundary="?([^";]+)"?/);
+  const buf = new Uint8Array(await r.arrayBuffer());
+  if (!m) return buf;
+  const head = new TextDecoder("latin1").decode(buf.subarray(0, Math.min(buf.length, 512)));
+  const start = head.indexOf("\r\n\r\n") + 4;
+  const end = buf.length - (m[1].length + 8); // data \r\n --boundary-- \r\n
+  return buf.slice(start, end);
+}
+
+function toPixels(bytes, meta) {
+  const b = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  let raw;
+  if (meta.bits === 16) raw = meta.signed ? new Int16Array(b) : new Uint16Array(b);
+  else if (meta.bits === 32) raw = meta.signed ? new Int32Array(b) : new Uint32Array(b);
+  else raw = new Uint8Array(b);
+  const out = new Float32Array(meta.rows * meta.cols);
+  const spp = meta.spp || 1;
+  for (let i = 0; i < out.length; i++) out[i] = raw[i * spp] * meta.slope + meta.intercept;
+  return out;
+}
+
+export async function openViewer(root, jobId, version) {
+  closeViewer();
+  const v = (V = { jobId, root, t: 0, z: 0, zoom: 1, panX: 0, panY: 0, tool: "wl", radius: 3, playing: false,
+    fps: 25, frames: new Map(), meta: new Map(), edited: new Set(), hidden: new Set(), drawn: [], closed: false });
+  root.innerHTML = `<p class="muted" role="status">Loading the viewer…</p>`;
+  try {
+    await loadVersion(v, version);
+  } catch (e) {
+    if (!v.closed) root.innerHTML = `<p class="error" role="alert">${esc(e.message)}</p><p><a href="#/worklist">Back to the worklist</a></p>`;
+    return;
+  }
+  if (v.closed) return;
+  render(v);
+}
+
+async function loadVersion(v, version) {
+  const q = version ? `?version=${version}` : "";
+  v.doc = await api(`/v1/analyses/${encodeURIComponent(v.jobId)}/viewer${q}`);
+  v.version = v.doc.version;
+  v.layers = v.doc.layers;
+  v.layerIndex = Math.min(v.layerIndex || 0, Math.max(0, v.layers.length - 1));
+  await loadLayer(v);
+}
+
+async function loadLayer(v) {
+  const layer = v.layers[v.layerIndex];
+  if (!layer) throw new Error("this report has no segmentation to show");
+  v.layer = layer;
+  const shape = layer.shape.length === 4 ? layer.shape : [1, ...layer.shape];
+  [v.T, v.Z, v.Y, v.X] = shape;
+  v.t = Math.min(v.t, v.T - 1);
+  v.z = Math.min(v.z || Math.floor(v.Z / 2), v.Z - 1);
+  if (v.t === 0 && layer.ed_frame != null) v.t = layer.ed_frame;
+  const r = await api(layer.url, { raw: true, headers: { Accept: "application/octet-stream" } });
+  v.labels = new Uint8Array(await r.arrayBuffer());
+  if (v.labels.length !== v.T * v.Z * v.Y * v.X) throw new Error(`label map has ${v.labels.length} values, expected ${shape.join("x")}`);
+  v.original = v.labels.slice();
+  v.edited.clear();
+  v.colors = new Map(layer.labels.map((l) => [l.value, l.color]));
+  v.editValue = v.editValue && v.colors.has(v.editValue) ? v.editValue : layer.labels[0].value;
+  // series metadata (rows, columns, rescale, window) for every series the frames come from
+  const series = new Set();
+  layer.frames.flat().filter(Boolean).forEach((u) => series.add(u.slice(0, u.indexOf("/instances/"))));
+  await Promise.all([...series].map(async (s) => {
+    if (v.meta.has(s)) return;
+    const items = await api(`${s}/metadata`, { headers: { Accept: "application/dicom+json" } });
+    const bySop = new Map();
+    items.forEach((it) => bySop.set(val(it, TAG.sop), {
+      rows: val(it, TAG.rows), cols: val(it, TAG.cols), bits: val(it, TAG.bits) || 16, signed: val(it, TAG.signed) === 1,
+      slope: Number(val(it, TAG.slope) ?? 1), intercept: Number(val(it, TAG.intercept) ?? 0),
+      wc: val(it, TAG.wc), ww: val(it, TAG.ww), spp: val(it, TAG.spp) || 1,
+    }));
+    v.meta.set(s, bySop);
+  }));
+}
+
+function frameUrl(v, t, z) { return (v.layer.frames[t] || v.layer.frames[0])[z]; }
+function metaOf(v, url) {
+  const s = url.slice(0, url.indexOf("/instances/"));
+  const sop = url.split("/instances/")[1].split("/")[0];
+  return v.meta.get(s).get(sop);
+}
+
+async function frame(v, t, z) {
+  const url = frameUrl(v, t, z);
+  if (!url) return null;
+  if (!v.frames.has(url)) {
+    v.frames.set(url, fetchFrame(url).then((bytes) => {
+      const m = metaOf(v, url);
+      const px = toPixels(bytes, m);
+      if (v.wl === undefined) {
+        let lo = Infinity, hi = -Infinity;
+        for (const p of px) { if (p < lo) lo = p; if (p > hi) hi = p; }
+        v.wl = m.wc !== undefined && m.ww ? { c: Number(m.wc), w: Number(m.ww) } : { c: (lo + hi) / 2, w: Math.max(1, hi - lo) };
+      }
+      return { px, w: m.cols, h: m.rows };
+    }));
+  }
+  return v.frames.get(url);
+}
+
+async function preload(v) {
+  const jobs = [];
+  for (let t = 0; t < v.T; t++) jobs.push(frame(v, t, v.z)); // this slice's phases first: cine playback needs them
+  await Promise.all(jobs);
+  for (let z = 0; z < v.Z; z++) for (let t = 0; t < v.T; t++) if (!v.closed) await frame(v, t, z);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+function render(v) {
+  const me = state.me;
+  const signed = v.version.signed;
+  const latest = v.doc.versions[v.doc.versions.length - 1].version === v.version.version;
+  const canEdit = !signed && latest && !v.doc.versions.some((x) => x.signed) && me.role !== "data_scientist";
+  v.canEdit = canEdit;
+  const layerOpts = v.layers.map((l, i) => `<option value="${i}" ${i === v.layerIndex ? "selected" : ""}>${esc(l.kind)} · ${esc(l.role)}</option>`).join("");
+  const res = v.version.results;
+  const dl = ["pdf", "sr", "seg", "json", "fhir"].filter((k) => res[k]).map((k) => `<a class="btn" href="${esc(res[k])}" download data-download="${k}">${k.toUpperCase()}</a>`).join(" ");
+  v.root.innerHTML = `
+  <section class="viewer" aria-labelledby="vw-title">
+    <div class="bar">
+      <h1 id="vw-title">Study viewer</h1>
+      <a href="#/worklist">← worklist</a>
+      <label class="inline" for="vw-version">Version</label>
+      <select id="vw-version">${v.doc.versions.map((x) => `<option value="${x.version}" ${x.version === v.version.version ? "selected" : ""}>v${x.version}${x.signed ? " (signed)" : x.parent ? " (corrected)" : " (model)"}</option>`).join("")}</select>
+      <label class="inline" for="vw-layer">Segmentation</label>
+      <select id="vw-layer">${layerOpts}</select>
+      <span id="vw-signed" class="badge ${signed ? "ok" : "muted"}">${signed ? `Signed by ${esc(v.version.signed_by)} · ${new Date(v.version.signed_at * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC · locked` : "not signed"}</span>
+    </div>
+    <div class="viewer-grid">
+      <div class="stage">
+        <div class="toolbar" role="toolbar" aria-label="Viewer tools">
+          ${[["wl", "Window/level", "W"], ["pan", "Pan", "P"], ["zoom", "Zoom", "Z"], ["brush", "Brush", "B"], ["eraser", "Eraser", "E"]].map(([k, t, key]) => `<button type="button" data-tool="${k}" aria-pressed="${v.tool === k}" ${["brush", "eraser"].includes(k) && !canEdit ? "disabled" : ""} aria-keyshortcuts="${key}">${t}</button>`).join("")}
+          <label class="inline" for="vw-edit-label">Label</label>
+          <select id="vw-edit-label" ${canEdit ? "" : "disabled"}>${v.layer.labels.map((l) => `<option value="${l.value}" ${l.value === v.editValue ? "selected" : ""}>${esc(l.name)}</option>`).join("")}</select>
+          <label class="inline" for="vw-radius">Size</label>
+          <input id="vw-radius" type="number" min="1" max="20" value="${v.radius}" ${canEdit ? "" : "disabled"}>
+          <button type="button" id="vw-reset">Reset view</button>
+        </div>
+        <canvas id="vw-canvas" width="560" height="560" tabindex="0" aria-label="Image with segmentation overlay. Arrow keys: slice and phase; space: play; B brush, E eraser, W window/level, P pan, Z zoom." role="img"></canvas>
+        <div class="nav-row">
+          <button type="button" id="vw-play" aria-pressed="false" aria-keyshortcuts="Space">Play</button>
+          <label class="inline" for="vw-fps">fps</label>
+          <select id="vw-fps">${[10, 15, 20, 25, 30, 40].map((f) => `<option ${f === v.fps ? "selected" : ""}>${f}</option>`).join("")}</select>
+          <label class="inline" for="vw-phase">Phase</label>
+          <input id="vw-phase" type="range" min="0" max="${v.T - 1}" value="${v.t}" list="vw-phase-marks" ${v.T < 2 ? "disabled" : ""}>
+          <datalist id="vw-phase-marks">${[v.layer.ed_frame, v.layer.es_frame].filter((x) => x != null).map((x) => `<option value="${x}"></option>`).join("")}</datalist>
+          <button type="button" id="vw-ed" ${v.layer.ed_frame == null ? "disabled" : ""}>ED</button>
+          <button type="button" id="vw-es" ${v.layer.es_frame == null ? "disabled" : ""}>ES</button>
+          <label class="inline" for="vw-slice">Slice</label>
+          <input id="vw-slice" type="range" min="0" max="${v.Z - 1}" value="${v.z}">
+          <span id="vw-pos" class="muted" aria-live="polite"></span>
+        </div>
+        <fieldset class="overlays"><legend>Overlays</legend>
+          ${v.layer.labels.map((l) => `<label class="inline"><input type="checkbox" data-label="${l.value}" ${v.hidden.has(l.value) ? "" : "checked"}> <span class="swatch" data-color="${l.color.join(",")}"></span>${esc(l.name)}</label>`).join("")}
+        </fieldset>
+        <div class="nav-row">
+          <button type="button" id="vw-save" class="primary" disabled>Save correction</button>
+          <button type="button" id="vw-undo" disabled>Undo all</button>
+          <span id="vw-edits" class="muted" aria-live="polite"></span>
+        </div>
+        <div class="nav-row">
+          ${me.role === "clinician" ? `<button type="button" id="vw-sign" class="primary" ${signed || !latest || v.doc.versions.some((x) => x.signed) ? "disabled" : ""}>Sign report</button>` : ""}
+          <button type="button" id="vw-send" ${signed ? "" : "disabled"}>Send to PACS</button>
+          <span class="muted">Download:</span> ${dl}
+        </div>
+      </div>
+      <aside class="panel" aria-label="Measurements">${panel(v)}</aside>
+    </div>
+    <dialog id="vw-dialog" aria-labelledby="vw-dialog-title">
+      <form method="dialog">
+        <h2 id="vw-dialog-title">Sign version ${v.version.version}?</h2>
+        <p>Signing locks the report: the SR becomes VERIFIED with your name as verifying observer, the PDF shows your signature. Corrections are no longer possible.</p>
+        <label for="vw-org">Organisation</label><input id="vw-org" value="medai">
+        <div class="nav-row"><button value="cancel" type="submit">Cancel</button><button value="sign" type="submit" class="primary" id="vw-confirm">Sign</button></div>
+      </form>
+    </dialog>
+  </section>`;
+  v.canvas = document.getElementById("vw-canvas");
+  v.ctx = v.canvas.getContext("2d");
+  v.img = document.createElement("canvas");
+  v.ov = document.createElement("canvas");
+  v.img.width = v.ov.width = v.X;
+  v.img.height = v.ov.height = v.Y;
+  document.querySelectorAll(".swatch").forEach((s) => { s.style.background = `rgb(${s.dataset.color})`; });
+  paintCurves(v);
+  wire(v);
+  draw(v);
+  preload(v).then(() => draw(v)).catch((e) => toast(`Images: ${e.message}`, "error"));
+  loop(v);
+}
+
+// -- the measurement panel --------------------------------------------------------------------------------------
+function fmtNum(x) { return Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2); }
+
+function panel(v) {
+  const rep = v.doc.report;
+  const review = rep.review && rep.review.required ? `<div class="review" role="note"><strong>Review required</strong><ul>${rep.review.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul></div>` : "";
+  const sections = (rep.sections || []).map((s) => {
+    const q = s.quality ? `<p>Image quality: <span class="badge q-${esc(s.quality.status)}">${esc(s.quality.status)}</span></p>${(s.quality.findings || []).map((f) => `<p class="flag f-${esc(f.status)}">${esc(f.message)}</p>`).join("")}` : "";
+    const rows = s.measurements.filter((m) => !m.name.startsWith(WALL)).map((m) => {
+      const rr = m.reference_range;
+      let flag = "", cls = "";
+      if (rr && rr.low != null && m.value < rr.low) { flag = "↓ low"; cls = "out"; }
+      if (rr && rr.high != null && m.value > rr.high) { flag = "↑ high"; cls = "out"; }
+      const range = rr ? `${rr.low ?? ""}–${rr.high ?? ""}` : "";
+      return `<tr data-name="${esc(m.name)}" class="${cls}"><th scope="row" title="${esc(m.code.value)} ${esc(m.code.scheme)}">${esc(m.code.meaning)}${m.frame ? ` <span class="muted">(${esc(m.frame)})</span>` : ""}</th><td class="num" data-value="${m.value}">${fmtNum(m.value)}</td><td>${esc(m.unit.display || m.unit.code)}</td><td class="muted" title="${rr ? esc(`${rr.population || ""} ${rr.source || ""}`) : ""}">${esc(range)}</td><td>${flag}</td></tr>`;
+    }).join("");
+    const flags = (s.flags || []).map((f) => `<p class="flag f-${esc(f.severity)}">${esc(f.message)}</p>`).join("");
+    const classes = (s.classes || []).length ? `<h3>Diagnosis (suggestion)</h3><div class="bars">${s.classes.map((c) => `<div class="bar-row"><span class="bar-label">${esc(c.label || c.name || c.code?.meaning || "")}</span><span class="bar-track"><span class="bar-fill up prob" data-width="${(100 * c.probability).toFixed(1)}"></span></span><span class="num">${(100 * c.probability).toFixed(0)} %</span></div>`).join("")}</div>` : "";
+    const wall = s.measurements.filter((m) => m.name.startsWith(WALL));
+    return `<section class="sec"><h2>${esc(s.title)}</h2>${q}
+      ${rows ? `<table class="grid small measurements"><thead><tr><th scope="col">Measurement</th><th scope="col">Value</th><th scope="col">Unit</th><th scope="col">Reference</th><th scope="col">Flag</th></tr></thead><tbody>${rows}</tbody></table>` : ""}
+      ${classes}${flags}
+      ${s.summary && s.summary.volume_curve ? `<h3>Volume curve</h3><svg class="curve-svg" data-kind="${esc(s.kind)}" viewBox="0 0 360 170" role="img" aria-label="LV and RV volume over the cardiac cycle with ED and ES marked"></svg>` : ""}
+      ${wall.length ? `<h3>Wall thickness (AHA 16 segments, ED)</h3>${bullseye(wall)}` : ""}</section>`;
+  }).join("");
+  return review + sections;
+}
+
+function paintCurves(v) {
+  document.querySelectorAll(".bar-fill.prob").forEach((e) => { e.style.left = "0"; e.style.width = `${e.dataset.width}%`; });
+  const s = (v.doc.report.sections || []).find((x) => x.summary && x.summary.volume_curve);
+  const svg = document.querySelector(".curve-svg");
+  if (!s || !svg) return;
+  const c = s.summary.volume_curve;
+  const n = c.lv_ml.length, W = 360, H = 170, P = 34;
+  const vmax = Math.max(...c.lv_ml, ...(c.rv_ml || []), 1) * 1.1;
+  const x = (i) => P + ((W - 2 * P) * i) / Math.max(1, n - 1), y = (ml) => H - P - ((H - 2 * P) * ml) / vmax;
+  const line = (arr) => arr.map((ml, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(ml).toFixed(1)}`).join(" ");
+  const mark = (i, label) => (i == null ? "" : `<line x1="${x(i)}" x2="${x(i)}" y1="${P - 6}" y2="${H - P}" class="mark"/><text x="${x(i)}" y="${P - 10}" text-anchor="middle" class="tick">${label}</text>`);
+  svg.innerHTML = `<path d="M${P},${P - 6} V${H - P} H${W - P}" class="axis"/><path d="${line(c.lv_ml)}" class="lv"/>${c.rv_ml ? `<path d="${line(c.rv_ml)}" class="rv"/>` : ""}
+    ${mark(s.summary.ed_frame, "ED")}${mark(s.summary.es_frame, "ES")}<line id="vw-now" x1="${x(v.t)}" x2="${x(v.t)}" y1="${P}" y2="${H - P}" class="now"/>
+    <text x="${P - 4}" y="${y(vmax / 1.1)}" text-anchor="end" class="tick">${(vmax / 1.1).toFixed(0)}</text><text x="${P - 4}" y="${H - P}" text-anchor="end" class="tick">0 mL</text>
+    <text x="${W - P}" y="${H - 8}" text-anchor="end" class="tick">phase ${n}</text><text x="${P + 6}" y="${H - 8}" class="tick lvt">LV</text><text x="${P + 30}" y="${H - 8}" class="tick rvt">RV</text>`;
+  v.curveX = x;
+}
+
+function bullseye(wall) {
+  const by = new Map(wall.map((m) => [Number(m.name.slice(WALL.length)), m]));
+  const R = [90, 64, 40, 16], cx = 100, cy = 100;
+  const arc = (r0, r1, a0, a1) => {
+    const p = (r, a) => `${(cx + r * Math.cos((a * Math.PI) / 180)).toFixed(2)},${(cy - r * Math.sin((a * Math.PI) / 180)).toFixed(2)}`;
+    const big = a1 - a0 > 180 ? 1 : 0;
+    return `M${p(r1, a0)} A${r1},${r1} 0 ${big} 0 ${p(r1, a1)} L${p(r0, a1)} A${r0},${r0} 0 ${big} 1 ${p(r0, a0)} Z`;
+  };
+  const color = (mm) => { const f = Math.max(0, Math.min(1, (mm - 3) / 12)); return `hsl(${(220 - 200 * f).toFixed(0)} 70% ${(62 - 18 * f).toFixed(0)}%)`; };
+  let out = "";
+  const ring = (segs, r0, r1, start, span) => segs.forEach((seg, i) => {
+    const a0 = start + i * span, a1 = a0 + span, m = by.get(seg);
+    const mid = ((a0 + a1) / 2) * (Math.PI / 180), rm = (r0 + r1) / 2;
+    out += `<path d="${arc(r0, r1, a0, a1)}" class="seg" data-fill="${m ? color(m.value) : "#ddd"}"><title>segment ${seg}: ${m ? m.value.toFixed(1) + " mm" : "n/a"}</title></path>`;
+    out += `<text x="${(cx + rm * Math.cos(mid)).toFixed(1)}" y="${(cy - rm * Math.sin(mid) + 3).toFixed(1)}" text-anchor="middle" class="segt">${m ? m.value.toFixed(0) : "–"}</text>`;
+  });
+  ring([1, 2, 3, 4, 5, 6], R[1], R[0], 60, 60); // basal: 1 anterior at the top, septum left, lateral right
+  ring([7, 8, 9, 10, 11, 12], R[2], R[1], 60, 60);
+  ring([13, 14, 15, 16], R[3], R[2], 45, 90);
+  setTimeout(() => document.querySelectorAll(".bullseye .seg").forEach((p) => { p.style.fill = p.dataset.fill; }), 0);
+  return `<svg class="bullseye" viewBox="0 0 200 200" width="200" height="200" role="img" aria-label="Bullseye of end-diastolic wall thickness in mm per AHA segment">${out}</svg>`;
+}
+
+// -- drawing ----------------------------------------------------------------------------------------------------
+function transform(v) {
+  const base = Math.min(v.canvas.width / v.X, v.canvas.height / v.Y);
+  const s = base * v.zoom;
+  return { s, ox: (v.canvas.width - v.X * s) / 2 + v.panX, oy: (v.canvas.height - v.Y * s) / 2 + v.panY };
+}
+
+function toImage(v, ev) {
+  const r = v.canvas.getBoundingClientRect();
+  const cx = ((ev.clientX - r.left) * v.canvas.width) / r.width, cy = ((ev.clientY - r.top) * v.canvas.height) / r.height;
+  const { s, ox, oy } = transform(v);
+  return [(cx - ox) / s, (cy - oy) / s];
+}
+
+function planeOffset(v, t = v.t, z = v.z) { return ((t * v.Z + z) * v.Y) * v.X; }
+
+async function draw(v) {
+  if (v.closed) return;
+  const f = await frame(v, v.t, v.z).catch(() => null);
+  if (v.closed) return;
+  const ictx = v.img.getContext("2d");
+  const im = ictx.createImageData(v.X, v.Y);
+  if (f && f.w === v.X && f.h === v.Y) {
+    const lo = v.wl.c - v.wl.w / 2, k = 255 / v.wl.w;
+    for (let i = 0, n = f.px.length; i < n; i++) {
+      const g = Math.max(0, Math.min(255, (f.px[i] - lo) * k));
+      im.data[4 * i] = im.data[4 * i + 1] = im.data[4 * i + 2] = g;
+      im.data[4 * i + 3] = 255;
+    }
+  }
+  ictx.putImageData(im, 0, 0);
+  const octx = v.ov.getContext("2d");
+  const ov = octx.createImageData(v.X, v.Y);
+  const off = planeOffset(v), L = v.labels, X = v.X, Y = v.Y;
+  for (let y = 0; y < Y; y++) {
+    for (let x = 0; x < X; x++) {
+      const lab = L[off + y * X + x];
+      if (!lab || v.hidden.has(lab)) continue;
+      const c = v.colors.get(lab) || [255, 255, 0];
+      const edge = x === 0 || y === 0 || x === X - 1 || y === Y - 1 || L[off + y * X + x - 1] !== lab ||
+        L[off + y * X + x + 1] !== lab || L[off + (y - 1) * X + x] !== lab || L[off + (y + 1) * X + x] !== lab;
+      const i = 4 * (y * X + x);
+      ov.data[i] = c[0]; ov.data[i + 1] = c[1]; ov.data[i + 2] = c[2]; ov.data[i + 3] = edge ? 255 : 90;
+    }
+  }
+  octx.putImageData(ov, 0, 0);
+  const ctx = v.ctx, { s, ox, oy } = transform(v);
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, v.canvas.width, v.canvas.height);
+  ctx.imageSmoothingEnabled = true;
+  ctx.setTransform(s, 0, 0, s, ox, oy);
+  ctx.drawImage(v.img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(v.ov, 0, 0);
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.fillStyle = "#fff";
+  ctx.font = "13px system-ui, sans-serif";
+  const phase = v.t === v.layer.ed_frame ? " ED" : v.t === v.layer.es_frame ? " ES" : "";
+  ctx.fillText(`phase ${v.t + 1}/${v.T}${phase}  slice ${v.z + 1}/${v.Z}  W ${v.wl ? v.wl.w.toFixed(0) : "-"} L ${v.wl ? v.wl.c.toFixed(0) : "-"}  ${v.zoom.toFixed(1)}x`, 8, v.canvas.height - 10);
+  const pos = document.getElementById("vw-pos");
+  if (pos) pos.textContent = `phase ${v.t + 1}${phase}, slice ${v.z + 1}`;
+  const ph = document.getElementById("vw-phase"), sl = document.getElementById("vw-slice");
+  if (ph) ph.value = v.t;
+  if (sl) sl.value = v.z;
+  const now = document.getElementById("vw-now");
+  if (now && v.curveX) { now.setAttribute("x1", v.curveX(v.t)); now.setAttribute("x2", v.curveX(v.t)); }
+  const t = performance.now();
+  v.drawn.push(t);
+  while (v.drawn.length && v.drawn[0] < t - 1000) v.drawn.shift();
+  window.medaiViewer = { t: v.t, z: v.z, T: v.T, Z: v.Z, playing: v.playing, fps: v.drawn.length, version: v.version.version,
+    edited: v.edited.size, job: v.jobId, transform: transform(v), X: v.X, Y: v.Y, layer: `${v.layer.kind}/${v.layer.role}`,
+    canvasRect: v.canvas.getBoundingClientRect().toJSON(), loaded: v.frames.size };
+}
+
+function loop(v) {
+  let last = 0;
+  const tick = async (now) => {
+    if (v.closed) return;
+    if (v.playing && now - last >= 1000 / v.fps - 1) {
+      last = now;
+      v.t = (v.t + 1) % v.T;
+      await draw(v);
+    }
+    v.raf = requestAnimationFrame(tick);
+  };
+  v.raf = requestAnimationFrame(tick);
+}
+
+// -- interaction ------------------------------------------------------------------------------------------------
+function setTool(v, tool) {
+  if ((tool === "brush" || tool === "eraser") && !v.canEdit) return;
+  v.tool = tool;
+  document.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === tool)));
+  v.canvas.style.cursor = tool === "pan" ? "grab" : tool === "brush" || tool === "eraser" ? "crosshair" : "default";
+}
+
+function setPlaying(v, on) {
+  v.playing = on && v.T > 1;
+  const b = document.getElementById("vw-play");
+  b.textContent = v.playing ? "Pause" : "Play";
+  b.setAttribute("aria-pressed", String(v.playing));
+}
+
+function paint(v, ix, iy) {
+  const r = v.radius, off = planeOffset(v);
+  let changed = false;
+  for (let y = Math.max(0, Math.floor(iy - r)); y <= Math.min(v.Y - 1, Math.ceil(iy + r)); y++) {
+    for (let x = Math.max(0, Math.floor(ix - r)); x <= Math.min(v.X - 1, Math.ceil(ix + r)); x++) {
+      if ((x + 0.5 - ix) ** 2 + (y + 0.5 - iy) ** 2 > r * r) continue;
+      const i = off + y * v.X + x;
+      if (v.tool === "brush" && v.labels[i] !== v.editValue) { v.labels[i] = v.editValue; changed = true; }
+      if (v.tool === "eraser" && v.labels[i] === v.editValue) { v.labels[i] = 0; changed = true; }
+    }
+  }
+  if (changed) { v.edited.add(`${v.t},${v.z}`); editsChanged(v); }
+  return changed;
+}
+
+function editsChanged(v) {
+  document.getElementById("vw-save").disabled = !v.edited.size;
+  document.getElementById("vw-undo").disabled = !v.edited.size;
+  document.getElementById("vw-edits").textContent = v.edited.size ? `${v.edited.size} plane(s) edited, not saved` : "";
+}
+
+function b64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+async function save(v) {
+  const planes = [...v.edited].map((k) => {
+    const [t, z] = k.split(",").map(Number);
+    const off = planeOffset(v, t, z);
+    return { index: v.layer.shape.length === 4 ? [t, z] : [z], data: b64(v.labels.subarray(off, off + v.X * v.Y)) };
+  });
+  const btn = document.getElementById("vw-save");
+  btn.disabled = true;
+  document.getElementById("vw-edits").textContent = "measuring the corrected segmentation…";
+  try {
+    const out = await api(`/v1/analyses/${encodeURIComponent(v.jobId)}/versions`, { method: "POST",
+      json: { base_version: v.version.version, kind: v.layer.kind, role: v.layer.role, planes } });
+    toast(`Saved as version ${out.version}; measurements recomputed`);
+    await loadVersion(v, out.version);
+    render(v);
+  } catch (e) {
+    document.getElementById("vw-edits").textContent = `not saved: ${e.message}`;
+    btn.disabled = false;
+  }
+}
+
+function wire(v) {
+  const c = v.canvas;
+  document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(v, b.dataset.tool)));
+  setTool(v, v.tool);
+  document.getElementById("vw-reset").addEventListener("click", () => { v.zoom = 1; v.panX = v.panY = 0; v.wl = undefined; v.frames.clear(); draw(v); });
+  document.getElementById("vw-edit-label").addEventListener("change", (e) => { v.editValue = Number(e.target.value); });
+  document.getElementById("vw-radius").addEventListener("change", (e) => { v.radius = Math.max(1, Math.min(20, Number(e.target.value) || 3)); });
+  document.getElementById("vw-play").addEventListener("click", () => setPlaying(v, !v.playing));
+  document.getElementById("vw-fps").addEventListener("change", (e) => { v.fps = Number(e.target.value); });
+  document.getElementById("vw-phase").addEventListener("input", (e) => { v.t = Number(e.target.value); draw(v); });
+  document.getElementById("vw-slice").addEventListener("input", (e) => { v.z = Number(e.target.value); draw(v); });
+  document.getElementById("vw-ed").addEventListener("click", () => { v.t = v.layer.ed_frame; setPlaying(v, false); draw(v); });
+  document.getElementById("vw-es").addEventListener("click", () => { v.t = v.layer.es_frame; setPlaying(v, false); draw(v); });
+  document.querySelectorAll("[data-label]").forEach((cb) => cb.addEventListener("change", () => {
+    const l = Number(cb.dataset.label);
+    if (cb.checked) v.hidden.delete(l); else v.hidden.add(l);
+    draw(v);
+  }));
+  document.getElementById("vw-version").addEventListener("change", (e) => { location.hash = `#/viewer/${v.jobId}/${e.target.value}`; });
+  document.getElementById("vw-layer").addEventListener("change", async (e) => { v.layerIndex = Number(e.target.value); v.wl = undefined; await loadLayer(v); render(v); });
+  document.getElementById("vw-save").addEventListener("click", () => save(v));
+  document.getElementById("vw-undo").addEventListener("click", () => { v.labels = v.original.slice(); v.edited.clear(); editsChanged(v); draw(v); });
+  const sign = document.getElementById("vw-sign");
+  if (sign) sign.addEventListener("click", () => document.getElementById("vw-dialog").showModal());
+  document.getElementById("vw-dialog").addEventListener("close", async (e) => {
+    if (e.target.returnValue !== "sign") return;
+    try {
+      await api(`/v1/analyses/${encodeURIComponent(v.jobId)}/versions/${v.version.version}/sign`, { method: "POST", json: { organization: document.getElementById("vw-org").value } });
+      toast("Report signed and locked");
+      await loadVersion(v, v.version.version);
+      render(v);
+    } catch (err) { toast(`Not signed: ${err.message}`, "error"); }
+  });
+  document.getElementById("vw-send").addEventListener("click", async () => {
+    try {
+      const out = await api(`/v1/analyses/${encodeURIComponent(v.jobId)}/versions/${v.version.version}/send`, { method: "POST" });
+      toast(`Sent ${out.pushed.join(" + ").toUpperCase()} to the PACS`);
+    } catch (err) { toast(`Not sent: ${err.message}`, "error"); }
+  });
+  let drag = null;
+  c.addEventListener("contextmenu", (e) => e.preventDefault());
+  c.addEventListener("pointerdown", (e) => {
+    c.setPointerCapture(e.pointerId);
+    const tool = e.button === 2 ? "wl" : e.button === 1 ? "pan" : v.tool;
+    drag = { x: e.clientX, y: e.clientY, tool, wl: v.wl && { ...v.wl }, panX: v.panX, panY: v.panY, zoom: v.zoom };
+    if (tool === "brush" || tool === "eraser") { const [ix, iy] = toImage(v, e); if (paint(v, ix, iy)) draw(v); }
+  });
+  c.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (drag.tool === "wl" && drag.wl) { v.wl = { c: drag.wl.c + dy * (drag.wl.w / 256), w: Math.max(1, drag.wl.w + dx * (drag.wl.w / 128)) }; draw(v); }
+    else if (drag.tool === "pan") { v.panX = drag.panX + dx; v.panY = drag.panY + dy; draw(v); }
+    else if (drag.tool === "zoom") { v.zoom = Math.max(0.5, Math.min(8, drag.zoom * Math.exp(-dy / 150))); draw(v); }
+    else { const [ix, iy] = toImage(v, e); if (paint(v, ix, iy)) draw(v); }
+  });
+  c.addEventListener("pointerup", () => { drag = null; });
+  c.addEventListener("wheel", (e) => { e.preventDefault(); v.zoom = Math.max(0.5, Math.min(8, v.zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1))); draw(v); }, { passive: false });
+  v.onKey = (e) => {
+    if (e.target !== c) return;
+    const k = e.key;
+    const handled = { ArrowUp: () => { v.z = Math.min(v.Z - 1, v.z + 1); }, ArrowDown: () => { v.z = Math.max(0, v.z - 1); },
+      ArrowRight: () => { v.t = (v.t + 1) % v.T; }, ArrowLeft: () => { v.t = (v.t - 1 + v.T) % v.T; },
+      " ": () => setPlaying(v, !v.playing), "+": () => { v.zoom = Math.min(8, v.zoom * 1.2); }, "-": () => { v.zoom = Math.max(0.5, v.zoom / 1.2); },
+      "0": () => { v.zoom = 1; v.panX = v.panY = 0; }, b: () => setTool(v, "brush"), e: () => setTool(v, "eraser"), w: () => setTool(v, "wl"),
+      p: () => setTool(v, "pan"), z: () => setTool(v, "zoom"), "[": () => { v.radius = Math.max(1, v.radius - 1); }, "]": () => { v.radius = Math.min(20, v.radius + 1); } }[k];
+    if (handled) { e.preventDefault(); handled(); draw(v); }
+  };
+  document.addEventListener("keydown", v.onKey);
+}

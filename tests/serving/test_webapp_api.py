@@ -1,0 +1,221 @@
+"""The web app's API: sign-in sessions (cookie flags, CSRF), the worklist (pseudonyms for data scientists),
+WADO-RS metadata and frames, the viewer description, reader corrections measured again, sign-off and its locks.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import re
+
+import numpy as np
+import pydicom
+import pytest
+
+from serving.auth import Role
+from serving.users import UserError, create_user
+from tests.serving.conftest import Api
+from tests.serving.test_api import wait_job
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def users(api: Api) -> Api:
+    create_user(api.app.state.engine, "jdoe", PASSWORD, Role.CLINICIAN, "Dr Jane Doe")
+    create_user(api.app.state.engine, "ds", PASSWORD, Role.DATA_SCIENTIST, "Data Scientist")
+    return api
+
+
+def sign_in(api: Api, user: str = "jdoe") -> str:
+    r = api.client.post("/v1/session", json={"username": user, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    # the cookie is Secure: httpx keeps it off http://testserver, a browser sends it to http://localhost
+    token = re.search(r"medai_session=([^;]+)", r.headers["set-cookie"]).group(1)
+    api.client.cookies.set("medai_session", token)
+    return r.json()["csrf"]
+
+
+def analysed(api: Api, phantom_zip: bytes) -> dict:
+    r = api.client.post("/v1/studies", files={"files": ("s.zip", phantom_zip)}, headers=api.h())
+    uid = r.json()["studies"][0]["study_instance_uid"]
+    job = api.client.post("/v1/analyses", json={"study_instance_uid": uid}, headers=api.h()).json()
+    job = wait_job(api, job["id"])
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def test_user_rules(api: Api) -> None:
+    eng = api.app.state.engine
+    with pytest.raises(UserError, match="at least"):
+        create_user(eng, "shorty", "short", Role.CLINICIAN)
+    with pytest.raises(UserError, match="role"):
+        create_user(eng, "someone", PASSWORD, "surgeon")
+    create_user(eng, "twice", PASSWORD, Role.ADMIN)
+    with pytest.raises(UserError, match="exists"):
+        create_user(eng, "twice", PASSWORD, Role.ADMIN)
+    row = eng.connect().exec_driver_sql("SELECT password_hash FROM users WHERE username='twice'").scalar()
+    assert row.startswith("$argon2id$") and PASSWORD not in row
+
+
+def test_session_cookie_and_csrf(users: Api) -> None:
+    c = users.client
+    bad = c.post("/v1/session", json={"username": "jdoe", "password": "wrong password!"})
+    assert bad.status_code == 401 and bad.json()["type"].endswith("bad-credentials")
+    r = c.post("/v1/session", json={"username": "jdoe", "password": PASSWORD})
+    assert r.status_code == 200
+    cookies = r.headers.get_list("set-cookie")
+    sess = next(h for h in cookies if h.startswith("medai_session="))
+    assert "HttpOnly" in sess and "Secure" in sess and "SameSite=strict" in sess.replace("Strict", "strict")
+    csrf_cookie = next(h for h in cookies if h.startswith("medai_csrf="))
+    assert "HttpOnly" not in csrf_cookie
+    token = re.search(r"medai_session=([^;]+)", sess).group(1)
+    stored = users.app.state.engine.connect().exec_driver_sql("SELECT token_hash FROM sessions").scalars().all()
+    assert token not in stored and len(stored) == 1  # only the hash is kept
+    c.cookies.set("medai_session", token)
+    me = c.get("/v1/session").json()
+    assert me["name"] == "Dr Jane Doe" and me["role"] == "clinician" and me["sees_identities"] is True
+    # a state-changing request on the cookie without the CSRF header is refused; with it, it passes
+    no = c.post("/v1/analyses", json={"study_instance_uid": "1.2.3"})
+    assert no.status_code == 403 and "X-CSRF-Token" in no.json()["detail"]
+    yes = c.post("/v1/analyses", json={"study_instance_uid": "1.2.3"}, headers={"X-CSRF-Token": me["csrf"]})
+    assert yes.status_code == 404  # past authentication: the study does not exist
+    assert c.delete("/v1/session", headers={"X-CSRF-Token": me["csrf"]}).status_code == 204
+    c.cookies.set("medai_session", token)
+    assert c.get("/v1/session").status_code == 401
+    audit = users.app.state.engine.connect().exec_driver_sql(
+        "SELECT action, status FROM audit WHERE resource_type='session'").all()
+    assert ("sign-in", 401) in audit and ("sign-in", 200) in audit and ("sign-out", 200) in audit
+
+
+def test_repeated_failures_lock_the_name(users: Api) -> None:
+    for _ in range(5):
+        users.client.post("/v1/session", json={"username": "ds", "password": "not the password"})
+    r = users.client.post("/v1/session", json={"username": "ds", "password": PASSWORD})
+    assert r.status_code == 429
+
+
+def test_worklist_pseudonyms_for_data_scientists(users: Api, phantom_zip: bytes) -> None:
+    job = analysed(users, phantom_zip)
+    rows = users.client.get("/v1/worklist", headers=users.h()).json()
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["analysis"]["job_id"] == job["id"] and row["analysis"]["status"] == "succeeded"
+    assert row["n_instances"] == 20 and row["modalities"] == ["MR"]
+    assert row["patient_id"] and row["patient"]
+    ds_rows = users.client.get("/v1/worklist", headers=users.h(Role.DATA_SCIENTIST)).json()
+    assert ds_rows[0]["patient_id"] != row["patient_id"] and len(ds_rows[0]["patient_id"]) == 32
+    assert row["patient_id"] not in json.dumps(ds_rows) and row["study_instance_uid"] not in json.dumps(ds_rows)
+    assert ds_rows[0]["analysis"] is None and ds_rows[0]["study_date"] == ""
+
+
+def test_wado_metadata_and_frames(users: Api, phantom_zip: bytes, phantom_bytes: list[bytes]) -> None:
+    ds = pydicom.dcmread(io.BytesIO(phantom_bytes[0]))
+    users.client.post("/v1/studies", files={"files": ("s.zip", phantom_zip)}, headers=users.h())
+    base = f"/v1/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    meta = users.client.get(f"{base}/metadata", headers=users.h())
+    assert meta.status_code == 200 and meta.headers["content-type"].startswith("application/dicom+json")
+    item = next(i for i in meta.json() if i["00080018"]["Value"][0] == ds.SOPInstanceUID)
+    assert item["00280010"]["Value"][0] == ds.Rows and "BulkDataURI" in item["7FE00010"]
+    r = users.client.get(f"{base}/instances/{ds.SOPInstanceUID}/frames/1", headers=users.h())
+    assert r.status_code == 200 and 'type="application/octet-stream"' in r.headers["content-type"]
+    boundary = re.search(r"boundary=([^;]+)", r.headers["content-type"]).group(1).encode()
+    body = r.content
+    payload = body[body.index(b"\r\n\r\n") + 4: len(body) - len(boundary) - 8]
+    assert np.array_equal(np.frombuffer(payload, dtype="<u2").reshape(ds.Rows, ds.Columns), ds.pixel_array)
+    assert users.client.get(f"{base}/instances/{ds.SOPInstanceUID}/frames/2", headers=users.h()).status_code == 404
+    assert users.client.get(f"{base}/instances/{ds.SOPInstanceUID}/frames/x", headers=users.h()).status_code == 400
+
+
+def test_viewer_correction_and_sign_off(users: Api, phantom_zip: bytes) -> None:
+    from medai.measurements import function_measurements  # noqa: F401 -- the code the server must use
+
+    job = analysed(users, phantom_zip)
+    c, h = users.client, users.h()
+    doc = c.get(f"/v1/analyses/{job['id']}/viewer", headers=h).json()
+    assert doc["version"]["version"] == 1 and not doc["version"]["signed"]
+    layer = next(x for x in doc["layers"] if x["kind"] == "cine_function")
+    T, Z, Y, X = layer["shape"]
+    assert {lab["name"] for lab in layer["labels"]} >= {"lv", "myo", "rv"}
+    # every plane lies over a stored (original, identified-store) image reachable over WADO-RS
+    assert all(u and u.startswith(f"/v1/dicomweb/studies/{job['study_instance_uid']}/") for row in layer["frames"]
+               for u in row)
+    assert c.get(layer["frames"][0][0], headers=h).status_code == 200
+    raw = c.get(layer["url"], headers=h)
+    arr = np.frombuffer(raw.content if raw.headers.get("content-encoding") != "gzip" else raw.content,
+                        dtype=np.uint8)
+    if arr.size != T * Z * Y * X:  # a client that did not decode the transfer encoding
+        arr = np.frombuffer(gzip.decompress(raw.content), dtype=np.uint8)
+    arr = arr.reshape(T, Z, Y, X).copy()
+    # the reader paints an LV block into every plane: EDV must be that many voxels x voxel volume
+    lv = next(lab["value"] for lab in layer["labels"] if lab["name"] == "lv")
+    arr[arr == lv] = 0
+    arr[:, :, 10:20, 10:20] = lv
+    arr[:, 1, 10:15, 10:20] = 0  # fewer voxels on one slice in every phase
+    planes = [{"index": [t, z], "data": base64.b64encode(arr[t, z].tobytes()).decode()}
+              for t in range(T) for z in range(Z)]
+    r = c.post(f"/v1/analyses/{job['id']}/versions", headers=h,
+               json={"base_version": 1, "kind": "cine_function", "role": "cine_sax", "planes": planes})
+    assert r.status_code == 201, r.text
+    v2 = r.json()
+    assert v2["version"] == 2 and v2["parent"] == 1 and v2["edits"]["planes"]
+    report = c.get(v2["results"]["json"], headers=h).json()
+    sp = report["sections"][0]["summary"]["spacing_mm_zyx"]
+    expected = (100 * (Z - 1) + 50) * sp[0] * sp[1] * sp[2] / 1000.0
+    edv = next(m["value"] for m in report["measurements"] if m["name"] == "lv_edv")
+    assert edv == pytest.approx(expected, rel=1e-4)  # the summary rounds the spacing to 4 decimals
+    assert "reader_corrected" in {f["code"] for f in report["flags"]}
+    v1 = c.get(f"/v1/analyses/{job['id']}/versions/1/results/json", headers=h).json()
+    assert v1["report_id"] != report["report_id"]  # the original is kept
+    # stale base and bad planes are refused with reasons
+    stale = c.post(f"/v1/analyses/{job['id']}/versions", headers=h,
+                   json={"base_version": 1, "kind": "cine_function", "role": "cine_sax", "planes": planes[:1]})
+    assert stale.status_code == 409 and "newer" in stale.json()["detail"]
+    bad = c.post(f"/v1/analyses/{job['id']}/versions", headers=h, json={
+        "base_version": 2, "kind": "cine_function", "role": "cine_sax",
+        "planes": [{"index": [0, 0], "data": base64.b64encode(bytes([9]) * (Y * X)).decode()}]})
+    assert bad.status_code == 422 and "label values" in bad.json()["detail"]
+    # hospital systems cannot sign; the clinician can, once
+    assert c.post(f"/v1/analyses/{job['id']}/versions/2/sign", headers=users.h(Role.HOSPITAL_SYSTEM)).status_code \
+        == 403
+    csrf = sign_in(users)
+    s = c.post(f"/v1/analyses/{job['id']}/versions/2/sign", json={"organization": "Test Hospital"},
+               headers={"X-CSRF-Token": csrf})
+    assert s.status_code == 200, s.text
+    assert s.json()["signed"] and s.json()["signed_by"] == "Dr Jane Doe"
+    sr = pydicom.dcmread(io.BytesIO(c.get(s.json()["results"]["sr"]).content))
+    assert sr.VerificationFlag == "VERIFIED"
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName).replace("^", " ").strip() == "Dr Jane Doe"
+    assert sr.VerifyingObserverSequence[0].VerifyingOrganization == "Test Hospital"
+    from pypdf import PdfReader
+
+    pdf = PdfReader(io.BytesIO(c.get(s.json()["results"]["pdf"]).content))
+    assert "Dr Jane Doe" in pdf.pages[0].extract_text()
+    fhir = c.get(s.json()["results"]["fhir"]).json()
+    assert {e["resource"]["status"] for e in fhir["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"} \
+        == {"final"}
+    locked = c.post(f"/v1/analyses/{job['id']}/versions", headers={"X-CSRF-Token": csrf}, json={
+        "base_version": 2, "kind": "cine_function", "role": "cine_sax", "planes": planes[:1]})
+    assert locked.status_code == 409 and "signed" in locked.json()["detail"]
+    assert c.post(f"/v1/analyses/{job['id']}/versions/2/sign", headers={"X-CSRF-Token": csrf}).status_code == 409
+    # no PACS configured: sending says so
+    send = c.post(f"/v1/analyses/{job['id']}/versions/2/send", headers={"X-CSRF-Token": csrf})
+    assert send.status_code == 409 and "MEDAI_API_PACS_URL" in send.json()["detail"]
+    rows = users.app.state.engine.connect().exec_driver_sql(
+        "SELECT user, action, resource_id FROM audit WHERE action IN ('correct', 'sign')").all()
+    assert any(a == "correct" and rid.startswith(f"{job['id']}/v2:") for _, a, rid in rows)
+    assert ("user:jdoe", "sign", f"{job['id']}/v2") in rows
+
+
+def test_web_app_is_served_offline(users: Api) -> None:
+    r = users.client.get("/", follow_redirects=False)
+    assert r.status_code in (302, 307) and r.headers["location"] == "/ui/"
+    page = users.client.get("/ui/")
+    assert page.status_code == 200 and 'type="password"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for url in re.findall(r'(?:src|href)="([^"#]+)"', page.text):
+        assert not url.startswith(("http:", "https:", "//")), url
+        if not url.startswith("/docs"):
+            assert users.client.get(f"/ui/{url}").status_code == 200, url
