@@ -65,6 +65,18 @@ def current_principal(
     return who
 
 
+def optional_principal(
+    request: Request,
+    key: str | None = Security(api_key_header),
+    cred: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> Principal | None:
+    """The caller, or None when the request carries no valid credentials (for "am I signed in?" probes)."""
+    try:
+        return current_principal(request, key, cred)
+    except ApiProblem:
+        return None
+
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

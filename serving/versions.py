@@ -122,6 +122,7 @@ class Versions:
             ApiProblem: 409 when the report is signed or ``base`` is not the latest version; 422 for planes that
                 do not fit the label map.
         """
+        from medai.analyses.base import Correction
         from medai.analyses.runner import run_study_analyses
         from medai.reports.labelmaps import apply_planes, read_labelmap, read_meta
 
@@ -167,8 +168,9 @@ class Versions:
                 kinds = decode_kinds(job["kind"]) or list(read_meta(labels_path)["kinds"])
                 report = self.report(latest)
                 ran = [s["kind"] for s in report.get("sections", [])]
+                extras = read_meta(labels_path)["kinds"].get(kind, {}).get("extras", {})
                 outs = run_study_analyses(study, out_dir, kinds=ran or kinds, models=self.models.get, progress=tell,
-                                          label_overrides={kind: {role: lm}})
+                                          corrections={kind: Correction({role: lm}, extras)})
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             files = {k: p.name for k, p in outs.files.items()}

@@ -89,6 +89,15 @@ class SegOutput:
 
 
 @dataclass
+class Correction:
+    """A reader's correction of an analysis: its label maps (``role -> LabelMap`` in the source geometry) and the
+    choices the reader kept (``params``: e.g. ``{"ed_frame": 0, "es_frame": 7}``, the phases measured)."""
+
+    label_maps: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class AnalysisResult:
     """What one analysis produced: its report section and the prediction behind it (label maps, image, extras)."""
 
@@ -144,11 +153,10 @@ class Analysis(ABC):
             SeriesSelectionError: a needed series is missing or unusable (the message names the series present).
         """
 
-    def remeasure(self, study: Study, label_maps: Mapping[str, Any], models: ModelProvider, progress: Progress,
+    def remeasure(self, study: Study, correction: Correction, models: ModelProvider, progress: Progress,
                   prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
-        """Measure reader-corrected label maps (``role -> LabelMap`` in the source geometry) by the same code that
-        measures the model's, with no inference. Analyses whose segmentation a reader may not correct keep this
-        default, which refuses.
+        """Measure a reader's corrected label maps by the same code that measures the model's, with no inference.
+        Analyses whose segmentation a reader may not correct keep this default, which refuses.
 
         Raises:
             InputValidationError: this analysis takes no corrections, or the maps do not fit the study.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, ModelProvider, Progress
+from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, Correction, ModelProvider, Progress
 from medai.domain.prediction import Prediction, ReportSection
 from medai.domain.study import SeriesType, Study
 
@@ -42,10 +42,12 @@ class CineFunction(Analysis):
             prediction = predictor.predict(study)
         return self.result(study, prediction)
 
-    def remeasure(self, study: Study, label_maps: Mapping[str, Any], models: ModelProvider, progress: Progress,
+    def remeasure(self, study: Study, correction: Correction, models: ModelProvider, progress: Progress,
                   prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
         """Phases, measurements and flags of a corrected ``cine_sax`` label map, by the predictor's own
-        :meth:`~medai.cardiac.predictor.CineSegPredictor.measure` (the model is not run)."""
+        :meth:`~medai.cardiac.predictor.CineSegPredictor.measure` (the model is not run). The ED/ES frames of the
+        corrected version stay those given in ``correction.params`` (``ed_frame``, ``es_frame``): a correction of
+        the ED contour must not move ED to another frame behind the reader's back."""
         from medai.cardiac.predictor import CineSegPredictor
         from medai.dicom.classify import select_series
         from medai.dicom.volumes import build_cine
@@ -54,6 +56,7 @@ class CineFunction(Analysis):
         from medai.errors import InputValidationError
 
         predictor = self.model("seg", models)
+        label_maps = correction.label_maps
         if not isinstance(predictor, CineSegPredictor) or "cine_sax" not in label_maps:
             raise InputValidationError("a cine correction needs the cine_sax label map and a cine_sax_seg model")
         progress("measurement")
@@ -67,7 +70,9 @@ class CineFunction(Analysis):
                                     frame_of_reference_uid=volume.frame_of_reference_uid,
                                     frame_times_ms=volume.frame_times_ms, source_series_uid=volume.source_series_uid,
                                     source_sop_uids=volume.source_sop_uids), labels=edited.labels)
-        prediction = predictor.measure(study, series, volume, lm, {})
+        ed, es = correction.params.get("ed_frame"), correction.params.get("es_frame")
+        prediction = predictor.measure(study, series, volume, lm, {},
+                                       phases=(int(ed), int(es)) if ed is not None and es is not None else None)
         prediction.flags.append(QualityFlag(code="reader_corrected", severity=Severity.INFO,
                                             message="measured on a segmentation corrected by a reader"))
         return self.result(study, prediction)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medai.analyses import Analysis, AnalysisResult, ModelProvider, catalogue, get_analysis
+from medai.analyses.base import Correction
 from medai.domain.prediction import Prediction, QualityFlag, QualityStatus, Report, Review, Severity
 from medai.domain.study import Study
 from medai.errors import MedaiError, SeriesSelectionError
@@ -299,7 +300,7 @@ def run_study_analyses(
     extra_timings: dict[str, float] | None = None,
     config_dir: Path | None = None,
     step_dir: Path | None = None,
-    label_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    corrections: Mapping[str, Correction] | None = None,
 ) -> StudyOutputs:
     """Run the analyses of ``study`` and write the study report files into ``out_dir``.
 
@@ -316,9 +317,9 @@ def run_study_analyses(
         config_dir: analysis configs folder (default ``configs/analyses``).
         step_dir: step configs folder (default ``configs/steps``): the steps (the quality gate) that wrap every
             analysis; a step that refuses an analysis (unusable images) counts as that analysis failing.
-        label_overrides: ``kind -> {role: LabelMap}``: reader-corrected label maps; those analyses are measured
-            on them by :meth:`Analysis.remeasure` (no inference, no quality-gate steps: a reader has reviewed them),
-            the others run as usual.
+        corrections: ``kind -> Correction``: a reader's corrected label maps; those analyses are measured on them
+            by :meth:`Analysis.remeasure` (no inference, no quality-gate steps: a reader has reviewed them), the
+            others run as usual.
 
     Returns:
         :class:`StudyOutputs`.
@@ -348,8 +349,8 @@ def run_study_analyses(
         t0 = time.perf_counter()
         try:
             prior = {r.kind: r for r in results}
-            if label_overrides and a.kind in label_overrides:
-                res = a.remeasure(study, label_overrides[a.kind], provider, tell, prior=prior)
+            if corrections and a.kind in corrections:
+                res = a.remeasure(study, corrections[a.kind], provider, tell, prior=prior)
             else:
                 states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
                 res = a.run(study, provider, tell, prior=prior)

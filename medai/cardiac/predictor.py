@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from medai.cardiac.phases import declared_phases, select_phases
+from medai.cardiac.phases import CardiacPhases, declared_phases, select_phases
 from medai.cardiac.postprocess import apply_basal_ring_rule, clean_cine
 from medai.cardiac.preprocess import CineSegInferenceConfig, load_network, normalize_intensity, pad_to_divisor
 from medai.cardiac.quality import curve_flags, input_flags, result_flags
@@ -259,14 +259,22 @@ class CineSegPredictor(Predictor):
         return pred
 
     def measure(
-        self, study: Study, series: list[Series], volume: Volume, labelmap: LabelMap, timings: dict[str, float]
+        self, study: Study, series: list[Series], volume: Volume, labelmap: LabelMap, timings: dict[str, float],
+        phases: tuple[int, int] | None = None,
     ) -> Prediction:
-        """Phases, measurements and flags from a cine label map (also used to measure reference labels)."""
+        """Phases, measurements and flags from a cine label map (also used to measure reference labels).
+
+        ``phases``: ``(ed, es)`` frames chosen by a reader; default: declared in the DICOM, else from the LV curve.
+        """
         from medai.measurements import function_measurements, patient_info, volume_curves, wall_thickness_measurements
 
         t0 = time.perf_counter()
         curves = volume_curves(labelmap)
-        phases = select_phases(curves["lv_ml"], declared_phases(series, volume.source_sop_uids))
+        if phases is not None:
+            chosen = select_phases(curves["lv_ml"], phases)
+            phases = CardiacPhases(chosen.ed, chosen.es, "reader" if chosen.source == "dicom" else chosen.source)
+        else:
+            phases = select_phases(curves["lv_ml"], declared_phases(series, volume.source_sop_uids))
         patient = patient_info(study, series)
         measurements = function_measurements(labelmap, phases.ed, phases.es, patient)
         values = {m.name: m.value for m in measurements}

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from serving import audit, db
 from serving.auth import Principal
-from serving.deps import everyone, get_settings
+from serving.deps import everyone, get_settings, optional_principal
 from serving.problems import ApiProblem, responses
 from serving.settings import ApiSettings
 from serving.users import CSRF_COOKIE, SESSION_COOKIE, check_password, close_session, open_session
@@ -36,12 +36,13 @@ class SignIn(BaseModel):
 class SessionOut(BaseModel):
     """The signed-in user and the session's CSRF token (send it as ``X-CSRF-Token`` on changes)."""
 
-    user: str
-    name: str
-    role: str
-    csrf: str
-    expires: float
-    sees_identities: bool = Field(description="false: patient names and IDs are shown as pseudonyms only")
+    signed_in: bool = True
+    user: str = ""
+    name: str = ""
+    role: str = ""
+    csrf: str = ""
+    expires: float = 0.0
+    sees_identities: bool = Field(False, description="false: patient names and IDs are shown as pseudonyms only")
 
 
 def _recent_failures(username: str) -> int:
@@ -90,9 +91,11 @@ async def sign_in(body: SignIn, request: Request, settings: ApiSettings = Depend
     return resp
 
 
-@router.get("", response_model=SessionOut, summary="The signed-in user", responses=responses(401))
-def whoami(request: Request, who: Principal = Depends(everyone)) -> SessionOut:
-    """Who the session (or API key) belongs to; the page calls it on load."""
+@router.get("", response_model=SessionOut, summary="The signed-in user", responses=responses())
+def whoami(request: Request, who: Principal | None = Depends(optional_principal)) -> SessionOut:
+    """Who the session (or API key) belongs to; ``signed_in: false`` without one (the page asks on load)."""
+    if who is None:
+        return SessionOut(signed_in=False)
     sess = getattr(request.state, "session", None)
     return SessionOut(user=who.user, name=who.name, role=who.role.value, csrf=sess.csrf if sess else "",
                       expires=sess.expires if sess else 0.0, sees_identities=sees_identities(who))

@@ -316,7 +316,8 @@ async function riskPage(name) {
   const fields = Object.entries(schema.properties || {});
   const form = $("rk-form");
   form.innerHTML = fields.map(([k, p]) => {
-    const id = `f-${k}`, label = `${esc(p.description || k)}${p["x-unit"] ? ` [${esc(p["x-unit"])}]` : ""}`;
+    const id = `f-${k}`, desc = p.description || k;
+    const label = `${esc(desc)}${p["x-unit"] && !desc.includes(`[${p["x-unit"]}]`) ? ` [${esc(p["x-unit"])}]` : ""}`;
     const types = [].concat(p.type || []);
     const star = req.has(k) ? ` <span aria-hidden="true" class="req">*</span>` : "";
     let ctl;
@@ -379,7 +380,7 @@ function renderRisk(out) {
   const bars = r.contributions.map((c) => {
     const w = (50 * Math.abs(c.contribution)) / maxAbs;
     const pos = c.contribution >= 0;
-    return `<div class="bar-row"><span class="bar-label">${esc(c.factor)} = ${esc(c.value)}</span><span class="bar-track" role="img" aria-label="${esc(c.factor)} ${pos ? "raises" : "lowers"} the risk (${c.contribution.toFixed(2)})"><span class="bar-fill ${pos ? "up" : "down"}" data-left="${pos ? 50 : 50 - w}" data-width="${w}"></span></span><span class="num">${c.contribution >= 0 ? "+" : ""}${c.contribution.toFixed(2)}</span></div>`;
+    return `<div class="bar-row"><span class="bar-label">${esc(c.factor)} = ${c.value === null || c.value === undefined ? "— (imputed)" : esc(c.value)}</span><span class="bar-track" role="img" aria-label="${esc(c.factor)} ${pos ? "raises" : "lowers"} the risk (${c.contribution.toFixed(2)})"><span class="bar-fill ${pos ? "up" : "down"}" data-left="${pos ? 50 : 50 - w}" data-width="${w}"></span></span><span class="num">${c.contribution >= 0 ? "+" : ""}${c.contribution.toFixed(2)}</span></div>`;
   }).join("");
   $("rk-result").innerHTML = `<h2>Result</h2><p>Risk group: <strong class="group g-${esc(r.risk_group)}">${esc(r.risk_group || "—")}</strong> · outcome ${esc(r.outcome)}</p>
     <table class="grid small"><caption>Risk at each horizon</caption><tbody>${horizons}</tbody></table>
@@ -405,6 +406,6 @@ export function survivalSvg(times, surv, unit) {
 (async () => {
   try {
     const me = await api("/v1/session");
-    signedIn(me);
+    if (me.signed_in) signedIn(me); else showSignIn();
   } catch (_) { showSignIn(); }
 })();

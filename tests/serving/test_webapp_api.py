@@ -76,7 +76,7 @@ def test_session_cookie_and_csrf(users: Api) -> None:
     assert token not in stored and len(stored) == 1  # only the hash is kept
     c.cookies.set("medai_session", token)
     me = c.get("/v1/session").json()
-    assert me["name"] == "Dr Jane Doe" and me["role"] == "clinician" and me["sees_identities"] is True
+    assert me["signed_in"] and me["name"] == "Dr Jane Doe" and me["role"] == "clinician" and me["sees_identities"] is True
     # a state-changing request on the cookie without the CSRF header is refused; with it, it passes
     no = c.post("/v1/analyses", json={"study_instance_uid": "1.2.3"})
     assert no.status_code == 403 and "X-CSRF-Token" in no.json()["detail"]
@@ -84,7 +84,8 @@ def test_session_cookie_and_csrf(users: Api) -> None:
     assert yes.status_code == 404  # past authentication: the study does not exist
     assert c.delete("/v1/session", headers={"X-CSRF-Token": me["csrf"]}).status_code == 204
     c.cookies.set("medai_session", token)
-    assert c.get("/v1/session").status_code == 401
+    assert c.get("/v1/session").json()["signed_in"] is False
+    assert c.get("/v1/worklist").status_code == 401
     audit = users.app.state.engine.connect().exec_driver_sql(
         "SELECT action, status FROM audit WHERE resource_type='session'").all()
     assert ("sign-in", 401) in audit and ("sign-in", 200) in audit and ("sign-out", 200) in audit
@@ -169,6 +170,9 @@ def test_viewer_correction_and_sign_off(users: Api, phantom_zip: bytes) -> None:
     assert "reader_corrected" in {f["code"] for f in report["flags"]}
     v1 = c.get(f"/v1/analyses/{job['id']}/versions/1/results/json", headers=h).json()
     assert v1["report_id"] != report["report_id"]  # the original is kept
+    # the reader's phases stay: correcting contours never moves ED/ES to another frame
+    assert [report["sections"][0]["summary"][k] for k in ("ed_frame", "es_frame")] == \
+        [v1["sections"][0]["summary"][k] for k in ("ed_frame", "es_frame")]
     # stale base and bad planes are refused with reasons
     stale = c.post(f"/v1/analyses/{job['id']}/versions", headers=h,
                    json={"base_version": 1, "kind": "cine_function", "role": "cine_sax", "planes": planes[:1]})
