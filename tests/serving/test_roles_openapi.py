@@ -15,7 +15,9 @@ C, D, H, A = Role.CLINICIAN, Role.DATA_SCIENTIST, Role.HOSPITAL_SYSTEM, Role.ADM
 CLINICAL = {C, H, A}
 EVERYONE = {C, D, H, A}
 #: routes anyone may call (no key): liveness/readiness and the API description itself
-PUBLIC = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+#: and the web app's entry and sign-in (POST answers 401 for bad credentials, GET says whether one is signed in;
+#: DELETE, signing out, needs a session: tests/serving/test_webapp_api.py)
+PUBLIC = {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/", "/v1/session"}
 
 MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/studies"): CLINICAL,
@@ -42,6 +44,17 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/keys"): {A},
     ("DELETE", "/v1/keys/{key_id}"): {A},
     ("GET", "/v1/audit"): {A},
+    ("GET", "/v1/worklist"): EVERYONE,  # data scientists see pseudonyms only
+    ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}"): CLINICAL,
+    ("GET", "/v1/analyses/{job_id}/versions"): CLINICAL,
+    ("GET", "/v1/analyses/{job_id}/versions/{version}/results/{kind}"): CLINICAL,
+    ("GET", "/v1/analyses/{job_id}/viewer"): CLINICAL,
+    ("GET", "/v1/analyses/{job_id}/versions/{version}/labels/{kind}/{role}"): CLINICAL,
+    ("POST", "/v1/analyses/{job_id}/versions"): CLINICAL,
+    ("POST", "/v1/analyses/{job_id}/versions/{version}/sign"): {C},  # a clinician signs
+    ("POST", "/v1/analyses/{job_id}/versions/{version}/send"): CLINICAL,
 }
 
 
