@@ -8,6 +8,7 @@ numbers are not meaningful. Risk routes use the shipped risk packages.
 from __future__ import annotations
 
 import io
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from serving.settings import ApiSettings
 torch.set_num_threads(1)
 
 RISK_MODEL = "stroke_ist_death_6m"
+ORTHANC_SH = Path(__file__).resolve().parents[2] / ".ci" / "orthanc.sh"
 
 
 @pytest.fixture(scope="session")
@@ -81,3 +83,18 @@ def api(tmp_path: Path, tiny_cine: Path) -> Iterator[Api]:
     with TestClient(app) as client:
         keys = {r: create_key(app.state.engine, r, f"test-{r.value}")[1] for r in Role}
         yield Api(client, keys)
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[str]:
+    """A real PACS: Orthanc + its DICOMweb plugin on loopback (``.ci/orthanc.sh``); its base URL. Skips when absent."""
+    state = tmp_path / "orthanc"
+    r = subprocess.run(["bash", str(ORTHANC_SH), "start", str(state)], capture_output=True, text=True, timeout=60)
+    if r.returncode == 3:
+        pytest.skip(f"Orthanc not available: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    http_port = r.stdout.split()[0]
+    try:
+        yield f"http://127.0.0.1:{http_port}"
+    finally:
+        subprocess.run(["bash", str(ORTHANC_SH), "stop", str(state)], timeout=30)

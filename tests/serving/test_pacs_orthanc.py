@@ -6,8 +6,6 @@ Skips with the reason when Orthanc/the plugin is not installed, the data is abse
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,21 +19,6 @@ from tests.serving.conftest import make_settings
 from tests.serving.test_api import Api, wait_job
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def orthanc(tmp_path: Path) -> Iterator[str]:
-    state = tmp_path / "orthanc"
-    r = subprocess.run(["bash", str(REPO / ".ci" / "orthanc.sh"), "start", str(state)], capture_output=True,
-                       text=True, timeout=60)
-    if r.returncode == 3:
-        pytest.skip(f"Orthanc not available: {r.stderr.strip()}")
-    assert r.returncode == 0, r.stderr
-    http_port = r.stdout.split()[0]
-    try:
-        yield f"http://127.0.0.1:{http_port}"
-    finally:
-        subprocess.run(["bash", str(REPO / ".ci" / "orthanc.sh"), "stop", str(state)], timeout=30)
 
 
 @pytest.mark.slow

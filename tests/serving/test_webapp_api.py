@@ -76,7 +76,8 @@ def test_session_cookie_and_csrf(users: Api) -> None:
     assert token not in stored and len(stored) == 1  # only the hash is kept
     c.cookies.set("medai_session", token)
     me = c.get("/v1/session").json()
-    assert me["signed_in"] and me["name"] == "Dr Jane Doe" and me["role"] == "clinician" and me["sees_identities"] is True
+    assert me["signed_in"] and me["name"] == "Dr Jane Doe" and me["role"] == "clinician"
+    assert me["sees_identities"] is True
     # a state-changing request on the cookie without the CSRF header is refused; with it, it passes
     no = c.post("/v1/analyses", json={"study_instance_uid": "1.2.3"})
     assert no.status_code == 403 and "X-CSRF-Token" in no.json()["detail"]
@@ -223,3 +224,40 @@ def test_web_app_is_served_offline(users: Api) -> None:
         assert not url.startswith(("http:", "https:", "//")), url
         if not url.startswith("/docs"):
             assert users.client.get(f"/ui/{url}").status_code == 200, url
+
+
+def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: bytes, orthanc: str) -> None:  # noqa: ANN001
+    """Sign -> Send to PACS STOWs the signed version's SEG and VERIFIED SR into Orthanc (DICOMweb on loopback)."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from medai.inference.predictor import Predictor
+    from serving.app import create_app
+    from serving.auth import create_key
+    from serving.models import ModelRegistry
+    from tests.serving.conftest import RISK_MODEL, make_settings
+
+    registry = ModelRegistry([RISK_MODEL])
+    registry.put("heart_mr_cine_seg", Predictor.from_package(tiny_cine), ref=str(tiny_cine))
+    app = create_app(make_settings(tmp_path, pacs_url=f"{orthanc}/dicom-web"), models=registry)
+    with TestClient(app) as client:
+        api = Api(client, {r: create_key(app.state.engine, r)[1] for r in Role})
+        create_user(app.state.engine, "jdoe", PASSWORD, Role.CLINICIAN, "Dr Jane Doe")
+        job = analysed(api, phantom_zip)
+        before = client.post(f"/v1/analyses/{job['id']}/versions/1/send", headers=api.h())
+        assert before.status_code == 409 and "not signed" in before.json()["detail"]
+        csrf = sign_in(api)
+        assert client.post(f"/v1/analyses/{job['id']}/versions/1/sign", headers={"X-CSRF-Token": csrf}).status_code \
+            == 200
+        sent = client.post(f"/v1/analyses/{job['id']}/versions/1/send", headers={"X-CSRF-Token": csrf})
+        assert sent.status_code == 200, sent.text
+        assert set(sent.json()["pushed"]) == {"seg", "sr"}
+    with httpx.Client(timeout=30) as oc:
+        flags = []
+        for sop in sent.json()["sop_instance_uids"]:
+            found = oc.post(f"{orthanc}/tools/lookup", content=sop).json()
+            assert found, f"{sop} is not in Orthanc"
+            data = oc.get(f"{orthanc}/instances/{found[0]['ID']}/file").content
+            ds = pydicom.dcmread(io.BytesIO(data))
+            flags.append((ds.Modality, getattr(ds, "VerificationFlag", None)))
+    assert ("SR", "VERIFIED") in flags and any(m == "SEG" for m, _ in flags)
