@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 
 def prepare_study(store: StudyStore, study_uid: str, work: Path, deidentify: bool,
                   progress: Callable[[str], None]) -> Study:
-    """The stored study as an ingested :class:`Study`: materialised into ``work``, de-identified when asked."""
+    """The stored study as an ingested :class:`Study`: materialised into ``work``, de-identified when asked (basic
+    profile with modified dates and the Retain Patient Characteristics Option: the analyses need sex, age, height
+    and weight for sex-specific reference ranges and BSA-indexed values)."""
     from medai.dicom.ingest import ingest
 
     src = work / "src"
@@ -30,7 +32,7 @@ def prepare_study(store: StudyStore, study_uid: str, work: Path, deidentify: boo
         from medai.dicom.deid import deidentify_path
 
         progress("de-identifying")
-        deidentify_path(src, work / "deid")
+        deidentify_path(src, work / "deid", retain_patient_characteristics=True)
         src = work / "deid"
     progress("ingest")
     res = ingest(src)

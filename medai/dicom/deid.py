@@ -858,15 +858,20 @@ class Deidentifier:
 
     Args:
         secret: Site secret (at least 16 bytes). Never written anywhere by this class.
+        retain_patient_characteristics: also apply the **Retain Patient Characteristics Option** (PS3.15 E.3.10):
+            keep Patient's Sex, Age, Size, Weight, Sex Neutered, Pregnancy and Smoking Status and Ethnic Group
+            (the option's ``K`` rows; its ``C`` rows, free text, stay removed). Analyses need sex, age, height and
+            weight for sex-specific reference ranges and BSA-indexed values. DCM 113108 is recorded.
     """
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *, retain_patient_characteristics: bool = False) -> None:
         if not isinstance(secret, bytes | bytearray) or len(secret) < 16:
             raise ConfigError(
                 "the de-identification secret must be at least 16 bytes; set MEDAI_DEID_SECRET to a long random "
                 "string or let medai create a key file under MEDAI_HOME"
             )
         self._secret = bytes(secret)
+        self.retain_patient_characteristics = retain_patient_characteristics
         self.uid_map: dict[str, str] = {}
         self.patient_map: dict[str, str] = {}
         self.date_offsets: dict[str, timedelta] = {}
@@ -940,7 +945,7 @@ class Deidentifier:
         ds.PatientID = ctx.pseudonym  # Type 2: present even when the original lacked it
         ds.PatientName = ctx.pseudonym
         self._process_file_meta(ds)
-        _add_deid_attributes(ds)
+        _add_deid_attributes(ds, self.retain_patient_characteristics)
         ds.preamble = b"\x00" * 128
         return DeidResult(dataset=ds, flags=flags, patient_pseudonym=ctx.pseudonym)
 
@@ -957,6 +962,8 @@ class Deidentifier:
                 temporal.append(int(tag))  # modified dates option: "C" for every temporal attribute
                 continue
             rule = profile_rule(tag)
+            if depth == 0 and self.retain_patient_characteristics and int(tag) in PATIENT_CHARACTERISTICS:
+                continue  # Retain Patient Characteristics Option: K
             if int(tag) in (_PATIENT_ID, _PATIENT_NAME):
                 if depth == 0:
                     elem.value = ctx.pseudonym
@@ -1087,18 +1094,26 @@ def _burned_in_flags(ds: Dataset) -> list[DeidFlag]:
     return []
 
 
-def _add_deid_attributes(ds: Dataset) -> None:
+#: Retain Patient Characteristics Option (PS3.15 E.3.10), its ``K`` rows: Patient's Sex, Age, Size, Weight,
+#: Sex Neutered, Smoking Status, Pregnancy Status, Ethnic Group.
+PATIENT_CHARACTERISTICS = frozenset({0x00100040, 0x00101010, 0x00101020, 0x00101030, 0x00102203, 0x001021A0,
+                                     0x001021C0, 0x00102160})
+
+
+def _add_deid_attributes(ds: Dataset, retain_characteristics: bool = False) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.LongitudinalTemporalInformationModified = "MODIFIED"
     ds.DeidentificationMethod = [
         f"DICOM PS3.15 {PS315_EDITION} E.1-1 Basic Profile",
         "Retain Longitudinal Modified Dates",
+        *(["Retain Patient Characteristics"] if retain_characteristics else []),
         f"medai {__version__} keyed pseudonyms"[:64],
     ]
     items = []
     for value, meaning in (
         ("113100", "Basic Application Confidentiality Profile"),
         ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+        *([("113108", "Retain Patient Characteristics Option")] if retain_characteristics else []),
     ):
         item = Dataset()
         item.CodeValue = value
@@ -1455,6 +1470,7 @@ def deidentify_path(
     secret: bytes | None = None,
     mapping_path: Path | str | None = None,
     progress: ProgressCallback | None = None,
+    retain_patient_characteristics: bool = False,
 ) -> DeidReport:
     """Write a de-identified copy of a DICOM file, folder (recursive), zip archive or in-memory bytes.
 
@@ -1472,6 +1488,7 @@ def deidentify_path(
         mapping_path: Optional site-local JSON file receiving (merged with any existing content) the
             re-identification mapping. Refused when inside ``dst``.
         progress: Called as ``progress(done, total, source_name)`` after each input.
+        retain_patient_characteristics: keep sex, age, size, weight... (:class:`Deidentifier`; PS3.15 E.3.10).
 
     Returns:
         What was written and skipped, with flags (burned-in annotation, invalid dates).
@@ -1484,7 +1501,8 @@ def deidentify_path(
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise ConfigError(f"output {dst} already exists and is not an empty folder; choose a new output folder")
     mapping = _check_mapping_path(Path(mapping_path), dst) if mapping_path is not None else None
-    deid = Deidentifier(secret if secret is not None else load_site_secret())
+    deid = Deidentifier(secret if secret is not None else load_site_secret(),
+                        retain_patient_characteristics=retain_patient_characteristics)
     inputs = _list_inputs(src if isinstance(src, bytes | bytearray) else Path(src))
     report = DeidReport(output_dir=dst.resolve(), mapping_path=mapping)
     dst.parent.mkdir(parents=True, exist_ok=True)

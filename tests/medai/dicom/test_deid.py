@@ -470,3 +470,21 @@ def test_nested_patient_ids_pseudonymised_by_their_own_value() -> None:
     item = out.SourcePatientGroupIdentificationSequence[0]
     assert item.PatientID == Deidentifier(SECRET).pseudonym("OTHER-7") != out.PatientID
     assert item.PatientName == ""
+
+
+def test_retain_patient_characteristics_option() -> None:
+    """PS3.15 E.3.10: sex, age, size and weight stay (the analyses' reference ranges and BSA need them), free text
+    and identity still go, and DCM 113108 is recorded; without the option the basic profile removes them."""
+    ds = Dataset()
+    ds.PatientName, ds.PatientID = "Doe^Jane", "MRN123"
+    ds.PatientSex, ds.PatientAge, ds.PatientSize, ds.PatientWeight = "F", "054Y", "1.68", "61"
+    ds.AdditionalPatientHistory = "lives at 1 Main Street"
+    ds.StudyInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    kept = Deidentifier(SECRET, retain_patient_characteristics=True).deidentify_dataset(ds).dataset
+    assert (kept.PatientSex, kept.PatientAge, str(kept.PatientSize), str(kept.PatientWeight)) == \
+        ("F", "054Y", "1.68", "61")
+    assert "AdditionalPatientHistory" not in kept and "Doe" not in str(kept.PatientName)
+    assert "113108" in {c.CodeValue for c in kept.DeidentificationMethodCodeSequence}
+    basic = Deidentifier(SECRET).deidentify_dataset(ds).dataset
+    assert not basic.get("PatientSex") and "PatientAge" not in basic and "PatientWeight" not in basic
+    assert "113108" not in {c.CodeValue for c in basic.DeidentificationMethodCodeSequence}
