@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ def evaluate_cli(
         **subset,
         "n_lesions": int(len(set(np.asarray(cohort.groups)[idx]))),
         **report,
+        "command": " ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else "",
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -460,7 +460,11 @@ def evaluate_cli(
     meta = read_metadata(pkg)
     data = Path(data)
     fmt = "cops-loso" if fmt == "auto" else fmt
-    result: dict[str, Any] = {"model": meta.name, "version": meta.version, "data": str(data), "format": fmt}
+    import sys
+
+    result: dict[str, Any] = {"model": meta.name, "version": meta.version, "data": str(data), "format": fmt,
+                              "command": " ".join(["medai evaluate", *sys.argv[2:]])
+                              if sys.argv and "evaluate" in sys.argv else ""}
     if fmt in ("cops-loso", "csv-loso"):
         cfg = (
             OmicsDataConfig(format="cops", root=data)
