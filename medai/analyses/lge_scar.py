@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, ModelProvider, Progress
+from medai.analyses.base import ANALYSES, Analysis, AnalysisResult, Correction, ModelProvider, Progress
 from medai.cardiac.scar import METHOD_CODES, Method, ScarResult, quantify, transmurality_bin
 from medai.domain.measurement import Measurement
 from medai.domain.prediction import Prediction, QualityFlag, ReportSection, Severity
@@ -125,6 +125,32 @@ class LgeScar(Analysis):
         timings["measurement"] = time.perf_counter() - t1
         res.timings_s = timings
         return res
+
+    def remeasure(self, study: Study, correction: Correction, models: ModelProvider, progress: Progress,
+                  prior: Mapping[str, AnalysisResult] | None = None) -> AnalysisResult:
+        """Scar of a reader-corrected ``lge_sax`` label map (LV cavity, myocardium, infarct, MVO), quantified by the
+        same :meth:`result` as the model's (every method; the model is not run)."""
+        from medai.dicom.volumes import build_volume
+        from medai.errors import InputValidationError
+
+        edited = correction.label_maps.get(ROLE)
+        if edited is None:
+            raise InputValidationError(f"an LGE correction needs the {ROLE} label map")
+        series = self.sax_series(study)[0]
+        progress("volume")
+        volume = build_volume(series)
+        if edited.volume.array.shape != volume.array.shape:
+            raise InputValidationError(f"the corrected label map is {list(edited.volume.array.shape)}; the LGE stack "
+                                       f"is {list(volume.array.shape)}")
+        predictor = self.model("seg", models)
+        labelmap = LabelMap(volume=volume.with_array(np.asarray(edited.volume.array, dtype=np.uint8)),
+                            labels=edited.labels)
+        prediction = Prediction(model=predictor.ref, label_maps={ROLE: labelmap},
+                                flags=[QualityFlag(code="reader_corrected", severity=Severity.INFO,
+                                                   message="measured on a segmentation corrected by a reader")],
+                                extras={"image": volume, "series_uids": [series.SeriesInstanceUID]})
+        progress("measurement")
+        return self.result(study, prediction, [series])
 
     def result(self, study: Study, prediction: Prediction, series: list[Series]) -> AnalysisResult:
         """Quantify the prediction's LGE label map into a report section."""

@@ -147,3 +147,32 @@ def test_a_study_without_lge_gets_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SeriesSelectionError, match="lge_scar needs a lge series.*It has|has: #"):
         run_study_analyses(study, tmp_path / "o", kinds=["lge_scar"])
     assert not (tmp_path / "o").exists()
+
+
+def test_a_reader_corrected_scar_is_measured_again(lge_phantom, tmp_path: Path) -> None:  # noqa: ANN001
+    """A reader removes the infarct of one slice (via labels.npz, as the web app does): the model method's infarct
+    percentage becomes exactly the corrected map's, the renderings follow, and the model is not run again."""
+    from medai.analyses.base import Correction
+    from medai.reports.labelmaps import read_labelmap
+
+    study, out = _run(lge_phantom, tmp_path)
+    lm = read_labelmap(out.files["labels"], "lge_scar", "lge_sax")
+    arr = lm.volume.array.copy()
+    z = int(np.argmax((arr == 3).sum(axis=(1, 2))))
+    arr[z][arr[z] == 3] = 2  # infarct -> healthy myocardium on that slice
+    corrected = type(lm)(volume=lm.volume.with_array(arr), labels=lm.labels)
+
+    def no_model(ref: str):  # noqa: ANN202 -- a correction must not run the network
+        return KnownLabels(np.zeros_like(arr))
+
+    out2 = run_study_analyses(study, tmp_path / "v2", kinds=["lge_scar"], models=no_model,
+                              corrections={"lge_scar": Correction({"lge_sax": corrected})})
+    sec = out2.report.section("lge_scar")
+    pct = next(m.value for m in sec.measurements
+               if m.name == "lge_infarct_pct" and m.method_code and m.method_code.value == "LGE-MODEL")
+    assert pct == pytest.approx(100.0 * (arr >= 3).sum() / (arr >= 2).sum())
+    before = next(m.value for m in out.report.section("lge_scar").measurements
+                  if m.name == "lge_infarct_pct" and m.method_code and m.method_code.value == "LGE-MODEL")
+    assert pct < before
+    assert "reader_corrected" in {f.code for f in sec.flags} and "seg_lge" in out2.files
+    assert np.array_equal(read_labelmap(out2.files["labels"], "lge_scar", "lge_sax").volume.array, arr)
