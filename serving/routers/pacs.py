@@ -67,16 +67,20 @@ async def pull(body: PullRequest, request: Request, who: Principal = Depends(cli
 @router.post("/push/{job_id}", response_model=PushOut, summary="Store an analysis' SEG and SR in the PACS (STOW-RS)",
              responses=responses(404, 409, 502))
 async def push(job_id: str, request: Request, who: Principal = Depends(clinical), jobs: JobRunner = Depends(get_jobs),
-               settings: ApiSettings = Depends(get_settings)) -> PushOut:
-    """STOW-RS the job's ``seg`` and ``sr`` to the PACS."""
+               settings: ApiSettings = Depends(get_settings), store: StudyStore = Depends(get_store)) -> PushOut:
+    """STOW-RS the job's ``seg`` and ``sr`` to the PACS, re-identified at the site boundary (they reference the
+    original study and images)."""
     client = _client(settings)
     job = jobs.get(job_id)
     if job is None:
         raise ApiProblem(404, "job-not-found", f"no analysis job {job_id}")
     if job["status"] != "succeeded":
         raise ApiProblem(409, "job-not-finished", f"job {job_id} is {job['status']}")
+    from serving.reid import for_pacs
+
     kinds = [k for k in ("seg", "sr") if k in job["files"]]
-    data = [(jobs.result_dir(job_id) / job["files"][k]).read_bytes() for k in kinds]
+    data = await run_in_threadpool(for_pacs, store, job["study_uid"], settings.deidentify,
+                                   [(jobs.result_dir(job_id) / job["files"][k]).read_bytes() for k in kinds])
     resp = await run_in_threadpool(client.stow, data)
     sops = [i["00081155"]["Value"][0] for i in resp.get("00081199", {}).get("Value", [])]
     audit.record(jobs.engine, who, request, "export", "report", job_id)

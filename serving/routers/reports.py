@@ -102,6 +102,8 @@ class ViewerOut(BaseModel):
     version: VersionOut
     versions: list[VersionOut]
     layers: list[ViewerLayer]
+    patient: dict[str, str] = Field(default_factory=dict, description="name, id, sex, study_date of the stored "
+                                    "(original) study: the report itself carries only the pseudonym")
     report: dict[str, Any] = Field(description="the version's report.json")
 
 
@@ -137,9 +139,14 @@ def viewer(job_id: str, request: Request, version: int | None = Query(None, ge=1
                     frames=[[url(str(s)) for s in row_] for row_ in grid],
                     url=f"/v1/analyses/{job_id}/versions/{row['version']}/labels/{kind}/{role}",
                     ed_frame=info["extras"].get("ed_frame"), es_frame=info["extras"].get("es_frame")))
+    info = versions.store.study_infos().get(job["study_uid"], {})
+    patient = {"name": str(info.get("patient_name", "")).replace("^", " ").strip(), "id": info.get("patient_id", ""),
+               "sex": info.get("patient_sex", ""), "study_date": info.get("study_date", ""),
+               "description": info.get("description", "")}
     audit.record(versions.engine, who, request, "read", "report", f"{job_id}/v{row['version']}")
     return ViewerOut(job_id=job_id, study_instance_uid=job["study_uid"], version=version_out(row),
-                     versions=[version_out(r) for r in rows], layers=layers, report=versions.report(row))
+                     versions=[version_out(r) for r in rows], layers=layers, patient=patient,
+                     report=versions.report(row))
 
 
 @router.get("/{job_id}/versions/{version}/labels/{kind}/{role}", summary="A label map (uint8 planes)",
@@ -223,15 +230,20 @@ class SendOut(BaseModel):
              responses=responses(404, 409, 502))
 async def send(job_id: str, version: int, request: Request, who: Principal = Depends(clinical),
                versions: Versions = Depends(get_versions), settings: ApiSettings = Depends(get_settings)) -> SendOut:
-    """STOW-RS the signed version's SEG(s) and verified SR to the configured DICOMweb peer."""
+    """STOW-RS the signed version's SEG(s) and verified SR to the configured DICOMweb peer, re-identified at the
+    site boundary (they reference the original study and images, not the de-identified working copy)."""
     from serving.routers.pacs import _client
 
     client = _client(settings)
     row = versions.row(job_id, version)
     if not row["signed_at"]:
         raise ApiProblem(409, "report-not-signed", f"version {version} is not signed; sign it before sending it")
+    from serving.reid import for_pacs
+
     kinds = [k for k in row["files"] if (k == "sr" or k.startswith("seg")) and not k.endswith("_draft")]
-    data = [versions.file(row, k).read_bytes() for k in kinds]
+    job = versions.job(job_id)
+    data = await run_in_threadpool(for_pacs, versions.store, job["study_uid"], settings.deidentify,
+                                   [versions.file(row, k).read_bytes() for k in kinds])
     resp = await run_in_threadpool(client.stow, data)
     sops = [i["00081155"]["Value"][0] for i in resp.get("00081199", {}).get("Value", [])]
     audit.record(versions.engine, who, request, "export", "report", f"{job_id}/v{version}")

@@ -152,6 +152,7 @@ function render(v) {
     <div class="bar">
       <h1 id="vw-title">Study viewer</h1>
       <a href="#/worklist">← worklist</a>
+      <span class="patient" aria-label="Patient">${esc(v.doc.patient.name || "—")} · ${esc(v.doc.patient.id)} · ${esc(v.doc.patient.sex)} · ${esc((v.doc.patient.study_date || "").replace(/^(\d{4})(\d{2})(\d{2})$/, "$1-$2-$3"))}</span>
       <label class="inline" for="vw-version">Version</label>
       <select id="vw-version">${v.doc.versions.map((x) => `<option value="${x.version}" ${x.version === v.version.version ? "selected" : ""}>v${x.version}${x.signed ? " (signed)" : x.parent ? " (corrected)" : " (model)"}</option>`).join("")}</select>
       <label class="inline" for="vw-layer">Segmentation</label>

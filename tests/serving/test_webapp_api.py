@@ -138,6 +138,7 @@ def test_viewer_correction_and_sign_off(users: Api, phantom_zip: bytes) -> None:
     c, h = users.client, users.h()
     doc = c.get(f"/v1/analyses/{job['id']}/viewer", headers=h).json()
     assert doc["version"]["version"] == 1 and not doc["version"]["signed"]
+    assert doc["patient"]["id"] == "PHANTOM0000" and doc["report"]["patient_id"] != "PHANTOM0000"  # pseudonymised
     layer = next(x for x in doc["layers"] if x["kind"] == "cine_function")
     T, Z, Y, X = layer["shape"]
     assert {lab["name"] for lab in layer["labels"]} >= {"lv", "myo", "rv"}
@@ -226,8 +227,12 @@ def test_web_app_is_served_offline(users: Api) -> None:
             assert users.client.get(f"/ui/{url}").status_code == 200, url
 
 
-def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: bytes, orthanc: str) -> None:  # noqa: ANN001
-    """Sign -> Send to PACS STOWs the signed version's SEG and VERIFIED SR into Orthanc (DICOMweb on loopback)."""
+def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: bytes, phantom_bytes,  # noqa: ANN001
+                                              orthanc: str) -> None:
+    """Sign -> Send to PACS STOWs the signed version's SEG and VERIFIED SR into Orthanc (DICOMweb on loopback).
+    De-identification is on (the default): the analysis saw keyed UIDs and a pseudonym, yet what reaches the PACS is
+    re-identified at the site boundary: it lies in the original study, names the original patient and references
+    the original images."""
     import httpx
     from fastapi.testclient import TestClient
 
@@ -252,12 +257,25 @@ def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: 
         sent = client.post(f"/v1/analyses/{job['id']}/versions/1/send", headers={"X-CSRF-Token": csrf})
         assert sent.status_code == 200, sent.text
         assert set(sent.json()["pushed"]) == {"seg", "sr"}
+    originals = [pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True) for b in phantom_bytes]
+    study_uid, patient_id = originals[0].StudyInstanceUID, originals[0].PatientID
+    source_sops = {str(d.SOPInstanceUID) for d in originals}
     with httpx.Client(timeout=30) as oc:
-        flags = []
+        flags, referenced = [], set()
         for sop in sent.json()["sop_instance_uids"]:
             found = oc.post(f"{orthanc}/tools/lookup", content=sop).json()
             assert found, f"{sop} is not in Orthanc"
             data = oc.get(f"{orthanc}/instances/{found[0]['ID']}/file").content
             ds = pydicom.dcmread(io.BytesIO(data))
             flags.append((ds.Modality, getattr(ds, "VerificationFlag", None)))
+            assert ds.StudyInstanceUID == study_uid and ds.PatientID == patient_id, ds.Modality
+            assert "PatientIdentityRemoved" not in ds
+            refs = {str(e.value) for e in ds.iterall() if e.keyword == "ReferencedSOPInstanceUID"}
+            for item in ds.get("PredecessorDocumentsSequence", []):  # the draft SR this verified one supersedes
+                refs -= {str(e.value) for e in item.iterall() if e.keyword == "ReferencedSOPInstanceUID"}
+            referenced |= refs
+        studies = oc.get(f"{orthanc}/studies").json()
     assert ("SR", "VERIFIED") in flags and any(m == "SEG" for m, _ in flags)
+    assert len(studies) == 1  # no orphan de-identified study in the PACS
+    # every image reference is an original image (or one of the results themselves)
+    assert referenced & source_sops and referenced <= source_sops | set(sent.json()["sop_instance_uids"])
