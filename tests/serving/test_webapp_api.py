@@ -251,6 +251,8 @@ def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: 
         job = analysed(api, phantom_zip)
         before = client.post(f"/v1/analyses/{job['id']}/versions/1/send", headers=api.h())
         assert before.status_code == 409 and "not signed" in before.json()["detail"]
+        pushed = client.post(f"/v1/pacs/push/{job['id']}", headers=api.h(Role.HOSPITAL_SYSTEM))  # the API's push
+        assert pushed.status_code == 200, pushed.text
         csrf = sign_in(api)
         assert client.post(f"/v1/analyses/{job['id']}/versions/1/sign", headers={"X-CSRF-Token": csrf}).status_code \
             == 200
@@ -262,7 +264,7 @@ def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: 
     source_sops = {str(d.SOPInstanceUID) for d in originals}
     with httpx.Client(timeout=30) as oc:
         flags, referenced = [], set()
-        for sop in sent.json()["sop_instance_uids"]:
+        for sop in sent.json()["sop_instance_uids"] + pushed.json()["sop_instance_uids"]:
             found = oc.post(f"{orthanc}/tools/lookup", content=sop).json()
             assert found, f"{sop} is not in Orthanc"
             data = oc.get(f"{orthanc}/instances/{found[0]['ID']}/file").content
@@ -278,4 +280,5 @@ def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: 
     assert ("SR", "VERIFIED") in flags and any(m == "SEG" for m, _ in flags)
     assert len(studies) == 1  # no orphan de-identified study in the PACS
     # every image reference is an original image (or one of the results themselves)
-    assert referenced & source_sops and referenced <= source_sops | set(sent.json()["sop_instance_uids"])
+    results = set(sent.json()["sop_instance_uids"]) | set(pushed.json()["sop_instance_uids"])
+    assert referenced & source_sops and referenced <= source_sops | results
