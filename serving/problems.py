@@ -47,9 +47,23 @@ def problem(status: int, code: str, detail: str, request: Request | None = None,
             headers: dict | None = None) -> JSONResponse:
     """A problem+json response."""
     body = Problem(type=PROBLEM_TYPE + code, title=_TITLES.get(status, "Error"), status=status, detail=detail,
-                   instance=request.url.path if request is not None else "", errors=errors)
+                   instance=request.url.path if request is not None else "", errors=_finite(errors))
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_MEDIA,
                         headers=headers)
+
+
+def _finite(v: Any) -> Any:
+    """``v`` with NaN and infinities as strings: a problem that echoes a bad value (``{"age": NaN}``) must still be
+    valid JSON, not a 500."""
+    import math
+
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
 
 
 def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -387,9 +387,9 @@ async function riskPage(name) {
       const out = await api(`/v1/risk/${encodeURIComponent(name)}`, { method: "POST", json: body });
       renderRisk(out);
     } catch (e) {
-      const details = (e.problem && e.problem.details) || [];
+      const details = (e.problem && (e.problem.errors || e.problem.details)) || [];
       const errs = {};
-      for (const d of Array.isArray(details) ? details : []) if (d.field) errs[d.field] = `${d.problem}${d.message ? ": " + d.message : ""}`;
+      for (const d of Array.isArray(details) ? details : []) if (d.field) errs[d.field] = d.message || d.problem;
       if (Object.keys(errs).length) showFieldErrors(form, errs);
       $("rk-result").innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
     }

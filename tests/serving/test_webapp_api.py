@@ -282,3 +282,18 @@ def test_signed_report_is_sent_to_a_real_pacs(tmp_path, tiny_cine, phantom_zip: 
     # every image reference is an original image (or one of the results themselves)
     results = set(sent.json()["sop_instance_uids"]) | set(pushed.json()["sop_instance_uids"])
     assert referenced & source_sops and referenced <= source_sops | results
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_a_422_naming_the_field(api: Api, bad: str) -> None:
+    """JSON allows NaN/Infinity literals and 1e400 overflows to inf: the risk route answers 422 for the field,
+    and the problem document itself stays valid JSON (it used to fail to encode the echoed value: a 500)."""
+    body = f'{{"AGE": {bad}, "SEX": "M", "RDELAY": 3, "RCONSC": "F", "RSBP": 120, "STYPE": "PACS"}}'
+    r = api.client.post("/v1/risk/stroke_ist_death_6m", content=body,
+                        headers={**api.h(), "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    def refuse(literal: str) -> None:
+        raise AssertionError(f"the problem document holds the non-JSON literal {literal}")
+
+    doc = json.loads(r.text, parse_constant=refuse)
+    assert any(e.get("field") == "AGE" for e in doc["errors"]), doc
