@@ -29,6 +29,8 @@ class ApiSettings(BaseSettings):
         pacs_url: DICOMweb root of the hospital PACS (pull studies, push SEG/SR), e.g. ``http://pacs/dicom-web``.
         session_hours: a web-app session ends this long after sign-in.
         session_idle_minutes: ... or after this long without a request.
+        trusted_proxies: addresses of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are believed (the audit
+            log's client address); empty: none, the socket peer is the client (a client cannot spoof its address).
         cookie_secure: session cookies carry ``Secure`` (browsers still send them to http://localhost; turn off
             only behind a TLS-terminating proxy that rewrites nothing, never on a plain-http network).
     """
@@ -51,6 +53,7 @@ class ApiSettings(BaseSettings):
     session_hours: float = 12.0
     session_idle_minutes: float = 60.0
     cookie_secure: bool = True
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     def db_url(self) -> str:
         """The database URL (SQLite under ``MEDAI_HOME`` unless set)."""

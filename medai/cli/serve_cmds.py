@@ -26,10 +26,15 @@ def serve(
 
     from serving.settings import ApiSettings
 
-    n = workers or ApiSettings().workers
+    settings = ApiSettings()
+    n = workers or settings.workers
     typer.echo(f"medai on http://{host}:{port} ({n} worker{'s' if n > 1 else ''}): web app at /ui/, "
                "OpenAPI at /docs")
-    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=n, log_level="warning")
+    # X-Forwarded-For only from configured proxies (MEDAI_API_TRUSTED_PROXIES): otherwise any client could write
+    # another address into the audit log
+    proxies = settings.trusted_proxies
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=n, log_level="warning",
+                proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None)
 
 
 def _engine():  # noqa: ANN202

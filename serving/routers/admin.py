@@ -67,9 +67,20 @@ def keys(who: Principal = Depends(admin_only), engine: Any = Depends(get_engine)
     return [KeyOut(**k) for k in list_keys(engine)]
 
 
-@router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key", responses=responses(404))
+@router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key", responses=responses(404, 409))
 def revoke(key_id: str, request: Request, who: Principal = Depends(admin_only),
            engine: Any = Depends(get_engine)) -> None:
+    """Revoke a key; the last way in for an admin (the only active admin key, no active admin user) is refused."""
+    from serving.users import list_users
+
+    active = [k for k in list_keys(engine) if k["revoked"] is None]
+    target = next((k for k in active if k["id"] == key_id), None)
+    admin_keys = [k for k in active if k["role"] == Role.ADMIN.value]
+    admin_users = [u for u in list_users(engine) if u["role"] == Role.ADMIN.value and u["disabled"] is None]
+    if target is not None and target["role"] == Role.ADMIN.value and len(admin_keys) == 1 and not admin_users:
+        audit.record(engine, who, request, "revoke", "key", key_id, 409)
+        raise ApiProblem(409, "last-admin-key", "this is the only active admin key and no admin user exists: "
+                         "revoking it would lock every admin out; create another admin key first")
     if not revoke_key(engine, key_id):
         raise ApiProblem(404, "key-not-found", f"no active key {key_id}")
     audit.record(engine, who, request, "revoke", "key", key_id, 204)

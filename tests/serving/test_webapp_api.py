@@ -297,3 +297,19 @@ def test_non_finite_numbers_are_a_422_naming_the_field(api: Api, bad: str) -> No
 
     doc = json.loads(r.text, parse_constant=refuse)
     assert any(e.get("field") == "AGE" for e in doc["errors"]), doc
+
+
+def test_the_last_admin_key_cannot_be_revoked(api: Api) -> None:
+    """An admin cannot lock every admin out: the only active admin key (with no admin user) is refused, audited;
+    once a second admin key exists, the first can go."""
+    from serving.auth import list_keys
+
+    admin_id = next(k["id"] for k in list_keys(api.app.state.engine) if k["role"] == "admin")
+    r = api.client.delete(f"/v1/keys/{admin_id}", headers=api.h(Role.ADMIN))
+    assert r.status_code == 409 and "only active admin key" in r.json()["detail"]
+    second = api.client.post("/v1/keys", json={"role": "admin", "name": "second"}, headers=api.h(Role.ADMIN))
+    assert second.status_code == 201, second.text
+    assert api.client.delete(f"/v1/keys/{admin_id}", headers=api.h(Role.ADMIN)).status_code == 204
+    rows = api.app.state.engine.connect().exec_driver_sql(
+        "SELECT status FROM audit WHERE action='revoke' ORDER BY id").scalars().all()
+    assert rows == [409, 204]

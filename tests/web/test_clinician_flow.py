@@ -100,6 +100,22 @@ def test_fresh_serve_shows_sign_in_in_a_dom_dump(server: dict[str, Any], chromiu
     assert 'id="signin-form"' in out.stdout
 
 
+def test_audit_address_cannot_be_spoofed(server: dict[str, Any]) -> None:
+    """``medai serve`` believes X-Forwarded-For only from MEDAI_API_TRUSTED_PROXIES (none by default): the audit
+    log records the socket peer, not what the client claims."""
+    import httpx
+
+    made = subprocess.run([*_medai(), "keys", "create", "--role", "admin", "--name", "audit-check"],
+                          env=server["env"], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.split()[-1]
+    h = {"X-API-Key": key, "X-Forwarded-For": "203.0.113.9"}
+    assert httpx.get(f"{server['base']}/v1/worklist", headers=h, timeout=30).status_code == 200
+    rows = httpx.get(f"{server['base']}/v1/audit", headers=h, timeout=30).json()
+    mine = [r for r in rows if r["resource_type"] == "worklist"]
+    assert mine and {r["client"] for r in mine} == {"127.0.0.1"}
+
+
 def _shot(page: Any, tmp_path: Path, name: str) -> Path:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
