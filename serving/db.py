@@ -109,6 +109,10 @@ study_info = Table(  # worklist columns, read from the first stored instance of 
     Column("study_date", String(16), nullable=False, default=""),
     Column("description", String(200), nullable=False, default=""),
     Column("accession", String(64), nullable=False, default=""),
+    Column("study_time", String(16), nullable=False, default=""),
+    Column("birth_date", String(16), nullable=False, default=""),
+    Column("referring", String(200), nullable=False, default=""),
+    Column("study_id", String(16), nullable=False, default=""),
 )
 
 report_versions = Table(  # version 1 is the job's own result; corrections add versions; signing locks one

@@ -241,7 +241,9 @@ def header_info(study_uid: str, ds: pydicom.Dataset) -> dict:
 
     return dict(study_uid=study_uid, patient_id=text("PatientID", 64), patient_name=text("PatientName", 200),
                 patient_sex=text("PatientSex", 16), study_date=text("StudyDate", 16),
-                description=text("StudyDescription", 200), accession=text("AccessionNumber", 64))
+                description=text("StudyDescription", 200), accession=text("AccessionNumber", 64),
+                study_time=text("StudyTime", 16), birth_date=text("PatientBirthDate", 16),
+                referring=text("ReferringPhysicianName", 200), study_id=text("StudyID", 16))
 
 
 def _int(ds: pydicom.Dataset, kw: str) -> int | None:

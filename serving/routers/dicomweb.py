@@ -8,7 +8,7 @@ import pydicom
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from serving import audit
+from serving import audit, qido
 from serving.auth import Principal
 from serving.deps import clinical, get_store
 from serving.problems import ApiProblem, responses
@@ -67,47 +67,126 @@ async def stow(request: Request, who: Principal = Depends(clinical),
     return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
 
 
-@router.get("/studies", summary="QIDO-RS: search studies", responses=responses())
+STUDY_ATTRS = qido.attrs(
+    ("StudyInstanceUID", "UI", "study_uid"), ("PatientName", "PN", "patient_name"), ("PatientID", "LO", "patient_id"),
+    ("PatientBirthDate", "DA", "birth_date"), ("PatientSex", "CS", "patient_sex"), ("StudyDate", "DA", "study_date"),
+    ("StudyTime", "TM", "study_time"), ("AccessionNumber", "SH", "accession"), ("StudyID", "SH", "study_id"),
+    ("StudyDescription", "LO", "description"), ("ReferringPhysicianName", "PN", "referring"),
+    ("ModalitiesInStudy", "CS", "modalities"), ("NumberOfStudyRelatedSeries", "IS", "n_series"),
+    ("NumberOfStudyRelatedInstances", "IS", "n_instances"))
+STUDY_RETURN = ("StudyInstanceUID", "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                "StudyTime", "AccessionNumber", "StudyID", "ReferringPhysicianName", "ModalitiesInStudy",
+                "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+SERIES_ATTRS = {**qido.attrs(("SeriesInstanceUID", "UI", "series_uid"), ("Modality", "CS", "modality"),
+                             ("SeriesNumber", "IS", "series_number"),
+                             ("NumberOfSeriesRelatedInstances", "IS", "n_instances")),
+                **{k: v for k, v in STUDY_ATTRS.items() if k in ("StudyInstanceUID", "PatientID", "PatientName",
+                                                                 "StudyDate", "AccessionNumber")}}
+SERIES_RETURN = ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances")
+INSTANCE_ATTRS = {**qido.attrs(("SOPInstanceUID", "UI", "sop_uid"), ("SOPClassUID", "UI", "sop_class_uid"),
+                               ("InstanceNumber", "IS", "instance_number")),
+                  **{k: v for k, v in SERIES_ATTRS.items() if k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                                    "Modality", "SeriesNumber", "PatientID")}}
+INSTANCE_RETURN = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "InstanceNumber",
+                   "Modality")
+
+
+def _study_rows_all(store: StudyStore) -> dict[str, dict]:
+    infos = store.study_infos()
+    out: dict[str, dict] = {}
+    for s in store.studies():
+        out[s["study_uid"]] = {**infos.get(s["study_uid"], {}), "study_uid": s["study_uid"], "modalities": set(),
+                               "series": set(), "n_instances": 0}
+    for r in store.instances():
+        st = out.get(r["study_uid"])
+        if st is not None:
+            st["modalities"].add(r["modality"])
+            st["series"].add(r["series_uid"])
+            st["n_instances"] += 1
+    for st in out.values():
+        st["modalities"], st["n_series"] = sorted(m for m in st["modalities"] if m), len(st["series"])
+    return out
+
+
+def _series_rows(store: StudyStore, study_uid: str | None) -> list[dict]:
+    studies = _study_rows_all(store)
+    by: dict[tuple[str, str], dict] = {}
+    for r in store.instances(study_uid):
+        key = (r["study_uid"], r["series_uid"])
+        if key not in by:
+            by[key] = {**studies.get(r["study_uid"], {}), "series_uid": r["series_uid"], "modality": r["modality"],
+                       "series_number": r["series_number"], "n_instances": 0}
+        by[key]["n_instances"] += 1
+    return list(by.values())
+
+
+def _instance_rows(store: StudyStore, study_uid: str | None, series_uid: str | None) -> list[dict]:
+    studies = _study_rows_all(store)
+    return [{**studies.get(r["study_uid"], {}), **r} for r in store.instances(study_uid, series_uid)]
+
+
+def _qido(request: Request, rows: list[dict], table: dict, returned: tuple[str, ...]) -> JSONResponse:
+    accept = request.headers.get("accept", "application/dicom+json")
+    if not any(a in accept for a in ("application/dicom+json", "application/json", "*/*")):
+        raise ApiProblem(406, "not-acceptable", "QIDO-RS answers application/dicom+json; ask for that")
+    out = qido.search(rows, list(request.query_params.multi_items()), table, returned)
+    return JSONResponse(out, media_type=DICOM_JSON)
+
+
+@router.get("/studies", summary="QIDO-RS: search studies", responses=responses(400, 406))
 def qido_studies(request: Request, who: Principal = Depends(clinical),
                  store: StudyStore = Depends(get_store)) -> JSONResponse:
-    """Studies as DICOM JSON (StudyInstanceUID, modalities, number of instances)."""
+    """Studies matching the query keys (PatientID, PatientName with wildcards, StudyDate ranges,
+    ModalitiesInStudy, StudyInstanceUID lists...), ``limit``/``offset``, ``includefield``."""
     audit.record(store.engine, who, request, "search", "study", "")
-    out = []
-    for s in store.studies():
-        rows = store.instances(s["study_uid"])
-        out.append({"0020000D": _el("UI", s["study_uid"]),
-                    "00080061": _el("CS", *sorted({r["modality"] for r in rows})),
-                    "00201206": _el("IS", len({r["series_uid"] for r in rows})),
-                    "00201208": _el("IS", len(rows))})
-    return JSONResponse(out, media_type=DICOM_JSON)
+    return _qido(request, list(_study_rows_all(store).values()), STUDY_ATTRS, STUDY_RETURN)
 
 
-@router.get("/studies/{study_uid}/series", summary="QIDO-RS: search a study's series", responses=responses(404))
+@router.get("/series", summary="QIDO-RS: search all series", responses=responses(400, 406))
+def qido_all_series(request: Request, who: Principal = Depends(clinical),
+                    store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Series of every study matching the query keys (series keys and PatientID/StudyDate...)."""
+    audit.record(store.engine, who, request, "search", "series", "")
+    return _qido(request, _series_rows(store, None), SERIES_ATTRS, SERIES_RETURN)
+
+
+@router.get("/studies/{study_uid}/series", summary="QIDO-RS: search a study's series", responses=responses(400, 404))
 def qido_series(study_uid: str, request: Request, who: Principal = Depends(clinical),
                 store: StudyStore = Depends(get_store)) -> JSONResponse:
-    """Series of one study as DICOM JSON."""
-    rows = _study_rows(store, study_uid)
+    """Series of one study matching the query keys."""
+    _study_rows(store, study_uid)
     audit.record(store.engine, who, request, "search", "series", study_uid)
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["series_uid"], []).append(r)
-    out = [{"0020000D": _el("UI", study_uid), "0020000E": _el("UI", s), "00080060": _el("CS", v[0]["modality"]),
-            "00200011": _el("IS", v[0]["series_number"]), "00201209": _el("IS", len(v))} for s, v in by.items()]
-    return JSONResponse(out, media_type=DICOM_JSON)
+    return _qido(request, _series_rows(store, study_uid), SERIES_ATTRS, SERIES_RETURN)
+
+
+@router.get("/instances", summary="QIDO-RS: search all instances", responses=responses(400, 406))
+def qido_all_instances(request: Request, who: Principal = Depends(clinical),
+                       store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Instances of every study matching the query keys."""
+    audit.record(store.engine, who, request, "search", "instance", "")
+    return _qido(request, _instance_rows(store, None, None), INSTANCE_ATTRS, INSTANCE_RETURN)
+
+
+@router.get("/studies/{study_uid}/instances", summary="QIDO-RS: search a study's instances",
+            responses=responses(400, 404))
+def qido_study_instances(study_uid: str, request: Request, who: Principal = Depends(clinical),
+                         store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Instances of one study matching the query keys."""
+    _study_rows(store, study_uid)
+    audit.record(store.engine, who, request, "search", "instance", study_uid)
+    return _qido(request, _instance_rows(store, study_uid, None), INSTANCE_ATTRS, INSTANCE_RETURN)
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/instances", summary="QIDO-RS: search a series' instances",
-            responses=responses(404))
+            responses=responses(400, 404))
 def qido_instances(study_uid: str, series_uid: str, request: Request, who: Principal = Depends(clinical),
                    store: StudyStore = Depends(get_store)) -> JSONResponse:
-    """Instances of one series as DICOM JSON."""
-    rows = [r for r in _study_rows(store, study_uid) if r["series_uid"] == series_uid]
+    """Instances of one series matching the query keys."""
+    rows = _instance_rows(store, study_uid, series_uid)
     if not rows:
         raise ApiProblem(404, "series-not-found", f"study {study_uid} has no series {series_uid}")
     audit.record(store.engine, who, request, "search", "instance", series_uid)
-    out = [{"0020000D": _el("UI", study_uid), "0020000E": _el("UI", series_uid), "00080018": _el("UI", r["sop_uid"]),
-            "00080016": _el("UI", r["sop_class_uid"]), "00200013": _el("IS", r["instance_number"])} for r in rows]
-    return JSONResponse(out, media_type=DICOM_JSON)
+    return _qido(request, rows, INSTANCE_ATTRS, INSTANCE_RETURN)
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}", summary="WADO-RS: retrieve an instance",

@@ -44,7 +44,10 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/keys"): {A},
     ("DELETE", "/v1/keys/{key_id}"): {A},
     ("GET", "/v1/audit"): {A},
-    ("GET", "/v1/worklist"): EVERYONE,  # data scientists see pseudonyms only
+    ("GET", "/v1/worklist"): EVERYONE,
+    ("GET", "/v1/dicomweb/series"): CLINICAL,
+    ("GET", "/v1/dicomweb/instances"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}/instances"): CLINICAL,  # data scientists see pseudonyms only
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"): CLINICAL,
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata"): CLINICAL,
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}"): CLINICAL,
