@@ -142,6 +142,10 @@ class StudyStore:
                 why = f"not a DICOM instance with Study/Series/SOP Instance UIDs ({type(exc).__name__})"
                 failed.append((name, why))
                 continue
+            problem = pixel_data_problem(data)
+            if problem:
+                failed.append((name, problem))
+                continue
             sha, size = self.blobs.put(data)
             if not derived and study not in infos:
                 infos[study] = header_info(study, ds)
@@ -232,6 +236,26 @@ class StudyStore:
         for sha in shas - still:
             self.blobs.path(sha).unlink(missing_ok=True)
         return len(old)
+
+
+def pixel_data_problem(data: bytes) -> str | None:
+    """Why an instance's native pixel data cannot be whole (shorter than Rows x Columns x frames x samples x bits),
+    or None. Encapsulated (compressed) pixel data is checked by its codec on decode, not here."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), defer_size="1 KB")
+        if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
+            return None
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        samples, bits = int(getattr(ds, "SamplesPerPixel", 1) or 1), int(ds.BitsAllocated)
+        expected = (rows * cols * frames * samples * bits + 7) // 8
+        have = len(ds.PixelData)
+    except (AttributeError, ValueError, TypeError, KeyError, OSError, EOFError, InvalidDicomError):
+        return None  # not this check's business: unreadable headers are refused elsewhere
+    if have < expected:
+        return (f"pixel data is {have} bytes; {rows}x{cols}x{frames} frame(s) of {samples} sample(s) at {bits} bits "
+                f"need {expected}: the file is truncated; send it again")
+    return None
 
 
 def header_info(study_uid: str, ds: pydicom.Dataset) -> dict:

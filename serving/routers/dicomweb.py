@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pydicom
@@ -43,28 +44,92 @@ def split_multipart_related(body: bytes, content_type: str) -> list[bytes]:
     return parts
 
 
-@router.post("/studies", summary="STOW-RS: store instances", response_class=JSONResponse,
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "multipart/related": {"schema": {"type": "string", "format": "binary"}}}}},
-             responses=responses(409, 413, 415))
-async def stow(request: Request, who: Principal = Depends(clinical),
-               store: StudyStore = Depends(get_store)) -> JSONResponse:
-    """Store the ``application/dicom`` parts; answers with the DICOM JSON store response (PS3.18 10.5)."""
+#: PS3.4 failure reasons used in STOW-RS responses (FailureReason, 0008,1197)
+PROCESSING_FAILURE, DOES_NOT_MATCH, STUDY_MISMATCH = 0xC000, 0xA900, 0xC409
+
+
+def _failed_item(sop_class: str, sop: str, reason: int) -> dict:
+    item = {"00081197": _el("US", reason)}
+    if sop_class:
+        item["00081150"] = _el("UI", sop_class)
+    if sop:
+        item["00081155"] = _el("UI", sop)
+    return item
+
+
+async def _stow(request: Request, who: Principal, store: StudyStore, study_uid: str | None) -> JSONResponse:
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/related"):
         raise ApiProblem(415, "unsupported-media-type", 'send multipart/related; type="application/dicom"')
-    parts = split_multipart_related(await request.body(), ctype)
-    out = store.store([(f"part{i}", p) for i, p in enumerate(parts)], user=who.user)
+    body = await request.body()
+    if not body:
+        raise ApiProblem(400, "empty-body", "the STOW-RS request has no body; send the instances as "
+                         'multipart/related; type="application/dicom" parts')
+    parts = split_multipart_related(body, ctype)
+    if not parts:
+        raise ApiProblem(400, "no-parts", "no multipart part was found: the body's delimiters do not match the "
+                         "boundary in Content-Type, or the body is not multipart/related")
+    accepted: list[tuple[str, bytes]] = []
+    failed: list[tuple[int, dict]] = []  # (part index, item): reported in the order of the parts
+    for i, data in enumerate(parts):
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            sop_class, sop = str(getattr(ds, "SOPClassUID", "")), str(getattr(ds, "SOPInstanceUID", ""))
+        except Exception:  # noqa: BLE001 -- any unreadable part is a processing failure of that part
+            failed.append((i, _failed_item("", "", PROCESSING_FAILURE)))
+            continue
+        if study_uid is not None and str(getattr(ds, "StudyInstanceUID", "")) != study_uid:
+            failed.append((i, _failed_item(sop_class, sop, STUDY_MISMATCH)))
+            continue
+        accepted.append((f"part{i}", data))
+    out = store.store(accepted, user=who.user)
+    stored_sops = {s.sop_uid for s in out.stored}
+    for name, _why in out.failed:  # refused by the store (pixel data length, missing UIDs...)
+        i = int(name.removeprefix("part"))
+        try:
+            ds = pydicom.dcmread(io.BytesIO(parts[i]), stop_before_pixels=True)
+            failed.append((i, _failed_item(str(getattr(ds, "SOPClassUID", "")),
+                                           str(getattr(ds, "SOPInstanceUID", "")), DOES_NOT_MATCH)))
+        except Exception:  # noqa: BLE001
+            failed.append((i, _failed_item("", "", PROCESSING_FAILURE)))
     for uid in sorted({s.study_uid for s in out.stored}):
         audit.record(store.engine, who, request, "create", "study", uid)
-    body = {
-        "00081199": {"vr": "SQ", "Value": [{"00081150": _el("UI", s.sop_class_uid),
-                                            "00081155": _el("UI", s.sop_uid)} for s in out.stored]},
-    }
-    if out.failed:
-        body["00081198"] = {"vr": "SQ", "Value": [{"00081197": _el("US", 0xC000)} for _ in out.failed]}
-    status = 200 if not out.failed else (202 if out.stored else 409)
-    return JSONResponse(body, status_code=status, media_type=DICOM_JSON)
+    base = str(request.base_url).rstrip("/") + "/v1/dicomweb/studies"
+    resp: dict = {}
+    if study_uid is not None or out.stored:
+        target = study_uid or sorted({s.study_uid for s in out.stored})[0]
+        resp["00081190"] = _el("UR", f"{base}/{target}")
+    if out.stored:
+        resp["00081199"] = {"vr": "SQ", "Value": [
+            {"00081150": _el("UI", s.sop_class_uid), "00081155": _el("UI", s.sop_uid),
+             "00081190": _el("UR", f"{base}/{s.study_uid}/series/{s.series_uid}/instances/{s.sop_uid}")}
+            for s in out.stored if s.sop_uid in stored_sops]}
+    if failed:
+        resp["00081198"] = {"vr": "SQ", "Value": [item for _, item in sorted(failed, key=lambda f: f[0])]}
+    status = 200 if not failed else (202 if out.stored else 409)
+    return JSONResponse(resp, status_code=status, media_type=DICOM_JSON)
+
+
+_STOW_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/related": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("/studies", summary="STOW-RS: store instances", response_class=JSONResponse,
+             openapi_extra=_STOW_BODY, responses=responses(400, 409, 413, 415))
+async def stow(request: Request, who: Principal = Depends(clinical),
+               store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """Store the ``application/dicom`` parts; answers the PS3.18 store response: ReferencedSOPSequence with
+    RetrieveURLs, FailedSOPSequence with PS3.4 failure reasons (0xC000 unreadable, 0xA900 pixel data or
+    attributes do not match); 200 all stored, 202 some, 409 none; 400 for an empty or unparseable body."""
+    return await _stow(request, who, store, None)
+
+
+@router.post("/studies/{study_uid}", summary="STOW-RS: store instances into one study", response_class=JSONResponse,
+             openapi_extra=_STOW_BODY, responses=responses(400, 409, 413, 415))
+async def stow_study(study_uid: str, request: Request, who: Principal = Depends(clinical),
+                     store: StudyStore = Depends(get_store)) -> JSONResponse:
+    """As ``POST /studies``; an instance of another study fails with 0xC409 and is not stored."""
+    return await _stow(request, who, store, study_uid)
 
 
 STUDY_ATTRS = qido.attrs(

@@ -156,3 +156,67 @@ def test_wado_metadata_frames_and_instance(live: dict[str, Any], tmp_path: Path)
     assert np.array_equal(np.frombuffer(frames[0], dtype="<u2").reshape(full.Rows, full.Columns), full.pixel_array)
     inst = c.retrieve_instance(a.StudyInstanceUID, a.SeriesInstanceUID, a.SOPInstanceUID)
     assert inst.SOPInstanceUID == a.SOPInstanceUID and np.array_equal(inst.pixel_array, full.pixel_array)
+
+
+def _multipart(parts: list[bytes], boundary: str = "b0undary") -> tuple[bytes, str]:
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n" for p in parts)
+    return body + f"--{boundary}--\r\n".encode(), f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def _truncated(blob: bytes) -> bytes:
+    import io
+
+    ds = pydicom.dcmread(io.BytesIO(blob))
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_stow_rs_responses(live: dict[str, Any]) -> None:
+    """PS3.18 store responses: RetrieveURLs for what was stored, FailedSOPSequence with reasons and SOP UIDs,
+    200/202/409, and 400 for a body that holds no part at all."""
+    import io
+
+    import httpx
+
+    base, h = live["base"] + "/v1/dicomweb", {"X-API-Key": live["key"]}
+    good = live["blobs"][0]
+    good_ds = pydicom.dcmread(io.BytesIO(good), stop_before_pixels=True)
+    bad = _truncated(live["blobs"][1])
+    bad_sop = pydicom.dcmread(io.BytesIO(bad), stop_before_pixels=True).SOPInstanceUID
+    # empty body, boundary mismatch: nothing stored -> 400 with the reason
+    ctype = 'multipart/related; type="application/dicom"; boundary=b0undary'
+    assert httpx.post(f"{base}/studies", content=b"", headers={**h, "Content-Type": ctype}).status_code == 400
+    body, _ = _multipart([good], boundary="other")
+    mismatch = httpx.post(f"{base}/studies", content=body, headers={**h, "Content-Type": ctype})
+    assert mismatch.status_code == 400 and "boundary" in mismatch.json()["detail"]
+    # a truncated pixel data part only: 409, its SOP UID and reason 0xA900, nothing stored
+    body, ct = _multipart([bad])
+    r = httpx.post(f"{base}/studies", content=body, headers={**h, "Content-Type": ct})
+    assert r.status_code == 409, r.text
+    failed = r.json()["00081198"]["Value"]
+    assert failed[0]["00081155"]["Value"] == [bad_sop] and failed[0]["00081197"]["Value"] == [0xA900]
+    assert live["client"].search_for_instances(search_filters={"SOPInstanceUID": bad_sop}) == []
+    # good + bad: 202, the good one with a RetrieveURL that retrieves it
+    body, ct = _multipart([good, bad, b"not dicom"])
+    r = httpx.post(f"{base}/studies", content=body, headers={**h, "Content-Type": ct})
+    assert r.status_code == 202, r.text
+    ref = r.json()["00081199"]["Value"][0]
+    assert ref["00081155"]["Value"] == [good_ds.SOPInstanceUID]
+    url = ref["00081190"]["Value"][0]
+    assert url.endswith(f"/studies/{good_ds.StudyInstanceUID}/series/{good_ds.SeriesInstanceUID}/instances/"
+                        f"{good_ds.SOPInstanceUID}")
+    assert httpx.get(url, headers=h).status_code == 200
+    assert [f["00081197"]["Value"][0] for f in r.json()["00081198"]["Value"]] == [0xA900, 0xC000]
+    # into a named study: an instance of another study fails with 0xC409
+    body, ct = _multipart([good])
+    r = httpx.post(f"{base}/studies/1.2.3.4.5", content=body, headers={**h, "Content-Type": ct})
+    assert r.status_code == 409 and r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC409]
+    r = httpx.post(f"{base}/studies/{good_ds.StudyInstanceUID}", content=body, headers={**h, "Content-Type": ct})
+    assert r.status_code == 200 and r.json()["00081190"]["Value"][0].endswith(good_ds.StudyInstanceUID)
+    # the multipart upload refuses a truncated file with the reason too
+    up = httpx.post(live["base"] + "/v1/studies", files={"files": ("cut.dcm", bad)}, headers=h)
+    assert up.status_code == 422 and "truncated" in up.text

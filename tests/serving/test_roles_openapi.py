@@ -46,6 +46,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/audit"): {A},
     ("GET", "/v1/worklist"): EVERYONE,
     ("GET", "/v1/dicomweb/series"): CLINICAL,
+    ("POST", "/v1/dicomweb/studies/{study_uid}"): CLINICAL,
     ("GET", "/v1/dicomweb/instances"): CLINICAL,
     ("GET", "/v1/dicomweb/studies/{study_uid}/instances"): CLINICAL,  # data scientists see pseudonyms only
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"): CLINICAL,
