@@ -157,7 +157,10 @@ class JobRunner:
 
         hb = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         hb.start()
-        work = self.results_root / ".work" / f"{job_id}-{secrets.token_hex(3)}"
+        for old in (self.results_root / ".work").glob(f"{job_id}-*"):  # an earlier attempt's (we hold the lease)
+            if not old.name.removeprefix(f"{job_id}-").startswith("v"):
+                shutil.rmtree(old, ignore_errors=True)
+        work = self.work_dir(f"{job_id}-{secrets.token_hex(3)}")
         try:
             files = self.analyse(job["study_uid"], work, self.result_dir(job_id), lambda s: stage.update(now=s),
                                  decode_kinds(job["kind"]))
@@ -207,8 +210,45 @@ class JobRunner:
                 continue
             self.run_one(job)
 
+    def work_dir(self, name: str) -> Path:
+        """A private scratch folder under ``results/.work`` (0700: it holds identified copies of a study)."""
+        root = self.results_root / ".work"
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        work = root / name
+        work.mkdir(mode=0o700, exist_ok=True)
+        work.chmod(0o700)
+        return work
+
+    def sweep_leftovers(self, correction_age_s: float = 600.0) -> int:
+        """Remove scratch folders a crashed process left (identified copies): those of jobs that are not running
+        under a live lease; a correction's (``<job>-v<n>``) once older than ``correction_age_s``. Returns how many."""
+        root = self.results_root / ".work"
+        if not root.is_dir():
+            return 0
+        now = time.time()
+        with self.engine.connect() as conn:
+            live = {r[0] for r in conn.execute(select(db.jobs.c.id).where(db.jobs.c.status == JobStatus.RUNNING,
+                                                                          db.jobs.c.lease_expires > now))}
+        n = 0
+        for d in root.iterdir():
+            job_id, _, tail = d.name.partition("-")
+            if job_id in live:
+                continue
+            if tail.startswith("v") and now - d.stat().st_mtime < correction_age_s:
+                continue
+            shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
+            n += 1
+        if n:
+            logger.info("removed %d scratch folder(s) left by a crash under %s", n, root)
+        return n
+
     def start(self) -> None:
-        """Start the worker threads."""
+        """Remove crash leftovers, then start the worker threads."""
+        try:
+            self.sweep_leftovers()
+        except OSError:
+            logger.warning("could not sweep %s", self.results_root / ".work", exc_info=True)
         for i in range(self.n_threads):
             t = threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
             t.start()

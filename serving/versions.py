@@ -161,7 +161,7 @@ class Versions:
             version = latest["version"] + 1
             folder = f"versions/{version}"
             out_dir = self.jobs.result_dir(job_id) / folder
-            work = self.jobs.results_root / ".work" / f"{job_id}-v{version}"
+            work = self.jobs.work_dir(f"{job_id}-v{version}")
             tell = progress or (lambda _s: None)
             try:
                 study = prepare_study(self.store, job["study_uid"], work, self.deidentify, tell)

@@ -33,6 +33,9 @@ def serve(
     # X-Forwarded-For only from configured proxies (MEDAI_API_TRUSTED_PROXIES): otherwise any client could write
     # another address into the audit log
     proxies = settings.trusted_proxies
+    import os
+
+    os.umask(0o077)  # stores, results and scratch copies readable by the service account only
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=n, log_level="warning",
                 proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None)
 

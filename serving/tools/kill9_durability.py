@@ -144,6 +144,7 @@ def run_scenario(study_dir: Path, workdir: Path, app: str = "serving.app:create_
         "job_id": job_id, "killed_at": killed_at, "kills": kills, "status": row["status"], "error": row["error"],
         "attempts": row["attempts"], "completions": row["completions"], "jobs_in_db": n_jobs,
         "result_files": sorted(j["results"]), "result_dirs": sorted(p.name for p in results.iterdir()),
+        "scratch_left": sorted(p.name for p in (results / ".work").iterdir()) if (results / ".work").is_dir() else [],
         "derived_instances": derived, "audit_actions": sorted({(a["action"], a["resource_type"]) for a in audit}),
     }
 

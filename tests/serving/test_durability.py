@@ -24,5 +24,6 @@ def test_kill9_mid_analysis_then_restart_completes_once(tmp_path: Path, tiny_cin
     assert out["attempts"] == 2 and out["completions"] == 1 and out["jobs_in_db"] == 1
     assert {"json", "seg", "sr", "pdf", "fhir"} <= set(out["result_files"])
     assert out["result_dirs"] == [".work", out["job_id"]] or out["result_dirs"] == [out["job_id"]]
+    assert out["scratch_left"] == []  # the killed attempt's identified scratch copy is gone
     assert out["derived_instances"] == 2  # one SEG and one SR, not one pair per attempt
     assert ("create", "study") in out["audit_actions"] and ("create", "analysis") in out["audit_actions"]

@@ -313,3 +313,30 @@ def test_the_last_admin_key_cannot_be_revoked(api: Api) -> None:
     rows = api.app.state.engine.connect().exec_driver_sql(
         "SELECT status FROM audit WHERE action='revoke' ORDER BY id").scalars().all()
     assert rows == [409, 204]
+
+
+def test_crash_leftovers_are_swept_and_scratch_is_private(api: Api, tmp_path) -> None:  # noqa: ANN001
+    """A kill -9 leaves identified scratch copies under results/.work: start-up removes those of jobs that are not
+    running under a live lease and keeps a live one's; scratch folders are 0700."""
+    import os
+    import stat
+    import time as _time
+
+    from serving import db
+
+    jobs = api.app.state.jobs
+    now = _time.time()
+    with api.app.state.engine.begin() as conn:
+        conn.execute(db.jobs.insert().values(id="livejob", kind="all", study_uid="1.2", status="running", created=now,
+                                             updated=now, created_by="t", lease_owner="other", lease_expires=now + 60,
+                                             attempts=1, stage="inference"))
+    dead = jobs.work_dir("deadjob-abc123")
+    (dead / "src").mkdir()
+    (dead / "src" / "identified.dcm").write_bytes(b"DICM")
+    live = jobs.work_dir("livejob-def456")
+    fresh_correction = jobs.work_dir("donejob-v2")
+    old_correction = jobs.work_dir("donejob-v3")
+    os.utime(old_correction, (now - 3600, now - 3600))
+    assert stat.S_IMODE(dead.stat().st_mode) == 0o700 and stat.S_IMODE(dead.parent.stat().st_mode) == 0o700
+    assert jobs.sweep_leftovers() == 2
+    assert not dead.exists() and not old_correction.exists() and live.exists() and fresh_correction.exists()
