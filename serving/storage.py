@@ -12,7 +12,6 @@ import io
 import logging
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -26,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from medai.errors import IngestError
+from medai.fileio import atomic_write
 from serving import db
 
 logger = logging.getLogger(__name__)
@@ -80,17 +80,7 @@ class BlobStore:
         dst = self.path(sha)
         if dst.exists():
             return sha, len(data)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(dst, lambda fh: fh.write(data))
         _fsync_dir(dst.parent)
         return sha, len(data)
 

@@ -236,6 +236,6 @@ def _final_fhir(src: Path, dst: Path, who: Principal, when: datetime) -> None:
         if res.get("resourceType") == "DiagnosticReport":
             res["resultsInterpreter"] = [{"display": who.name}]
             res["issued"] = when.isoformat()
-    tmp = dst.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(dst)
+    from medai.fileio import atomic_write
+
+    atomic_write(dst, lambda fh: fh.write(json.dumps(doc, indent=1).encode()))

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from medai.errors import InputValidationError
+from medai.fileio import atomic_write
 from medai.reports.sr import LOCAL_SCHEME
 
 if TYPE_CHECKING:
@@ -43,21 +42,6 @@ _SR_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
     "1.2.840.10008.5.1.4.1.1.88.35": "Extensible SR",
 }
-
-
-def _atomic_write(dst: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``dst`` through ``write(fh)`` on a temporary file in the same folder, then ``os.replace`` it."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _person_name(name: str) -> str:
@@ -196,7 +180,7 @@ def verify_sr(
     ds.InstanceCreationDate, ds.InstanceCreationTime = da, tm
     ds.ContentDate, ds.ContentTime = da, tm
 
-    _atomic_write(dst, lambda fh: ds.save_as(fh, enforce_file_format=True))
+    atomic_write(dst, lambda fh: ds.save_as(fh, enforce_file_format=True))
     logger.info("wrote verified SR %s (predecessor %s, verified by %s)", dst, old_sop, observer_name)
     return ds
 
@@ -310,7 +294,7 @@ def sign_pdf(
         footer(c)
 
     writer.add_page(_overlay(width, height, signature_page))
-    _atomic_write(dst, writer.write)
+    atomic_write(dst, writer.write)
     logger.info("wrote signed PDF %s (version %d, %d pages + signature page)", dst, version, len(pages))
     return dst
 
