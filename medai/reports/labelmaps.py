@@ -8,9 +8,7 @@ Keys are ``<kind>/<role>/<field>``; ``meta.json`` (a JSON string) lists them.
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -111,15 +109,6 @@ def read_sops(path: Path | str, kind: str, role: str) -> np.ndarray:
     """The source SOP Instance UID of every plane of one label map (``(T, Z)`` or ``(Z,)``)."""
     with np.load(path, allow_pickle=False) as z:
         return z[f"{kind}/{role}/sops"]
-
-
-def is_labels_file(data: bytes) -> bool:
-    """Whether ``data`` looks like a labels file (a zip with ``meta.json.npy``)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return "meta.json.npy" in zf.namelist()
-    except zipfile.BadZipFile:
-        return False
 
 
 def apply_planes(array: np.ndarray, planes: Sequence[tuple[tuple[int, ...], np.ndarray]],
