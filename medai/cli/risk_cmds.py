@@ -1,4 +1,5 @@
-"""``medai predict-risk <model> --input patient.json``: risk at each horizon, risk group, top factors, model version."""
+"""``medai predict-risk <model> --input patient.json``: risk at each horizon, risk group, top factors, model version;
+``medai compile-risk``: export risk packages to plain arrays (:mod:`medai.risk.compiled`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,26 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the risk verbs to ``app``."""
+
+    @app.command("compile-risk")
+    def compile_risk(
+        models: list[str] = typer.Argument(None, help="risk package names or folders (default: every shipped one)"),
+    ) -> None:
+        """Export risk packages to ``compiled.json`` (plain arrays, checked against the pipeline to 1e-9)."""
+        from medai.inference import read_metadata, shipped_packages
+        from medai.inference.package import resolve_package
+        from medai.risk.compiled import NotCompilable, add_compiled
+
+        paths = [resolve_package(m) for m in models] if models else [
+            p for p in shipped_packages().values() if read_metadata(p).predictor == "risk_model"]
+        for path in paths:
+            try:
+                err = add_compiled(path)
+            except NotCompilable as exc:
+                typer.echo(f"{path.name}: kept on the scikit-learn path ({exc})")
+                continue
+            typer.echo(f"{path.name}: compiled.json written; max abs difference to the pipeline "
+                       + ", ".join(f"{k} {v:.1e}" for k, v in err.items()))
 
     @app.command("predict-risk")
     def predict_risk(

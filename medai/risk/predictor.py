@@ -110,8 +110,16 @@ class RiskPredictor(Predictor):
 
     input_kind = "factors"
 
-    def load(self, **kwargs: Any) -> None:
-        """Read ``inference.json``, the spec (``metadata.input_contract``) and ``model.skops`` (or ``model/``)."""
+    #: which scoring path answers: "compiled" (``compiled.json``, plain arrays) or "reference" (the pipeline)
+    engine: str = "reference"
+
+    def load(self, compiled: bool = True, **kwargs: Any) -> None:
+        """Read ``inference.json``, the spec (``metadata.input_contract``) and ``model.skops`` (or ``model/``).
+
+        Args:
+            compiled: score with the package's ``compiled.json`` when it has one and it reproduces the pipeline
+                (checked here); False keeps the scikit-learn reference path.
+        """
         try:
             self.config = RiskInferenceConfig.model_validate(
                 json.loads((self.package_dir / INFERENCE_FILE).read_text())
@@ -129,6 +137,22 @@ class RiskPredictor(Predictor):
         else:
             self.model = load_skops(self.package_dir / MODEL_FILE)
         self._ref_row = self.spec.to_frame([{k: self.config.reference.get(k) for k in self.spec.names}])
+        self._compiled = self._load_compiled() if compiled and self.config.model_format == "skops" else None
+        self.engine = "compiled" if self._compiled is not None else "reference"
+
+    def _load_compiled(self) -> Any:
+        """The package's compiled model after checking it against the pipeline, or None (reference path)."""
+        from medai.risk.compiled import NotCompilable, check_compiled, read_compiled
+
+        try:
+            c = read_compiled(self.package_dir)
+            if c is None:
+                return None
+            check_compiled(c, self.model, self.spec, self.config.horizons, self.config.time_grid)
+        except (NotCompilable, OSError, ValueError, KeyError) as exc:
+            logger.warning("%s: compiled.json not used, scoring with the pipeline: %s", self.package_dir.name, exc)
+            return None
+        return c
 
     def input_schema(self) -> dict[str, Any]:
         """JSON Schema of the patient factors this model accepts."""
@@ -187,11 +211,33 @@ class RiskPredictor(Predictor):
         w = fn(self._frame(clean_rows))
         return [{str(k): float(v) for k, v in r.items()} for r in w.to_dict(orient="records")]
 
+    def _compiled_outputs(self, clean_rows: list[dict[str, Any]]) -> tuple[np.ndarray, ...] | None:
+        """(scale, horizon risks, curves, contributions) from the compiled model: closed-form contributions."""
+        c, ref = self._compiled, self.config.reference
+        rows = [{k: (ref.get(k) if v is None else v) for k, v in r.items()} for r in clean_rows]
+        lp, d = c.score(rows)
+        if not np.isfinite(lp).all():  # a value the pipeline refuses (absent / unseen category): it answers
+            return None
+        score = c.scale(lp)
+        if c.kind == "survival":
+            hz = 1.0 - c.survival(lp, c.s_ref_horizons)
+            curves = c.survival(lp, c.s_ref_grid) if len(c.s_ref_grid) else None
+            contrib = d
+        else:
+            hz = np.repeat(c.probability(lp)[:, None], len(self.config.horizons), axis=1)
+            curves = None
+            contrib = score[:, None] - c.scale(lp[:, None] - d)
+        return score, hz, curves, contrib
+
     def _estimates(self, clean_rows: list[dict[str, Any]]) -> list[RiskEstimate]:
-        X = self._frame(clean_rows)
-        score = self._scale(X)
-        hz, curves = self._horizon_risks(X)
-        contrib = self._contributions(X, score)
+        out = self._compiled_outputs(clean_rows) if self._compiled is not None else None
+        if out is not None:
+            score, hz, curves, contrib = out
+        else:
+            X = self._frame(clean_rows)
+            score = self._scale(X)
+            hz, curves = self._horizon_risks(X)
+            contrib = self._contributions(X, score)
         cfg = self.config
         k = cfg.horizons.index(cfg.primary_horizon)
         groups = np.asarray(cfg.risk_group_labels, dtype=object)[
@@ -199,7 +245,7 @@ class RiskPredictor(Predictor):
         ]
         out = []
         for i, row in enumerate(clean_rows):
-            order = np.argsort(-np.abs(contrib[i]))[: cfg.n_top]
+            order = np.argsort(-np.abs(contrib[i]), kind="stable")[: cfg.n_top]
             out.append(
                 RiskEstimate(
                     model=self.ref,

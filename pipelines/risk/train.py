@@ -283,7 +283,7 @@ def write_package(
     version: str,
     reproduce: str = "",
 ) -> Path:
-    """Write a risk model package (metadata.json, inference.json, model.skops, MODEL_CARD.md)."""
+    """Write a risk model package (metadata.json, inference.json, model.skops, MODEL_CARD.md, compiled.json)."""
     import skops.io as sio
 
     out.mkdir(parents=True, exist_ok=True)
@@ -367,6 +367,12 @@ def write_package(
         f"- `{f.name}` ({f.type}{', ' + f.unit if f.unit else ''}): {f.description}" for f in c.spec.features
     ]
     (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    from medai.risk.compiled import NotCompilable, add_compiled
+
+    try:  # compiled inference (plain arrays) where the pipeline is additive-linear; the pipeline stays the reference
+        add_compiled(out)
+    except NotCompilable as exc:
+        logger.info("%s: no compiled.json, served by the pipeline (%s)", recipe.name, exc)
     return out
 
 
