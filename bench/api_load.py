@@ -1,17 +1,24 @@
-"""Bounded load on loopback: the medai API (risk endpoint, study upload) vs ``mlflow models serve`` of the same
-risk model, in the same run.
+"""Bounded load on loopback: medai's risk endpoint against the two services a team would otherwise run, in one run.
 
-* medai: ``uvicorn --factory serving.app:create_app`` (1 worker unless ``--workers``), ``POST /v1/risk/<model>``
-  with the package's reference patient, and ``POST /v1/studies`` with a small cine phantom study as a zip.
-* baseline: the same shipped package wrapped as an MLflow pyfunc (``RiskPredictor.predict`` inside), served by
-  ``mlflow models serve --env-manager local``, ``POST /invocations`` with the same patient.
-* each phase: ``--requests`` requests from ``--concurrency`` concurrent clients after a warm-up; throughput
-  (requests/s), p50/p99 latency (ms), errors; server RSS sampled every 0.5 s (start, max, end).
+Rows (each at every ``--workers`` count and every ``--concurrency``):
+
+* **medai**: ``medai serve --workers W``, ``POST /v1/risk/<model>`` with an API key (auth on), every
+  call audited (group-committed to SQLite, fsync on), validation, contributions, the compiled model
+  (``compiled.json``).
+* **mlflow**: ``mlflow models serve --env-manager local`` of the *same fitted pipeline* (``model.skops``) logged with
+  MLflow's own sklearn flavour (``pyfunc_predict_fn=predict_proba``), ``POST /invocations``.
+* **bare**: a bare FastAPI route calling that pipeline directly (:mod:`bench.baselines.bare_risk`), no auth, no audit.
+
+Every phase sends the same patient (all factors at the package's reference values) after a warm-up, from an aiohttp
+client in this process (``--concurrency`` keep-alive connections); it reports requests/s, p50/p99 latency, errors,
+server CPU ms per request and server RSS (start, max, end). Each server's answer is checked against the
+scikit-learn pipeline (``max_abs_diff``). Then, on medai with the first worker count: a study-upload phase (a small
+cine phantom as a zip) and an RSS soak (``--soak`` requests, RSS every 1,000; ``rss_slope_mb_per_1k``).
 
 Usage::
 
-    nice -n 10 .venv/bin/python bench/api_load.py [--model stroke_ist_death_6m] [--requests 2000]
-        [--concurrency 8] [--uploads 100] [--workers 1] [--out FILE.json]
+    .venv/bin/python bench/api_load.py [--model stroke_ist_death_6m] [--requests 2000] [--concurrency 1,8]
+        [--workers 1,2] [--uploads 50] [--soak 10000] [--skip-mlflow] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -29,26 +36,37 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
+from rich.console import Console
 
+#: progress and the table go to stderr (plain text, no markup); stdout carries only the JSON
+ERR = Console(stderr=True, highlight=False, markup=False, width=160)
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (mlflow serve runs uvicorn two levels down)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for c in subprocess.run(["pgrep", "-P", str(p)], capture_output=True,
+                                                    text=True).stdout.split()]
+        except OSError:
+            pass
+    return out
 
 
 def rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and its children (MB)."""
     total = 0
-    pids = [pid]
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        pids += [int(p) for p in out]
-    except OSError:
-        pass
-    for p in pids:
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -56,6 +74,18 @@ def rss_mb(pid: int) -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -84,21 +114,26 @@ class RssSampler:
         return {"rss_start_mb": round(s[0], 1), "rss_max_mb": round(max(s), 1), "rss_end_mb": round(s[-1], 1)}
 
 
-async def load(url: str, n: int, concurrency: int, make_request: Any) -> dict[str, Any]:
-    """``n`` requests from ``concurrency`` workers; latency per request."""
+Send = Callable[[Any], Awaitable[tuple[int, bytes]]]
+
+
+async def load(n: int, concurrency: int, make_send: Callable[[Any], Send]) -> dict[str, Any]:
+    """``n`` requests from ``concurrency`` keep-alive connections; latency per request."""
+    import aiohttp
+
     lat: list[float] = []
     errors = 0
     counter = iter(range(n))
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        send = make_send(session)
 
         async def worker() -> None:
             nonlocal errors
             for _ in counter:
                 t0 = time.perf_counter()
-                r = await make_request(client, url)
+                status, _ = await send(None)
                 lat.append(time.perf_counter() - t0)
-                if r.status_code >= 300:
-                    errors += 1
+                errors += status >= 300
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -109,7 +144,20 @@ async def load(url: str, n: int, concurrency: int, make_request: Any) -> dict[st
             "errors": errors}
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def poster(url: str, body: Any, headers: dict[str, str] | None = None) -> Callable[[Any], Send]:
+    def make(session: Any) -> Send:
+        async def send(_: Any) -> tuple[int, bytes]:
+            async with session.post(url, json=body, headers=headers or {}) as r:
+                return r.status, await r.read()
+
+        return send
+
+    return make
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    import httpx
+
     t0 = time.time()
     while time.time() - t0 < timeout:
         if proc.poll() is not None:
@@ -146,109 +194,184 @@ def phantom_zip() -> bytes:
     return buf.getvalue()
 
 
-def save_pyfunc(model: str, dst: Path) -> None:
-    """The shipped package as an MLflow pyfunc that calls the same ``RiskPredictor.predict``."""
-    import mlflow.pyfunc
+def save_mlflow_sklearn(pipeline: Any, kind: str, dst: Path) -> None:
+    """The fitted pipeline in MLflow's own sklearn flavour (no medai code inside)."""
+    import mlflow.sklearn
 
-    class MedaiRisk(mlflow.pyfunc.PythonModel):
-        def load_context(self, context: Any) -> None:
-            from medai.inference.predictor import Predictor
+    mlflow.sklearn.save_model(pipeline, str(dst), serialization_format="cloudpickle",
+                              pyfunc_predict_fn="predict_proba" if kind == "binary" else "predict",
+                              pip_requirements=[])
 
-            self.p = Predictor.from_package(context.artifacts["package"])
 
-        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
-            rows = model_input.to_dict(orient="records")
-            return [next(iter(self.p.predict(r).risks[0].horizons.values())) for r in rows]
+def phases(name: str, workers: int, base_row: dict[str, Any], proc: subprocess.Popen, concurrencies: list[int],
+           n: int, make_send: Callable[[Any], Send]) -> list[dict[str, Any]]:
+    out = []
+    asyncio.run(load(max(200, n // 10), max(concurrencies), make_send))  # warm-up
+    for c in concurrencies:
+        cpu0 = cpu_s(proc.pid)
+        with RssSampler(proc.pid) as mem:
+            r = asyncio.run(load(n, c, make_send))
+        r.update(mem.summary(), server=name, workers=workers,
+                 server_cpu_ms_per_req=round((cpu_s(proc.pid) - cpu0) / n * 1000, 3), **base_row)
+        out.append(r)
+        ERR.print(f"  {name:6s} w={workers} c={c}: {r['throughput_rps']:7.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+              f"p99 {r['p99_ms']:6.2f} ms  cpu {r['server_cpu_ms_per_req']:.2f} ms/req  errors {r['errors']}",
+              file=sys.stderr, flush=True)
+    return out
 
-    from medai.inference.package import resolve_package
 
-    mlflow.pyfunc.save_model(str(dst), python_model=MedaiRisk(), artifacts={"package": str(resolve_package(model))},
-                             pip_requirements=[])
+async def _one(url: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.post(url, json=body, headers=headers or {}) as r:
+        return json.loads(await r.read())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="stroke_ist_death_6m")
     ap.add_argument("--requests", type=int, default=2000)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--uploads", type=int, default=100)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--concurrency", default="1,8", help="comma-separated client concurrencies")
+    ap.add_argument("--workers", default="1,2", help="comma-separated uvicorn worker counts (every server)")
+    ap.add_argument("--uploads", type=int, default=50)
+    ap.add_argument("--soak", type=int, default=10000, help="requests of the RSS soak (0: none)")
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    concurrencies = [int(x) for x in a.concurrency.split(",")]
+    worker_counts = [int(x) for x in a.workers.split(",")]
 
+    from medai.inference.package import resolve_package
     from medai.inference.predictor import Predictor
-    from serving.tools.kill9_durability import free_port
-
-    pred = Predictor.from_package(a.model)
-    patient = {f.name: pred.config.reference[f.name] for f in pred.spec.features if f.required}
-    work = Path(tempfile.mkdtemp(prefix="medai-bench-"))
-    results: dict[str, Any] = {"model": a.model, "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
-                               "workers": a.workers}
-    env = {**os.environ, "MEDAI_HOME": str(work / "home"), "MEDAI_API_DATABASE_URL": f"sqlite:///{work / 'api.db'}",
-           "MEDAI_API_STORAGE_ROOT": str(work / "store"), "MEDAI_API_MODELS": json.dumps([a.model]),
-           "MEDAI_API_JOB_WORKERS": "0", "MEDAI_API_PRELOAD_MODELS": "true", "PYTHONPATH": str(REPO),
-           "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     from serving.auth import Role, create_key
     from serving.db import make_engine
+    from serving.tools.kill9_durability import free_port
 
+    pkg = resolve_package(a.model)
+    pred = Predictor.from_package(a.model)
+    ref = Predictor.from_package(a.model, compiled=False)
+    cfg = pred.config
+    patient = {k: cfg.reference.get(k) for k in pred.spec.names}
+    hk = f"{cfg.primary_horizon:g}d"
+    truth = ref.predict(patient).risks[0].horizons[hk]  # the scikit-learn pipeline's answer
+    work = Path(tempfile.mkdtemp(prefix="medai-bench-"))
+    results: dict[str, Any] = {"model": a.model, "engine": pred.engine, "cpus": os.cpu_count(),
+                               "loadavg_start": os.getloadavg(), "client": "aiohttp, same machine",
+                               "pipeline_risk": truth, "rows": []}
+    py_env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+              "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env = {**os.environ, **py_env, "MEDAI_HOME": str(work / "home"),
+           "MEDAI_API_DATABASE_URL": f"sqlite:///{work / 'api.db'}", "MEDAI_API_STORAGE_ROOT": str(work / "store"),
+           "MEDAI_API_MODELS": json.dumps([a.model]), "MEDAI_API_JOB_WORKERS": "0",
+           "MEDAI_API_PRELOAD_MODELS": "true"}
     key = create_key(make_engine(env["MEDAI_API_DATABASE_URL"]), Role.HOSPITAL_SYSTEM)[1]
     h = {"X-API-Key": key}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app", "--host",
-                             "127.0.0.1", "--port", str(port), "--workers", str(a.workers), "--log-level", "warning"],
-                            cwd=REPO, env=env, start_new_session=True)
-    try:
-        wait_http(f"{base}/ready", proc)
-
-        async def risk(client: httpx.AsyncClient, url: str) -> httpx.Response:
-            return await client.post(url, json=patient, headers=h)
-
-        zdata = phantom_zip()
-
-        async def upload(client: httpx.AsyncClient, url: str) -> httpx.Response:
-            return await client.post(url, headers=h, files=[("files", ("s.zip", zdata, "application/zip"))])
-
-        url = f"{base}/v1/risk/{a.model}"
-        asyncio.run(load(url, 100, a.concurrency, risk))  # warm-up
-        with RssSampler(proc.pid) as mem:
-            results["medai_risk"] = asyncio.run(load(url, a.requests, a.concurrency, risk))
-        results["medai_risk"].update(mem.summary())
-        with RssSampler(proc.pid) as mem:
-            results["medai_upload"] = asyncio.run(load(f"{base}/v1/studies", a.uploads, min(a.concurrency, 4),
-                                                       upload))
-        results["medai_upload"].update(mem.summary(), zip_bytes=len(zdata))
-    finally:
-        stop(proc)
-
     if not a.skip_mlflow:
-        mdir = work / "pyfunc"
-        save_pyfunc(a.model, mdir)
-        port = free_port()
-        mproc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(mdir), "-h",
-                                  "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", str(a.workers)],
-                                 cwd=REPO, env=env, start_new_session=True, stdout=(work / "mlflow.log").open("wb"),
-                                 stderr=subprocess.STDOUT)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/ping", mproc, timeout=180)
+        save_mlflow_sklearn(ref.model, cfg.kind, work / "mlflow_model")
 
-            async def inv(client: httpx.AsyncClient, url: str) -> httpx.Response:
-                return await client.post(url, json={"dataframe_records": [patient]})
+    def start(cmd: list[str], extra_env: dict[str, str] | None = None, log: str = "server.log") -> subprocess.Popen:
+        return subprocess.Popen(cmd, cwd=REPO, env={**env, **(extra_env or {})}, start_new_session=True,
+                                stdout=(work / log).open("ab"), stderr=subprocess.STDOUT)
 
-            url = f"http://127.0.0.1:{port}/invocations"
-            asyncio.run(load(url, 100, a.concurrency, inv))
-            with RssSampler(mproc.pid) as mem:
-                results["mlflow_risk"] = asyncio.run(load(url, a.requests, a.concurrency, inv))
-            results["mlflow_risk"].update(mem.summary())
-            results["speedup_throughput"] = round(results["medai_risk"]["throughput_rps"]
-                                                  / results["mlflow_risk"]["throughput_rps"], 2)
-        except Exception as exc:  # noqa: BLE001 -- report why the baseline could not run
-            results["mlflow_risk"] = {"error": f"{type(exc).__name__}: {exc}",
-                                      "log_tail": (work / "mlflow.log").read_text()[-2000:]}
-        finally:
-            stop(mproc)
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        for w in worker_counts:
+            # ---- medai
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            proc = start([str(Path(sys.executable).parent / "medai"), "serve", "--host", "127.0.0.1", "--port",
+                          str(port), "--workers", str(w)])
+            try:
+                wait_http(f"{base}/ready", proc)
+                url = f"{base}/v1/risk/{a.model}"
+                got = asyncio.run(_one(url, patient, h))["risks"][0]["horizons"][hk]
+                results["rows"] += phases("medai", w, {"max_abs_diff": abs(got - truth)}, proc, concurrencies,
+                                          a.requests, poster(url, patient, h))
+                if w == worker_counts[0]:
+                    if a.uploads:
+                        zdata = phantom_zip()
+
+                        def upload_sender(session: Any, zdata: bytes = zdata, base: str = base) -> Send:
+                            import aiohttp
+
+                            async def send(_: Any) -> tuple[int, bytes]:
+                                form = aiohttp.FormData()
+                                form.add_field("files", zdata, filename="s.zip", content_type="application/zip")
+                                async with session.post(f"{base}/v1/studies", data=form, headers=h) as r:
+                                    return r.status, await r.read()
+
+                            return send
+
+                        with RssSampler(proc.pid) as mem:
+                            up = asyncio.run(load(a.uploads, min(max(concurrencies), 4), upload_sender))
+                        results["medai_upload"] = {**up, **mem.summary(), "zip_bytes": len(zdata)}
+                    if a.soak:
+                        rss = [rss_mb(proc.pid)]
+                        for _ in range(max(1, a.soak // 1000)):
+                            asyncio.run(load(1000, max(concurrencies), poster(url, patient, h)))
+                            rss.append(rss_mb(proc.pid))
+                        slope = float(np.polyfit(np.arange(len(rss) - 1), rss[1:], 1)[0]) if len(rss) > 2 else 0.0
+                        results["medai_soak"] = {"requests": a.soak, "rss_mb_every_1k": [round(v, 1) for v in rss],
+                                                 "rss_slope_mb_per_1k": round(slope, 3)}
+                        ERR.print(f"  soak {a.soak} requests: RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB "
+                              f"(slope {slope:+.2f} MB per 1k)")
+            finally:
+                stop(proc)
+            # ---- bare FastAPI on the pipeline
+            port = free_port()
+            proc = start([sys.executable, "-m", "uvicorn", "--factory", "bench.baselines.bare_risk:create_app",
+                          "--host", "127.0.0.1", "--port", str(port), "--workers", str(w), "--log-level", "warning"],
+                         {"BENCH_PACKAGE": str(pkg)})
+            try:
+                wait_http(f"http://127.0.0.1:{port}/ping", proc)
+                url = f"http://127.0.0.1:{port}/predict"
+                got = asyncio.run(_one(url, patient))["risk"]
+                results["rows"] += phases("bare", w, {"max_abs_diff": abs(got - truth)}, proc, concurrencies,
+                                          a.requests, poster(url, patient))
+            finally:
+                stop(proc)
+            # ---- mlflow models serve, sklearn flavour
+            if a.skip_mlflow:
+                continue
+            port = free_port()
+            proc = start([sys.executable, "-m", "mlflow", "models", "serve", "-m", str(work / "mlflow_model"), "-h",
+                          "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", str(w)], log="mlflow.log")
+            try:
+                wait_http(f"http://127.0.0.1:{port}/ping", proc)
+                url = f"http://127.0.0.1:{port}/invocations"
+                body = {"dataframe_records": [patient]}
+                pr = asyncio.run(_one(url, body))["predictions"][0]
+                got = pr[1] if isinstance(pr, list) else pr
+                diff = abs(got - truth) if cfg.kind == "binary" else None  # survival flavour: log hazard only
+                results["rows"] += phases("mlflow", w, {"max_abs_diff": diff}, proc, concurrencies,
+                                          max(200, a.requests // 4), poster(url, body))
+            except Exception as exc:  # noqa: BLE001 -- report why the baseline could not run
+                log = (work / "mlflow.log").read_text()[-1500:]
+                results["mlflow_error"] = f"{type(exc).__name__}: {exc}; log: {log}"
+            finally:
+                stop(proc)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = {(r["server"], r["workers"], r["concurrency"]): r for r in results["rows"]}
+    ratios = {}
+    for (srv, w, c), r in rows.items():
+        if srv != "medai":
+            continue
+        for other in ("bare", "mlflow"):
+            o = rows.get((other, w, c))
+            if o:
+                ratios[f"vs_{other}_w{w}_c{c}"] = round(r["throughput_rps"] / o["throughput_rps"], 1)
+    results["throughput_ratios"] = ratios
+    results["loadavg_end"] = os.getloadavg()
+    lines = [f"{'server':7s} {'workers':>7s} {'conc':>5s} {'req/s':>8s} {'p50 ms':>7s} {'p99 ms':>7s} "
+             f"{'cpu ms/req':>10s} {'RSS max MB':>10s} {'|risk - sklearn|':>16s}"]
+    for r in results["rows"]:
+        d = "n/a" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
+        lines.append(f"{r['server']:7s} {r['workers']:7d} {r['concurrency']:5d} {r['throughput_rps']:8.1f} "
+                     f"{r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['server_cpu_ms_per_req']:10.2f} "
+                     f"{r['rss_max_mb']:10.1f} {d:>16s}")
+    lines.append("medai throughput / baseline: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()))
+    ERR.print("\n".join(lines))
     text = json.dumps(results, indent=1)
     sys.stdout.write(text + "\n")
     if a.out:

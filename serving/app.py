@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from medai import __version__
 from serving import problems
 from serving.analysis import make_study_analyse
+from serving.auth import KeyCache
 from serving.db import make_engine
 from serving.jobs import AnalyseFn, JobRunner
 from serving.models import ModelRegistry
@@ -118,6 +119,7 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
                            threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts)
         app.state.settings, app.state.engine, app.state.store = settings, engine, store
         app.state.models, app.state.jobs = registry, runner
+        app.state.key_cache = KeyCache(settings.key_cache_seconds)
         purged = store.purge_older_than(settings.retention_days)
         if purged:
             logger.info("retention: purged %d studies", purged)
@@ -146,7 +148,8 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
     )
     problems.install(app)
     docs.install(app)  # /docs: Swagger UI from local files (no CDN); no ReDoc
-    for r in (health, session, worklist, studies, dicomweb, analyses, reports, patients, pacs, models_router, risk,
+    # routes are matched in order: the high-rate machine endpoints (risk, predict) first
+    for r in (risk, models_router, health, session, worklist, studies, dicomweb, analyses, reports, patients, pacs,
               admin):
         app.include_router(r.router)
     ui.install(app)  # the clinician web app at /ui/ (static files, same origin, nothing from the internet)

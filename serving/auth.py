@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -76,3 +77,40 @@ def authenticate(engine: Engine, key: str) -> Principal | None:
     if row is None:
         return None
     return Principal(user=row["id"], name=row["name"], role=Role(row["role"]))
+
+
+class KeyCache:
+    """Principals of recently seen keys, for ``ttl`` seconds, so a busy client is not one database read per call.
+
+    A key revoked through this process's API is dropped at once (:meth:`clear`); revoked elsewhere (the CLI, another
+    worker or host), it stops working within ``ttl`` seconds. ``ttl`` 0 disables the cache. Unknown keys are never
+    cached.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._d: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Principal | None:
+        """The cached principal of ``key``, or None (not cached or expired)."""
+        hit = self._d.get(hash_key(key)) if self.ttl > 0 else None
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: str, who: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._d) > 10_000:  # bounded: drop expired entries, then everything if still full
+                now = time.monotonic()
+                self._d = {k: v for k, v in self._d.items() if v[0] >= now}
+                if len(self._d) > 10_000:
+                    self._d.clear()
+            self._d[hash_key(key)] = (time.monotonic() + self.ttl, who)
+
+    def clear(self) -> None:
+        """Forget every cached key (after a revocation)."""
+        with self._lock:
+            self._d.clear()

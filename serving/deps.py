@@ -1,4 +1,7 @@
-"""Dependencies, declared once: settings, engine, stores, model registry, job runner, the caller and role checks."""
+"""Dependencies, declared once: settings, engine, stores, model registry, job runner, the caller and role checks.
+
+The cheap ones are ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, one hop per call.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import hmac
 from collections.abc import Callable
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
@@ -21,58 +25,67 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 bearer = HTTPBearer(auto_error=False, description="The same API key sent as an OAuth2-style bearer token.")
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     """The app's settings."""
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The database engine."""
     return request.app.state.engine
 
 
-def get_store(request: Request) -> StudyStore:
+async def get_store(request: Request) -> StudyStore:
     """The study store."""
     return request.app.state.store
 
 
-def get_models(request: Request) -> ModelRegistry:
+async def get_models(request: Request) -> ModelRegistry:
     """The served models."""
     return request.app.state.models
 
 
-def get_jobs(request: Request) -> JobRunner:
+async def get_jobs(request: Request) -> JobRunner:
     """The job runner."""
     return request.app.state.jobs
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     key: str | None = Security(api_key_header),
     cred: HTTPAuthorizationCredentials | None = Security(bearer),
 ) -> Principal:
-    """The authenticated caller (401 problem when the key is missing, unknown or revoked)."""
+    """The authenticated caller (401 problem when the key is missing, unknown or revoked).
+
+    Async, so a cached key (:class:`~serving.auth.KeyCache`) costs no thread hop; database reads run in the pool.
+    """
     token = key or (cred.credentials if cred is not None else None)
     if not token and request.cookies.get(SESSION_COOKIE):
-        return session_principal(request)
+        return await run_in_threadpool(session_principal, request)
     if not token:
         raise ApiProblem(401, "unauthenticated", "send an API key in X-API-Key or Authorization: Bearer, "
                          "or sign in at /ui/", headers={"WWW-Authenticate": "Bearer"})
-    who = authenticate(request.app.state.engine, token)
+    cache = getattr(request.app.state, "key_cache", None)
+    who = cache.get(token) if cache is not None else None
+    if who is not None:
+        return who
+    who = await run_in_threadpool(authenticate, request.app.state.engine, token)
+    if who is not None and cache is not None:
+        cache.put(token, who)
     if who is None:
         raise ApiProblem(401, "invalid-key", "the API key is unknown or revoked; ask an admin for a new one",
                          headers={"WWW-Authenticate": "Bearer"})
     return who
 
 
-def optional_principal(
+async def optional_principal(
     request: Request,
     key: str | None = Security(api_key_header),
     cred: HTTPAuthorizationCredentials | None = Security(bearer),
 ) -> Principal | None:
     """The caller, or None when the request carries no valid credentials (for "am I signed in?" probes)."""
     try:
-        return current_principal(request, key, cred)
+        return await current_principal(request, key, cred)
     except ApiProblem:
         return None
 
@@ -99,7 +112,7 @@ def require(*roles: Role) -> Callable[..., Principal]:
     """Dependency: the caller, who must hold one of ``roles`` (403 problem otherwise)."""
     allowed = frozenset(roles)
 
-    def _check(who: Principal = Depends(current_principal)) -> Principal:
+    async def _check(who: Principal = Depends(current_principal)) -> Principal:
         if who.role not in allowed:
             raise ApiProblem(403, "forbidden", f"role {who.role.value} may not do this; allowed: "
                              + ", ".join(sorted(r.value for r in allowed)))

@@ -78,6 +78,10 @@ class ModelRegistry:
                     logger.info("loaded model %s %s", name, s.metadata.version)
         return s.predictor
 
+    def loaded(self, name: str) -> Predictor | None:
+        """The predictor if it is loaded already (never loads)."""
+        return self.served(name).predictor
+
     def batcher(self, name: str) -> Any:
         """A :class:`~serving.batching.MicroBatcher` for predictors with ``predict_batch``, else None."""
         s = self.served(name)

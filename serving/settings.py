@@ -31,6 +31,8 @@ class ApiSettings(BaseSettings):
         session_idle_minutes: ... or after this long without a request.
         trusted_proxies: addresses of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are believed (the audit
             log's client address); empty: none, the socket peer is the client (a client cannot spoof its address).
+        key_cache_seconds: an API key's principal is cached this long (a key revoked through another process or
+            the CLI stops working within it; revoked through this server's API, at once); 0: a database read per call.
         cookie_secure: session cookies carry ``Secure`` (browsers still send them to http://localhost; turn off
             only behind a TLS-terminating proxy that rewrites nothing, never on a plain-http network).
     """
@@ -54,6 +56,7 @@ class ApiSettings(BaseSettings):
     session_idle_minutes: float = 60.0
     cookie_secure: bool = True
     trusted_proxies: list[str] = Field(default_factory=list)
+    key_cache_seconds: float = 5.0
 
     def db_url(self) -> str:
         """The database URL (SQLite under ``MEDAI_HOME`` unless set)."""

@@ -113,6 +113,11 @@ class RiskPredictor(Predictor):
     #: which scoring path answers: "compiled" (``compiled.json``, plain arrays) or "reference" (the pipeline)
     engine: str = "reference"
 
+    @property
+    def answers_inline(self) -> bool:
+        """Whether one prediction is cheap enough (tens of microseconds) to run on a server's event loop."""
+        return self.engine == "compiled"
+
     def load(self, compiled: bool = True, **kwargs: Any) -> None:
         """Read ``inference.json``, the spec (``metadata.input_contract``) and ``model.skops`` (or ``model/``).
 

@@ -9,6 +9,7 @@ coerced.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from enum import StrEnum
@@ -161,9 +162,9 @@ class CohortSpec(BaseModel):
     citation: str = ""
     licence: str = ""
 
-    @property
+    @functools.cached_property
     def names(self) -> list[str]:
-        """Factor names in column order."""
+        """Factor names in column order (computed once: a spec is not changed after it is built)."""
         return [f.name for f in self.features]
 
     def feature(self, name: str) -> FeatureSpec:

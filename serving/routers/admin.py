@@ -83,6 +83,9 @@ def revoke(key_id: str, request: Request, who: Principal = Depends(admin_only),
                          "revoking it would lock every admin out; create another admin key first")
     if not revoke_key(engine, key_id):
         raise ApiProblem(404, "key-not-found", f"no active key {key_id}")
+    cache = getattr(request.app.state, "key_cache", None)
+    if cache is not None:  # this process stops accepting it at once (others within key_cache_seconds)
+        cache.clear()
     audit.record(engine, who, request, "revoke", "key", key_id, 204)
 
 

@@ -1,0 +1,1 @@
+"""Baseline servers the benches run beside medai in the same script."""
