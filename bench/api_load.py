@@ -215,8 +215,7 @@ def phases(name: str, workers: int, base_row: dict[str, Any], proc: subprocess.P
                  server_cpu_ms_per_req=round((cpu_s(proc.pid) - cpu0) / n * 1000, 3), **base_row)
         out.append(r)
         ERR.print(f"  {name:6s} w={workers} c={c}: {r['throughput_rps']:7.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
-              f"p99 {r['p99_ms']:6.2f} ms  cpu {r['server_cpu_ms_per_req']:.2f} ms/req  errors {r['errors']}",
-              file=sys.stderr, flush=True)
+              f"p99 {r['p99_ms']:6.2f} ms  cpu {r['server_cpu_ms_per_req']:.2f} ms/req  errors {r['errors']}")
     return out
 
 
