@@ -66,10 +66,12 @@ def make_study_analyse(store: StudyStore, models: ModelRegistry, deidentify: boo
     def analyse(study_uid: str, work: Path, out_dir: Path, progress: Callable[[str], None],
                 kinds: Sequence[str] | None = None) -> dict[str, str]:
         from medai.analyses.runner import run_study_analyses
+        from medai.libwarnings import capture
 
-        study = prepare_study(store, study_uid, work, deidentify, progress)
-        outs = run_study_analyses(study, out_dir, kinds=list(kinds) if kinds else None, models=models.get,
-                                  progress=progress)
+        with capture():  # ingest's library warnings join the report's flags (and this job's log), not stderr
+            study = prepare_study(store, study_uid, work, deidentify, progress)
+            outs = run_study_analyses(study, out_dir, kinds=list(kinds) if kinds else None, models=models.get,
+                                      progress=progress)
         files = {k: p.name for k, p in outs.files.items()}
         store_derived(store, out_dir, files, out_dir.name)
         return files

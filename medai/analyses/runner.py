@@ -27,6 +27,7 @@ from medai.analyses.base import Correction
 from medai.domain.prediction import Prediction, QualityFlag, QualityStatus, Report, Review, Severity
 from medai.domain.study import Study
 from medai.errors import MedaiError, SeriesSelectionError
+from medai.libwarnings import Caught, capture
 
 if TYPE_CHECKING:
     from medai.inference.predictor import Predictor
@@ -329,8 +330,15 @@ def run_study_analyses(
             study's series).
         MedaiError: a requested analysis failed (nothing is written).
     """
-    out_dir = Path(out_dir)
+    with capture() as caught:  # pydicom/highdicom warnings become the report's INFO flags, not terminal noise
+        return _run_study_analyses(study, Path(out_dir), kinds, models, progress, extra_timings, config_dir,
+                                   step_dir, corrections, caught)
 
+
+def _run_study_analyses(study: Study, out_dir: Path, kinds: Sequence[str] | None, models: ModelProvider | None,
+                        progress: Callable[[str], None] | None, extra_timings: dict[str, float] | None,
+                        config_dir: Path | None, step_dir: Path | None,
+                        corrections: Mapping[str, Correction] | None, caught: Caught) -> StudyOutputs:
     def tell(stage: str) -> None:
         if progress is not None:
             progress(stage)
@@ -373,6 +381,8 @@ def run_study_analyses(
     if not results:
         raise failures[0]
     report = compose_report(study, results, study_flags)
+    lib_flags = caught.flags()  # ingest and analysis so far: they reach the SR and PDF too
+    report.flags.extend(lib_flags)
     by_kind = {a.kind: a for a in analyses}
     tell("rendering")
     t0 = time.perf_counter()
@@ -385,6 +395,10 @@ def run_study_analyses(
         files, errors = _render(study, report, results, by_kind, tmp)
         timings["rendering"] = time.perf_counter() - t0
         report.summary["timings_s"] = timings
+        report.flags = [f for f in report.flags if f not in lib_flags] + caught.flags()  # and rendering's
+        if len(caught):
+            report.summary["library_warnings"] = caught.items()
+            caught.log(study.StudyInstanceUID)
         from medai.reports.json_report import write_json
 
         write_json(report, path=tmp / "report.json")  # last: it records every stage's time

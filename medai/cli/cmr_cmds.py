@@ -20,9 +20,10 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
     from medai.analyses.runner import package_provider, run_study_analyses, select_analyses
     from medai.dicom.ingest import ingest
     from medai.errors import SeriesSelectionError
+    from medai.libwarnings import capture
 
     console = Console()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+    with capture(), Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=True) as bar:
         task = bar.add_task("ingesting DICOM", total=None)
         t0 = time.perf_counter()
@@ -79,9 +80,18 @@ def _analyze(source: Path, out: Path, model: str | None, study_uid: str | None =
             table.add_row(m.code.meaning, method, f"{m.value:.1f}", m.unit.display or m.unit.code, ref,
                           f"[{style}]{m.flag}[/]" if style else str(m.flag))
         console.print(table)
+    from medai.libwarnings import is_library_flag
+
     for f in outputs.report.flags:
+        if is_library_flag(f.code):
+            continue
         colour = {"error": "red", "warning": "yellow"}.get(str(f.severity), "dim")
         console.print(f"[{colour}]{f.severity}[/] {f.code}: {f.message}")
+    lib = outputs.report.summary.get("library_warnings", [])
+    if lib:  # one line here; each distinct message is an INFO flag in report.json (and a log line with -v)
+        console.print(f"[dim]info[/] {sum(d['count'] for d in lib)} warnings from "
+                      f"{'/'.join(sorted({d['library'] for d in lib}))} about the source files "
+                      f"({len(lib)} distinct; listed in report.json library_warnings)")
     for section in outputs.report.sections:
         q = section.quality
         if q is not None:
