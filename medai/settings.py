@@ -23,6 +23,10 @@ class MedaiSettings(BaseSettings):
     """Real data root (defaults to ``../shared/data`` beside the repository when it exists)."""
     packages_dir: Path = REPO_ROOT / "models" / "packages"
     """Where the shipped default model packages live."""
+    precision: str = "float32"
+    """The cine segmentation network's arithmetic: ``float32`` (the reference) or ``bfloat16`` (CPU autocast, about
+    2x faster inference where the CPU has native bf16, AVX512-BF16/AMX; ACDC val Dice within 0.0002 of float32,
+    checked by ``bench/cmr_analyze.py``; slower than float32 on CPUs without it)."""
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -59,15 +59,43 @@ def _label_table(cfg: CineSegInferenceConfig, meta_labels: list[dict[str, Any]])
     return tuple(out)
 
 
+def argmax_classes(prob: np.ndarray) -> np.ndarray:
+    """``prob.argmax(1)`` for ``(N, C, ...)`` scores with few classes, as C-1 whole-slab comparisons (about 5x
+    faster than numpy's and torch's argmax over a non-last axis); the first maximum wins ties, as there."""
+    best = prob[:, 0].copy()
+    idx = np.zeros(best.shape, dtype=np.intp)
+    for c in range(1, prob.shape[1]):
+        better = prob[:, c] > best
+        idx[better] = c
+        np.maximum(best, prob[:, c], out=best)
+    return idx
+
+
 @PREDICTORS.register("cine_sax_seg")
 class CineSegPredictor(Predictor):
     """Cine SAX segmentation (LV blood pool, LV myocardium, RV blood pool) and function analysis."""
 
     input_kind = "study"
 
-    def load(self, device: str = "cpu", **kwargs: Any) -> None:
-        """Read ``inference.json`` and the weights; build the registered network in eval mode."""
+    #: the network's arithmetic: ``"float32"`` (the reference) or ``"bfloat16"`` (CPU autocast: about 2x faster
+    #: where the CPU has native bf16 (AVX512-BF16/AMX); labels may differ at a few boundary pixels, so
+    #: ``bench/cmr_analyze.py`` checks ACDC val Dice against float32)
+    precision: str = "float32"
+
+    def load(self, device: str = "cpu", precision: str | None = None, **kwargs: Any) -> None:
+        """Read ``inference.json`` and the weights; build the registered network in eval mode, channels-last
+        (the same arithmetic as contiguous NCHW, about 25% faster on CPU convolutions).
+
+        ``precision``: ``"float32"`` or ``"bfloat16"``; default ``MEDAI_PRECISION`` (float32)."""
         import torch
+
+        if precision is None:
+            from medai.settings import get_settings
+
+            precision = get_settings().precision
+        if precision not in ("float32", "bfloat16"):
+            raise ConfigError(f"precision {precision!r} (MEDAI_PRECISION): use float32 or bfloat16")
+        self.precision = precision
 
         cfg_path = self.package_dir / "inference.json"
         if not cfg_path.is_file():
@@ -81,7 +109,7 @@ class CineSegPredictor(Predictor):
                               "(slice-wise) networks only")
         self.device = torch.device(device)
         self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
-                                device)
+                                device).to(memory_format=torch.channels_last)
         self.labels = _label_table(self.config, self.metadata.labels)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -198,8 +226,10 @@ class CineSegPredictor(Predictor):
             if box is not None:
                 x = x[:, box[0] : box[1], box[2] : box[3]]
             padded, (sy, sx) = pad_to_divisor(x, self.config.size_divisor)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                        enabled=self.precision == "bfloat16"):
                 t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
+                t = t.contiguous(memory_format=torch.channels_last)
                 prob_t = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx]
                 if stats is not None:
                     from medai.quality.uncertainty import slice_stats
@@ -218,7 +248,7 @@ class CineSegPredictor(Predictor):
                 prob = full
             if not step.is_identity:
                 prob = step.invert_image(prob)
-            out[i : i + len(x)] = values[prob.argmax(1)]
+            out[i : i + len(x)] = values[argmax_classes(prob)]
         return out
 
     # ------------------------------------------------------------------------------------------------------------

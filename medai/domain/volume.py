@@ -19,7 +19,8 @@ from medai.domain.codes import Code
 
 
 def affine_from_dicom(
-    position: Sequence[float], orientation: Sequence[float], pixel_spacing: Sequence[float], slice_vector: Sequence[float]
+    position: Sequence[float], orientation: Sequence[float], pixel_spacing: Sequence[float],
+    slice_vector: Sequence[float],
 ) -> np.ndarray:
     """Build the (z, y, x) -> LPS affine from DICOM geometry.
 
