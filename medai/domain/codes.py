@@ -25,8 +25,7 @@ class Code(BaseModel):
 
 
 class Unit(BaseModel):
-    """A UCUM unit: ``code`` is the UCUM expression (``"mL"``, ``"%"``, ``"g"``, ``"mL/m2"``), ``display`` for
-    people."""
+    """A UCUM unit: ``code`` is the UCUM expression (``"mL"``, ``"%"``, ``"mL/m2"``), ``display`` for people."""
 
     model_config = ConfigDict(frozen=True)
 
