@@ -37,8 +37,13 @@ DEFAULT_LABEL_CODES: dict[str, tuple[str, str, tuple[int, int, int]]] = {
     "myo": ("74281007", "Myocardium", (40, 180, 60)),
     "rv": ("53085002", "Right ventricle", (40, 90, 230)),
 }
-#: Slices per forward pass.
+#: Slices per forward pass (at most; see :data:`PASS_PIXELS`).
 CHUNK = 24
+#: Pixels per forward pass at most: the network's activations grow with them (24 slices of a 240x240 field of
+#: view took 150 MB; 24 heart crops of 144x144, 19 MB).
+PASS_PIXELS = 600_000
+#: Slices whose class scores are mapped back to the source grid at once (full-grid float32 scores are large).
+MAP_CHUNK = 8
 #: Margin (mm) around the heart's bounding box in frame 0 within which the other frames are segmented.
 ROI_MARGIN_MM = 30.0
 
@@ -61,9 +66,10 @@ def _label_table(cfg: CineSegInferenceConfig, meta_labels: list[dict[str, Any]])
 
 def argmax_classes(prob: np.ndarray) -> np.ndarray:
     """``prob.argmax(1)`` for ``(N, C, ...)`` scores with few classes, as C-1 whole-slab comparisons (about 5x
-    faster than numpy's and torch's argmax over a non-last axis); the first maximum wins ties, as there."""
+    faster than numpy's and torch's argmax over a non-last axis); the first maximum wins ties, as there. uint8
+    indices (an eighth of numpy's intp) for up to 256 classes."""
     best = prob[:, 0].copy()
-    idx = np.zeros(best.shape, dtype=np.intp)
+    idx = np.zeros(best.shape, dtype=np.uint8 if prob.shape[1] <= 256 else np.intp)
     for c in range(1, prob.shape[1]):
         better = prob[:, c] > best
         idx[better] = c
@@ -154,18 +160,32 @@ class CineSegPredictor(Predictor):
         n_t, n_z, ny, nx = frames.shape
         t0 = time.perf_counter()
         step = InplaneResample.to_spacing(volume, cfg.target_spacing_mm if resample else None)
-        # per-frame normalisation, as in training (each ED/ES volume is normalised on its own)
-        prep = np.stack([normalize_intensity(step.image(f), cfg.p_low, cfg.p_high) for f in frames])
-        t1 = time.perf_counter()
+        prep_s = 0.0
+
+        def prepared(ts: range) -> np.ndarray:
+            """Frames ``ts`` resampled and normalised, as ``(len(ts) * Z, Y', X')`` slices. Per frame, as in
+            training (each ED/ES volume is normalised on its own), and only a forward pass's worth at a time: a
+            whole prepared copy of the 4-D study would double the analysis' memory."""
+            nonlocal prep_s
+            t = time.perf_counter()
+            x = np.concatenate([normalize_intensity(step.image(frames[i]), cfg.p_low, cfg.p_high) for i in ts])
+            prep_s += time.perf_counter() - t
+            return x
+
+        first = prepared(range(1))
         if progress is not None:
             progress("inference")
         out = np.empty((n_t, n_z, ny, nx), dtype=np.uint8)
         stats: list[np.ndarray] | None = [] if uncertainty is not None else None
-        out[0] = self._segment_slices(prep[0], step, None, stats)
+        out[0] = self._segment_slices(first, step, None, stats)
+        del first
         box = self._roi(out[0], step) if (roi and n_t > 1) else None
-        if n_t > 1:
-            rest = self._segment_slices(prep[1:].reshape(-1, *prep.shape[-2:]), step, box, stats)
-            out[1:] = rest.reshape(n_t - 1, n_z, ny, nx)
+        per = max(1, CHUNK // n_z)  # frames per forward pass
+        for a in range(1, n_t, per):
+            ts = range(a, min(n_t, a + per))
+            out[ts.start : ts.stop] = self._segment_slices(prepared(ts), step, box, stats).reshape(
+                len(ts), n_z, ny, nx)
+        t1 = t0 + prep_s
         if uncertainty is not None and stats:
             all_stats = np.concatenate(stats)
             uncertainty["slice_stats"] = all_stats.reshape(n_t, n_z, *all_stats.shape[1:])
@@ -221,8 +241,10 @@ class CineSegPredictor(Predictor):
         ny, nx = step.in_shape
         out = np.empty((n, ny, nx), dtype=np.uint8)
         values = None
-        for i in range(0, n, CHUNK):
-            x = slices[i : i + CHUNK]
+        h, w = (box[1] - box[0], box[3] - box[2]) if box is not None else slices.shape[-2:]
+        chunk = max(1, min(CHUNK, PASS_PIXELS // (h * w)))  # a full field of view takes fewer slices per pass
+        for i in range(0, n, chunk):
+            x = slices[i : i + chunk]
             if box is not None:
                 x = x[:, box[0] : box[1], box[2] : box[3]]
             padded, (sy, sx) = pad_to_divisor(x, self.config.size_divisor)
@@ -241,14 +263,16 @@ class CineSegPredictor(Predictor):
                 for v in self.config.labels.values():
                     if 0 < v < prob.shape[1]:
                         values[v] = v
-            if box is not None:
-                full = np.zeros((len(x), prob.shape[1], *step.out_shape), dtype=np.float32)
-                full[:, 0] = 1.0
-                full[:, :, box[0] : box[1], box[2] : box[3]] = prob
-                prob = full
-            if not step.is_identity:
-                prob = step.invert_image(prob)
-            out[i : i + len(x)] = values[argmax_classes(prob)]
+            for j in range(0, len(x), MAP_CHUNK):  # back to the source grid a few slices at a time (memory)
+                part = prob[j : j + MAP_CHUNK]
+                if box is not None:
+                    full = np.zeros((len(part), part.shape[1], *step.out_shape), dtype=np.float32)
+                    full[:, 0] = 1.0
+                    full[:, :, box[0] : box[1], box[2] : box[3]] = part
+                    part = full
+                if not step.is_identity:
+                    part = step.invert_image(part)
+                out[i + j : i + j + len(part)] = values[argmax_classes(part)]
         return out
 
     # ------------------------------------------------------------------------------------------------------------
