@@ -23,8 +23,11 @@ reference values); models exposing ``modality_contributions`` also report the we
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -311,7 +314,15 @@ class RiskPredictor(Predictor):
 
         Raises:
             InputValidationError: every offending field of every row, each detail carrying its ``row`` index.
+
+        Time grows linearly with the rows: Python's cyclic garbage collector is paused while the batch's (acyclic)
+        result objects are built; its full passes over every live object made 10,000 rows cost 1.8x per row what
+        1,000 did.
         """
+        with gc_paused():
+            return self._predict_batch(rows)
+
+    def _predict_batch(self, rows: list[dict[str, Any]] | pd.DataFrame) -> list[Prediction]:
         if isinstance(rows, pd.DataFrame):
             rows = [
                 {k: (None if (isinstance(v, float) and np.isnan(v)) else v) for k, v in r.items()}
@@ -340,6 +351,18 @@ class RiskPredictor(Predictor):
             )
             for i, (e, c) in enumerate(zip(ests, cleans, strict=True))
         ]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector in the block (reference counting still frees everything acyclic)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 PREDICTORS.add("risk_model", RiskPredictor)

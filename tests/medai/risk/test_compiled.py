@@ -144,3 +144,29 @@ def test_compile_risk_cli_writes_and_lists_the_file(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "compiled.json written" in res.output and COMPILED_FILE in read_metadata(pkg).files
     assert Predictor.from_package(pkg).engine == "compiled"
+
+
+def test_predict_batch_pauses_the_collector_only_while_it_runs() -> None:
+    """The cyclic GC is off during a batch (linear time) and back on afterwards, also when the batch is refused."""
+    import gc
+
+    from medai.errors import InputValidationError
+    from medai.inference.predictor import Predictor
+    from medai.risk import predictor as risk_predictor
+
+    p = Predictor.from_package("stroke_ist_death_6m")
+    seen: list[bool] = []
+    real = p._predict_batch
+    p._predict_batch = lambda rows: (seen.append(gc.isenabled()), real(rows))[1]  # type: ignore[method-assign]
+    good = {"AGE": 70, "SEX": "F", "RDELAY": 4, "RCONSC": "F", "RSBP": 140, "STYPE": "TACS"}
+    assert len(p.predict_batch([good, good])) == 2
+    with pytest.raises(InputValidationError):
+        p.predict_batch([good, {**good, "AGE": "old"}])
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        with risk_predictor.gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()
