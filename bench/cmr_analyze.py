@@ -14,8 +14,9 @@ them, :func:`medai.analyses.runner.package_provider`):
   whole analysis is printed too.
 
 Then: peak RSS of a warm analysis above the idle process (heap trimmed first) against ``2 x`` the study's float32
-bytes plus the model, and the numpy + Python allocation peak of one run (``tracemalloc``); ``medai analyze`` cold (a fresh process, models loaded from disk) ``--cold`` times; and the Dice check:
-ACDC val (``splits.csv``) through the predictor (float32 and bfloat16) against the committed
+bytes plus the model, and the numpy + Python allocation peak of one run (``tracemalloc``); ``medai analyze`` cold
+(a fresh process, models loaded from disk) ``--cold`` times; and the Dice check: ACDC val (``splits.csv``) through
+the predictor (float32 and bfloat16) against the committed
 ``models/packages/heart_mr_cine_seg/evaluation/acdc_val.json`` (must not move by more than 0.002).
 
 Usage::
