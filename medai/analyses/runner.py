@@ -9,6 +9,8 @@ half-written result.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import json
 import logging
 import os
@@ -239,6 +241,10 @@ def _render(study: Study, report: Report, results: Sequence[AnalysisResult], ana
             errors[name] = f"{type(exc).__name__}: {exc}"
             return False
 
+    # the PDF's figures (matplotlib's object API, no pyplot state) are drawn in a thread while the SEG and SR are
+    # built: their zlib/PNG/Agg work releases the GIL
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="figures")
+    fig_jobs = {r.kind: pool.submit(contextvars.copy_context().run, analyses[r.kind].figures, r) for r in results}
     # DICOM SEG first: the SR references them
     from medai.reports.seg import write_seg
 
@@ -260,11 +266,12 @@ def _render(study: Study, report: Report, results: Sequence[AnalysisResult], ana
     figures: dict[str, dict[str, bytes]] = {}
     for r in results:
         try:
-            figures[r.kind] = analyses[r.kind].figures(r)
+            figures[r.kind] = fig_jobs[r.kind].result()
         except Exception as exc:  # noqa: BLE001 -- figures are optional; flagged below
             logger.exception("figures of %s failed", r.kind)
             errors[f"figures_{r.kind}"] = f"{type(exc).__name__}: {exc}"
             figures[r.kind] = {}
+    pool.shutdown()
     pages = [pdf_kit.PdfPage(section=r.section, analysis=analyses[r.kind], figures=figures[r.kind]) for r in results]
     if attempt("pdf", lambda: pdf_kit.write_study_pdf(report, pages, tmp / "report.pdf")):
         files["pdf"] = tmp / "report.pdf"
