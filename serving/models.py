@@ -32,6 +32,8 @@ class Served:
     metadata: ModelMetadata
     predictor: Predictor | None = None
     batcher: Any = None
+    #: for ``models:/`` references: the registered version the package is (what an alias poll compares)
+    registry_version: str | None = None
 
 
 class ModelRegistry:
@@ -51,6 +53,12 @@ class ModelRegistry:
         ref = self.refs.get(name)
         if ref is None:
             raise ModelNotFoundError(f"model {name!r} is not served here; GET /v1/models lists the served models")
+        if ref.startswith("models:/"):  # pin the alias to a version first: the package is that version's
+            from medai.inference.mlflow_registry import parse_models_uri, registry_version
+
+            version = registry_version(ref)
+            pkg = resolve_package(f"models:/{parse_models_uri(ref)[0]}/{version}")
+            return Served(ref=ref, package=pkg, metadata=read_metadata(pkg), registry_version=version)
         pkg = resolve_package(ref)
         return Served(ref=ref, package=pkg, metadata=read_metadata(pkg))
 
@@ -115,24 +123,36 @@ class ModelRegistry:
             self._served[name] = fresh
         if old is not None and old.batcher is not None:
             old.batcher.close()
-        if old is None or old.metadata.version != fresh.metadata.version:
-            logger.info("model %s now at version %s", name, fresh.metadata.version)
+        if old is None or (old.registry_version, old.metadata.version) != (fresh.registry_version,
+                                                                            fresh.metadata.version):
+            logger.info("model %s now at version %s (registry version %s)", name, fresh.metadata.version,
+                        fresh.registry_version)
         return fresh
 
     def poll_aliases(self) -> list[str]:
-        """Reload every ``models:/`` model whose alias now resolves to another version; returns the reloaded."""
+        """Reload every ``models:/`` model whose alias now names another registered version; returns the reloaded.
+
+        Compares registry versions (one small registry call per model, no download), not ``metadata.version``:
+        a retrained package often keeps its recipe's version string."""
+        from medai.inference.mlflow_registry import registry_version
+
         changed = []
         for name, ref in list(self.refs.items()):
             if not ref.startswith("models:/"):
                 continue
             try:
-                meta = read_metadata(resolve_package(ref))
+                version = registry_version(ref)
             except Exception:  # noqa: BLE001 -- registry unreachable: keep serving the loaded version
                 logger.warning("could not re-resolve %s", ref, exc_info=True)
                 continue
             cur = self._served.get(name)
-            if cur is None or cur.metadata.version != meta.version:
-                self.reload(name)
+            if cur is None or cur.registry_version != version:
+                try:
+                    self.reload(name)
+                except Exception:  # noqa: BLE001 -- a broken new version: keep serving the loaded one
+                    logger.exception("could not load %s version %s; still serving %s", name, version,
+                                     cur.registry_version if cur else None)
+                    continue
                 changed.append(name)
         return changed
 
@@ -142,7 +162,8 @@ class ModelRegistry:
         m = s.metadata
         card = s.package / "MODEL_CARD.md"
         out: dict[str, Any] = {
-            "name": name, "ref": s.ref, "version": m.version, "task": m.task, "input_kind": self.input_kind(name),
+            "name": name, "ref": s.ref, "version": m.version, "registry_version": s.registry_version,
+            "task": m.task, "input_kind": self.input_kind(name),
             "description": m.description, "intended_use": m.intended_use, "input_contract": m.input_contract,
             "output_contract": m.output_contract, "metrics": m.metrics, "licence": m.licence,
             "model_card": card.read_text() if card.is_file() else "",

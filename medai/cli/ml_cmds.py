@@ -46,9 +46,16 @@ def register(app: typer.Typer) -> None:
         extra = {"split": split} if split else {}  # only the evaluators of split-aware formats take it
         evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package, **extra)
 
-    @app.command("models")
-    def list_models(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    models_app = typer.Typer(help="Shipped model packages and the MLflow registry: list, promote.",
+                             invoke_without_command=True, no_args_is_help=False)
+    app.add_typer(models_app, name="models")
+
+    @models_app.callback()
+    def list_models(ctx: typer.Context,
+                    as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
         """List the shipped model packages (name, version, task, predictor, licence, key metrics)."""
+        if ctx.invoked_subcommand is not None:
+            return
         import json
 
         from rich.console import Console
@@ -67,3 +74,20 @@ def register(app: typer.Typer) -> None:
             metrics = ", ".join(f"{k}={v:.3f}" for k, v in list(m.metrics.items())[:4])
             table.add_row(m.name, m.version, m.task, m.predictor, m.licence, metrics)
         Console().print(table)
+
+    @models_app.command("promote")
+    def promote(
+        name: str = typer.Argument(..., help="registered model name, e.g. cardio_hf299_death"),
+        version: str = typer.Argument(..., help="registered version to promote"),
+        alias: str = typer.Option("production", "--alias", help="alias to move to this version"),
+        evaluation: Path | None = typer.Option(None, "--evaluation", exists=True, dir_okay=False,
+                                               help="evaluation JSON (medai evaluate) to attach first"),
+        by: str = typer.Option("", "--by", help="who promotes (recorded; default: the OS user)"),
+    ) -> None:
+        """Move ALIAS to VERSION after checking it carries an evaluation JSON; records who and when. A server
+        polling the alias (MEDAI_API_RELOAD_POLL_SECONDS) swaps the new version in without a restart."""
+        from medai.inference.mlflow_registry import promote as do_promote
+
+        r = do_promote(name, version, alias, by=by, evaluation=evaluation)
+        typer.echo(f"{r['name']} version {r['version']} is now {r['alias']!r} (was {r['previous'] or 'unset'}); "
+                   f"promoted by {r['by']} at {r['at']}; evaluation: {', '.join(r['evaluations'])}")

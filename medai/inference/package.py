@@ -131,20 +131,6 @@ def resolve_package(ref: str | Path) -> Path:
 
 
 def _download_registered(uri: str) -> Path:
-    import importlib
+    from medai.inference.mlflow_registry import download
 
-    try:
-        artifacts = importlib.import_module("mlflow.artifacts")
-        mlflow = importlib.import_module("mlflow")
-    except ImportError as exc:  # pragma: no cover
-        raise ModelNotFoundError(f"cannot resolve {uri}: MLflow is not installed") from exc
-    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
-    dest = get_settings().home / "registry-cache" / uri.removeprefix("models:/").replace("/", "_").replace("@", "_")
-    try:
-        local = Path(artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    except Exception as exc:  # MLflow raises its own exception types
-        raise ModelNotFoundError(f"cannot resolve {uri}: {exc}") from exc
-    hits = list(local.rglob(METADATA_FILE))
-    if not hits:
-        raise ModelNotFoundError(f"{uri} holds no medai model package ({METADATA_FILE} missing)")
-    return hits[0].parent
+    return download(uri)  # once per registered version (versions are immutable)

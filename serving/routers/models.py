@@ -36,6 +36,8 @@ class ModelOut(BaseModel):
     name: str
     ref: str
     version: str
+    registry_version: str | None = Field(None, description="for models:/ references: the registered version "
+                                         "served (an alias's promotion swaps it)")
     task: str
     input_kind: str
     description: str = ""
