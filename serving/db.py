@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Integer,
@@ -49,7 +51,7 @@ instances = Table(
     Column("series_number", Integer, nullable=True),
     Column("instance_number", Integer, nullable=True),
     Column("sha256", String(64), nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("created", Float, nullable=False),
     Column("derived", Integer, nullable=False, default=0),
     Column("source_job", String(32), nullable=True, index=True),  # the job that derived it (SEG/SR)
@@ -65,7 +67,7 @@ jobs = Table(
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
     Column("created_by", String(32), nullable=False, default=""),
-    Column("lease_owner", String(64), nullable=True),
+    Column("lease_owner", String(255), nullable=True),
     Column("lease_expires", Float, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("stage", String(64), nullable=False, default=""),
@@ -134,7 +136,7 @@ report_versions = Table(  # version 1 is the job's own result; corrections add v
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("time", Float, nullable=False),
     Column("user", String(64), nullable=False),
     Column("role", String(32), nullable=False),
@@ -147,7 +149,8 @@ audit = Table(
 
 
 def make_engine(url: str) -> Engine:
-    """Engine for ``url``; SQLite gets WAL, a busy timeout and full fsync so commits are durable."""
+    """Engine for ``url``, its schema migrated to the newest revision (:func:`migrate`); SQLite gets WAL, a busy
+    timeout and full fsync so commits are durable."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -160,18 +163,42 @@ def make_engine(url: str) -> Engine:
             cur.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    _forbid_audit_changes(engine)
+    migrate(engine)
     return engine
 
 
-def _forbid_audit_changes(engine: Engine) -> None:
-    """Make the audit table append-only in the database itself (SQLite triggers)."""
-    if engine.dialect.name != "sqlite":
-        return
-    with engine.begin() as conn:
-        for op in ("UPDATE", "DELETE"):
-            conn.exec_driver_sql(
-                f"CREATE TRIGGER IF NOT EXISTS audit_no_{op.lower()} BEFORE {op} ON audit "
-                "BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END"
-            )
+#: the revision a database made by wave 2's ``create_all`` (tables, no ``alembic_version``) is at
+BASELINE = "0001"
+#: a fixed key for PostgreSQL's advisory lock: one process migrates at a time
+_MIGRATION_LOCK = 727_001
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with the Alembic migrations in ``serving/migrations``.
+
+    Safe to call from every process at start-up: PostgreSQL serialises them with an advisory lock, SQLite with a
+    lock file beside the database. A database from before migrations (tables, no ``alembic_version``) is stamped at
+    :data:`BASELINE` first, so its rows are kept and only the later revisions run.
+    """
+    import contextlib
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    with contextlib.ExitStack() as stack:
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            import fcntl
+
+            fh = stack.enter_context(open(f"{engine.url.database}.migrate.lock", "a"))  # noqa: SIM115
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            cfg.attributes["connection"] = conn
+            tables = set(inspect(conn).get_table_names())
+            if "alembic_version" not in tables and "api_keys" in tables:
+                command.stamp(cfg, BASELINE)
+            command.upgrade(cfg, revision)

@@ -14,7 +14,8 @@ class ApiSettings(BaseSettings):
     """Settings of the decision-support service.
 
     Attributes:
-        database_url: SQLAlchemy URL; default SQLite ``$MEDAI_HOME/api.db`` (PostgreSQL: ``postgresql://user:pass@host/db``).
+        database_url: SQLAlchemy URL; default SQLite ``$MEDAI_HOME/api.db`` (PostgreSQL:
+            ``postgresql+psycopg2://user:pass@host/db``). The schema is migrated (Alembic) at start-up.
         storage_root: content-addressed blobs and analysis results; default ``$MEDAI_HOME/api-store``.
         max_upload_bytes: request bodies above this are refused with 413 (bytes).
         retention_days: studies older than this are purged with their files (0 keeps them forever).

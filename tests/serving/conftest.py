@@ -75,11 +75,59 @@ class Api:
         return {"X-API-Key": self.keys[role]}
 
 
+POSTGRES_SH = Path(__file__).resolve().parents[2] / ".ci" / "postgres.sh"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the session (``.ci/postgres.sh``): its superuser URL. Skips when absent."""
+    state = tmp_path_factory.mktemp("postgres")
+    r = subprocess.run(["bash", str(POSTGRES_SH), "start", str(state)], capture_output=True, text=True, timeout=120)
+    if r.returncode == 3:
+        pytest.skip(f"PostgreSQL not available: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    try:
+        yield r.stdout.split()[1]
+    finally:
+        subprocess.run(["bash", str(POSTGRES_SH), "stop", str(state)], timeout=60)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules that set ``BACKENDS`` run every test that uses the database on each of them."""
+    backends = getattr(metafunc.module, "BACKENDS", None)
+    if backends and "database_url" in metafunc.fixturenames:
+        metafunc.parametrize("database_url", backends, indirect=True)
+
+
 @pytest.fixture
-def api(tmp_path: Path, tiny_cine: Path) -> Iterator[Api]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The test's database: SQLite in ``tmp_path`` (default), or a fresh database on :func:`pg_server`."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'api.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    base = request.getfixturevalue("pg_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def api(tmp_path: Path, tiny_cine: Path, database_url: str) -> Iterator[Api]:
     registry = ModelRegistry([RISK_MODEL])
     registry.put("heart_mr_cine_seg", Predictor.from_package(tiny_cine), ref=str(tiny_cine))
-    app = create_app(make_settings(tmp_path), models=registry)
+    app = create_app(make_settings(tmp_path, database_url=database_url), models=registry)
     with TestClient(app) as client:
         keys = {r: create_key(app.state.engine, r, f"test-{r.value}")[1] for r in Role}
         yield Api(client, keys)

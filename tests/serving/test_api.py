@@ -16,6 +16,9 @@ from serving.auth import Role
 from serving.problems import PROBLEM_MEDIA
 from tests.serving.conftest import RISK_MODEL, Api
 
+#: storage, jobs and audit through the API on both database backends (tests/serving/conftest.py)
+BACKENDS = ("sqlite", "postgresql")
+
 
 def wait_job(api: Api, job_id: str, timeout: float = 120.0) -> dict:
     t0 = time.time()

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from serving import audit, db
 from serving.auth import Principal, Role, create_key, revoke_key
 from tests.serving.conftest import RISK_MODEL, Api
+
+#: run on SQLite and on PostgreSQL (tests/serving/conftest.py)
+BACKENDS = ("sqlite", "postgresql")
 
 FACTORS = {"AGE": 71, "SEX": "M", "RDELAY": 3, "RCONSC": "F", "RSBP": 150, "STYPE": "PACS"}
 
@@ -48,12 +51,13 @@ def test_key_revoked_elsewhere_stops_within_the_ttl(api: Api, monkeypatch: pytes
     assert api.client.post(f"/v1/risk/{RISK_MODEL}", json=FACTORS, headers=h).status_code == 401
 
 
-def test_key_cache_ttl_zero_reads_the_database_every_call(tmp_path: Path, tiny_cine: Path) -> None:
+def test_key_cache_ttl_zero_reads_the_database_every_call(tmp_path: Path, tiny_cine: Path, database_url: str) -> None:
     from serving.app import create_app
     from serving.models import ModelRegistry
     from tests.serving.conftest import make_settings
 
-    app = create_app(make_settings(tmp_path, key_cache_seconds=0), models=ModelRegistry([RISK_MODEL]))
+    app = create_app(make_settings(tmp_path, key_cache_seconds=0, database_url=database_url),
+                     models=ModelRegistry([RISK_MODEL]))
     with TestClient(app) as client:
         key_id, key = create_key(app.state.engine, Role.CLINICIAN, "nocache")
         h = {"X-API-Key": key}
@@ -88,9 +92,8 @@ def test_concurrent_requests_each_leave_a_committed_audit_row(api: Api) -> None:
     assert _audit_count(api) - before == 40
 
 
-def test_audit_writer_batches_and_commits_every_row(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    db.metadata.create_all(engine)
+def test_audit_writer_batches_and_commits_every_row(database_url: str) -> None:
+    engine = db.make_engine(database_url)
     w = audit.AuditWriter(engine)
     rows = [{"time": float(i), "user": "u", "role": "clinician", "client": "", "action": "predict",
              "resource_type": "risk", "resource_id": f"m{i}", "status": 200} for i in range(300)]
@@ -114,9 +117,8 @@ def test_a_failed_audit_commit_fails_the_request(api: Api, monkeypatch: pytest.M
     assert r.status_code == 500
 
 
-def test_sync_record_waits_for_the_commit(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'b.db'}")
-    db.metadata.create_all(engine)
+def test_sync_record_waits_for_the_commit(database_url: str) -> None:
+    engine = db.make_engine(database_url)
 
     class Req:
         client = None
