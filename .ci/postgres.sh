@@ -12,6 +12,9 @@ if [ -z "$bin" ]; then
   command -v initdb >/dev/null && bin=$(dirname "$(command -v initdb)")
 fi
 [ -n "$bin" ] || { echo "PostgreSQL is not installed (apt-get install postgresql, or .ci/services.sh)" >&2; exit 3; }
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  echo "running as root and there is no postgres system user to run the server as" >&2; exit 3
+fi
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
