@@ -116,7 +116,8 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
         else:
             fn = make_study_analyse(store, registry, settings.deidentify)
         runner = JobRunner(engine, root / "results", fn, lease_seconds=settings.lease_seconds,
-                           threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts)
+                           threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts,
+                           callback_secret=settings.callback_key())
         app.state.settings, app.state.engine, app.state.store = settings, engine, store
         app.state.models, app.state.jobs = registry, runner
         app.state.key_cache = KeyCache(settings.key_cache_seconds)

@@ -7,6 +7,8 @@ job done, so a job completes exactly once and a re-run cannot duplicate its outp
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -57,23 +59,59 @@ class JobStatus:
     FAILED = "failed"
 
 
+#: the header that carries a callback's signature: ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>``
+SIGNATURE_HEADER = "X-Medai-Signature"
+#: callback delivery: attempts and the first backoff (doubled after each failure)
+CALLBACK_ATTEMPTS = 5
+CALLBACK_BACKOFF_S = 0.5
+
+
+def sign_callback(secret: bytes, body: bytes, timestamp: int | None = None) -> str:
+    """The :data:`SIGNATURE_HEADER` value for ``body`` (timestamped, so a receiver can refuse replays)."""
+    ts = int(time.time() if timestamp is None else timestamp)
+    mac = hmac.new(secret, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={mac}"
+
+
+def verify_callback(secret: bytes, body: bytes, header: str, tolerance_s: float = 300.0,
+                    now: float | None = None) -> bool:
+    """For receivers: whether ``header`` signs ``body`` with ``secret`` and is at most ``tolerance_s`` old."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        ts = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - ts) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign_callback(secret, body, ts), f"t={ts},v1={parts.get('v1', '')}")
+
+
 def callback_allowed(url: str, allowed_hosts: list[str]) -> bool:
     """Whether ``url`` is http(s) to one of the allowed hosts."""
     p = urlparse(url)
     return p.scheme in ("http", "https") and bool(p.hostname) and p.hostname in set(allowed_hosts)
 
 
+class LeaseLost(Exception):
+    """Raised into a running analysis (at its next stage) when its worker no longer holds the job's lease."""
+
+
 class JobRunner:
     """Claims and runs jobs in background threads of this process."""
 
     def __init__(self, engine: Engine, results_root: Path, analyse: AnalyseFn, *, lease_seconds: float = 60.0,
-                 threads: int = 1, callback_hosts: list[str] | None = None, poll_seconds: float = 0.2) -> None:
+                 threads: int = 1, callback_hosts: list[str] | None = None, poll_seconds: float = 0.2,
+                 callback_secret: bytes | None = None, callback_attempts: int = CALLBACK_ATTEMPTS,
+                 callback_backoff: float = CALLBACK_BACKOFF_S) -> None:
         self.engine = engine
         self.results_root = Path(results_root)
         self.analyse = analyse
         self.lease = float(lease_seconds)
         self.n_threads = max(0, int(threads))
         self.callback_hosts = list(callback_hosts or [])
+        self.callback_secret = callback_secret
+        self.callback_attempts, self.callback_backoff = max(1, int(callback_attempts)), float(callback_backoff)
+        self._deliveries: list[threading.Thread] = []
         self.poll = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stop = threading.Event()
@@ -113,7 +151,10 @@ class JobRunner:
         claimable = or_(db.jobs.c.status == JobStatus.QUEUED,
                         and_(db.jobs.c.status == JobStatus.RUNNING, db.jobs.c.lease_expires < now))
         with self.engine.begin() as conn:
-            cand = conn.execute(select(db.jobs.c.id).where(claimable).order_by(db.jobs.c.created).limit(1)).first()
+            # PostgreSQL: rows another worker is claiming right now are skipped, not waited for (SQLite has no row
+            # locks and ignores it: its writers are serialised anyway; the guarded UPDATE below decides either way)
+            cand = conn.execute(select(db.jobs.c.id).where(claimable).order_by(db.jobs.c.created).limit(1)
+                                .with_for_update(skip_locked=True)).first()
             if cand is None:
                 return None
             res = conn.execute(update(db.jobs).where(db.jobs.c.id == cand[0], claimable).values(
@@ -149,11 +190,31 @@ class JobRunner:
             self._callback(job_id)
             return
         beat_stop = threading.Event()
+        lost = threading.Event()
         stage = {"now": "started"}
 
         def beat() -> None:
+            """Renew the lease every third of it; when it cannot (another worker took the job, or the database
+            was unreachable for a whole lease), flag it lost: the analysis stops at its next stage."""
+            last_ok = time.monotonic()
             while not beat_stop.wait(self.lease / 3):
-                self._renew(job_id, stage["now"])
+                try:
+                    if self._renew(job_id, stage["now"]):
+                        last_ok = time.monotonic()
+                        continue
+                    logger.warning("job %s: lease taken by another worker; stopping this attempt", job_id)
+                except Exception:  # noqa: BLE001 -- database briefly unavailable: retried until the lease runs out
+                    logger.warning("job %s: lease renewal failed", job_id, exc_info=True)
+                    if time.monotonic() - last_ok < self.lease:
+                        continue
+                    logger.warning("job %s: no renewal for a whole lease; stopping this attempt", job_id)
+                lost.set()
+                return
+
+        def progress(s: str) -> None:
+            if lost.is_set():
+                raise LeaseLost(f"job {job_id}: lease lost at stage {s}")
+            stage.update(now=s)
 
         hb = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
         hb.start()
@@ -162,9 +223,12 @@ class JobRunner:
                 shutil.rmtree(old, ignore_errors=True)
         work = self.work_dir(f"{job_id}-{secrets.token_hex(3)}")
         try:
-            files = self.analyse(job["study_uid"], work, self.result_dir(job_id), lambda s: stage.update(now=s),
+            files = self.analyse(job["study_uid"], work, self.result_dir(job_id), progress,
                                  decode_kinds(job["kind"]))
             done = self._finish(job_id, status=JobStatus.SUCCEEDED, stage="done", files=json.dumps(files))
+        except LeaseLost as exc:  # the new owner runs it; this attempt leaves nothing and marks nothing
+            logger.warning("%s; stopped", exc)
+            done = False
         except MedaiError as exc:
             done = self._finish(job_id, status=JobStatus.FAILED, stage="failed", error=exc.message,
                                 error_code=exc.code)
@@ -181,21 +245,41 @@ class JobRunner:
             logger.warning("job %s: lease lost before completion; another worker owns it", job_id)
 
     def _callback(self, job_id: str) -> None:
+        """Tell the job's ``callback_url`` it ended: signed, and retried with backoff in the background."""
         job = self.get(job_id)
         url = job and job.get("callback_url")
         if not url:
             return
         if not callback_allowed(url, self.callback_hosts):
-            status = "refused: host not allowed"
-        else:
-            body = {"job_id": job_id, "status": job["status"], "error_code": job.get("error_code")}
+            self._callback_status(job_id, "refused: host not allowed")
+            return
+        body = json.dumps({"job_id": job_id, "status": job["status"], "error_code": job.get("error_code")},
+                          separators=(",", ":")).encode()
+        t = threading.Thread(target=self._deliver, args=(job_id, url, body), name=f"callback-{job_id}", daemon=True)
+        t.start()
+        self._deliveries.append(t)
+
+    def _deliver(self, job_id: str, url: str, body: bytes) -> None:
+        """POST ``body`` until a 2xx (or a 4xx other than 408/429, which a retry will not change)."""
+        delay, status = self.callback_backoff, ""
+        for attempt in range(1, self.callback_attempts + 1):
+            headers = {"Content-Type": "application/json", "X-Medai-Delivery": f"{job_id}-{attempt}"}
+            if self.callback_secret:
+                headers[SIGNATURE_HEADER] = sign_callback(self.callback_secret, body)
             try:
-                r = httpx.post(url, json=body, timeout=5.0)
+                r = httpx.post(url, content=body, headers=headers, timeout=5.0)
                 status = f"http {r.status_code}"
+                final = r.is_success or (400 <= r.status_code < 500 and r.status_code not in (408, 429))
             except httpx.HTTPError as exc:
-                status = f"error: {type(exc).__name__}"
+                status, final = f"error: {type(exc).__name__}", False
+            self._callback_status(job_id, f"{status} (attempt {attempt} of {self.callback_attempts})")
+            if final or attempt == self.callback_attempts or self._stop.wait(delay):
+                return
+            delay *= 2
+
+    def _callback_status(self, job_id: str, status: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(db.jobs).where(db.jobs.c.id == job_id).values(callback_status=status))
+            conn.execute(update(db.jobs).where(db.jobs.c.id == job_id).values(callback_status=status[:64]))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

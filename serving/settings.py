@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medai.settings import get_settings
@@ -32,6 +32,9 @@ class ApiSettings(BaseSettings):
         session_idle_minutes: ... or after this long without a request.
         trusted_proxies: addresses of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are believed (the audit
             log's client address); empty: none, the socket peer is the client (a client cannot spoof its address).
+        callback_secret: the key of the HMAC-SHA256 signature on job callbacks (``X-Medai-Signature``; receivers check
+            it with :func:`serving.jobs.verify_callback`); unset: a random one kept in ``$MEDAI_HOME/callback.secret``
+            (0600), created on first start.
         key_cache_seconds: an API key's principal is cached this long (a key revoked through another process or
             the CLI stops working within it; revoked through this server's API, at once); 0: a database read per call.
         cookie_secure: session cookies carry ``Secure`` (browsers still send them to http://localhost; turn off
@@ -58,6 +61,7 @@ class ApiSettings(BaseSettings):
     cookie_secure: bool = True
     trusted_proxies: list[str] = Field(default_factory=list)
     key_cache_seconds: float = 5.0
+    callback_secret: SecretStr | None = None
 
     def db_url(self) -> str:
         """The database URL (SQLite under ``MEDAI_HOME`` unless set)."""
@@ -66,6 +70,23 @@ class ApiSettings(BaseSettings):
         home = get_settings().home
         home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(home / 'api.db').resolve()}"
+
+    def callback_key(self) -> bytes:
+        """The callback signing key: :attr:`callback_secret`, else the key file (created, 0600, on first use)."""
+        if self.callback_secret is not None and self.callback_secret.get_secret_value().strip():
+            return self.callback_secret.get_secret_value().strip().encode()
+        import os
+        import secrets
+
+        path = get_settings().home / "callback.secret"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return path.read_bytes().strip()
 
     def store(self) -> Path:
         """The storage root (created)."""

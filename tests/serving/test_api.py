@@ -112,11 +112,18 @@ def test_upload_over_limit_is_413(tmp_path, tiny_cine) -> None:
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
     got: list[dict] = []
+    raw: list[tuple[bytes, str]] = []
+    #: status codes to answer, in order (then 204)
+    answers: list[int] = []
 
     def do_POST(self) -> None:  # noqa: N802
         n = int(self.headers["Content-Length"])
-        _Receiver.got.append(json.loads(self.rfile.read(n)))
-        self.send_response(204)
+        body = self.rfile.read(n)
+        _Receiver.raw.append((body, self.headers.get("X-Medai-Signature", "")))
+        code = _Receiver.answers.pop(0) if _Receiver.answers else 204
+        if code == 204:
+            _Receiver.got.append(json.loads(body))
+        self.send_response(code)
         self.end_headers()
 
     def log_message(self, *a) -> None:  # noqa: ANN002
@@ -129,7 +136,7 @@ def test_analysis_end_to_end_with_tiny_model(api: Api, phantom_bytes: list[bytes
     src = pydicom.dcmread(io.BytesIO(phantom_bytes[0]), stop_before_pixels=True)
     srv = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    _Receiver.got = []
+    _Receiver.got, _Receiver.raw, _Receiver.answers = [], [], []
     try:
         files = [("files", (f"{i}.dcm", b, "application/dicom")) for i, b in enumerate(phantom_bytes)]
         uid = api.client.post("/v1/studies", headers=api.h(), files=files).json()["studies"][0]["study_instance_uid"]
@@ -147,7 +154,13 @@ def test_analysis_end_to_end_with_tiny_model(api: Api, phantom_bytes: list[bytes
             time.sleep(0.1)
             job = api.client.get(f"/v1/analyses/{job['id']}", headers=api.h()).json()
         assert _Receiver.got == [{"job_id": job["id"], "status": "succeeded", "error_code": None}]
-        assert job["callback_status"] == "http 204"
+        assert job["callback_status"] == "http 204 (attempt 1 of 5)"
+        from serving.jobs import verify_callback
+
+        body, sig = _Receiver.raw[-1]
+        key = api.app.state.settings.callback_key()
+        assert verify_callback(key, body, sig) and not verify_callback(key, body + b" ", sig)
+        assert not verify_callback(b"another site's key", body, sig)
     finally:
         srv.shutdown()
     get = lambda k: api.client.get(job["results"][k], headers=api.h())  # noqa: E731
