@@ -18,7 +18,7 @@ cine phantom as a zip) and an RSS soak (``--soak`` requests, RSS every 1,000; ``
 Usage::
 
     .venv/bin/python bench/api_load.py [--model stroke_ist_death_6m] [--requests 2000] [--concurrency 1,8]
-        [--workers 1,2] [--uploads 50] [--soak 10000] [--skip-mlflow] [--out FILE.json]
+        [--workers 1,2] [--uploads 50] [--soak 10000] [--skip-mlflow] [--postgres] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--uploads", type=int, default=50)
     ap.add_argument("--soak", type=int, default=10000, help="requests of the RSS soak (0: none)")
     ap.add_argument("--skip-mlflow", action="store_true")
+    ap.add_argument("--postgres", action="store_true",
+                    help="medai on a throwaway PostgreSQL (.ci/postgres.sh) instead of the embedded SQLite")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     concurrencies = [int(x) for x in a.concurrency.split(",")]
@@ -259,8 +261,17 @@ def main() -> None:
                                "pipeline_risk": truth, "rows": []}
     py_env = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    db_url = f"sqlite:///{work / 'api.db'}"
+    pg_state = work / "postgres"
+    if a.postgres:
+        r = subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "start", str(pg_state)], capture_output=True,
+                           text=True, timeout=120)
+        if r.returncode != 0:
+            raise SystemExit(f"PostgreSQL could not start: {r.stderr.strip()}")
+        db_url = r.stdout.split()[1].rsplit("/", 1)[0] + "/postgres"
+    results["database"] = db_url.split(":", 1)[0]
     env = {**os.environ, **py_env, "MEDAI_HOME": str(work / "home"),
-           "MEDAI_API_DATABASE_URL": f"sqlite:///{work / 'api.db'}", "MEDAI_API_STORAGE_ROOT": str(work / "store"),
+           "MEDAI_API_DATABASE_URL": db_url, "MEDAI_API_STORAGE_ROOT": str(work / "store"),
            "MEDAI_API_MODELS": json.dumps([a.model]), "MEDAI_API_JOB_WORKERS": "0",
            "MEDAI_API_PRELOAD_MODELS": "true"}
     key = create_key(make_engine(env["MEDAI_API_DATABASE_URL"]), Role.HOSPITAL_SYSTEM)[1]
@@ -349,6 +360,8 @@ def main() -> None:
             finally:
                 stop(proc)
     finally:
+        if a.postgres:
+            subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "stop", str(pg_state)], timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
     rows = {(r["server"], r["workers"], r["concurrency"]): r for r in results["rows"]}
