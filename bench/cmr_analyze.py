@@ -40,13 +40,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from memwatch import RssSampler, trim  # bench/memwatch.py, beside this script
 from rich.console import Console
 from rich.table import Table
 
@@ -60,41 +60,6 @@ STAGES = ("ingest", "volume", "preprocessing", "inference", "postprocessing", "m
 SEGMENTATION = ("volume", "preprocessing", "inference")
 DICE_KEYS = ("dice.lv", "dice.myo", "dice.rv")
 DICE_TOL = 0.002
-
-
-class RssSampler:
-    """Samples VmRSS in a thread; :meth:`mark` starts a new stage; peaks are kept per stage (MiB)."""
-
-    def __init__(self) -> None:
-        self.stage = "setup"
-        self.peaks: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def rss_mib() -> float:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-        return float("nan")
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            r = self.rss_mib()
-            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), r)
-            time.sleep(0.005)
-
-    def mark(self, stage: str) -> None:
-        self.stage = stage
-
-    def __enter__(self) -> RssSampler:
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
 
 
 def run_medai(folder: Path, provider: Any, out: Path, sampler: RssSampler) -> dict[str, float]:
@@ -116,18 +81,6 @@ def run_medai(folder: Path, provider: Any, out: Path, sampler: RssSampler) -> di
     row["peak_above_idle_mib"] = sampler.peaks.get("run", float("nan")) - idle
     row["lv_ef"] = next((m.value for m in res.report.measurements if m.name == "lv_ef"), float("nan"))
     return row
-
-
-def trim() -> None:
-    """Give freed heap pages back (glibc ``malloc_trim``) so the idle baseline is the true floor, not whatever the
-    allocator kept from the previous run (that made "peak above idle" swing by 60 MiB between runs)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc
-        pass
-    time.sleep(0.05)
 
 
 def traced_peak(folder: Path, provider: Any, out: Path) -> float:

@@ -20,58 +20,17 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from memwatch import Peak  # bench/memwatch.py, beside this script
 from rich.console import Console
 from rich.table import Table
 
 #: the exponent goal of the issue (linear, with a little room for cache effects)
 GOAL = 1.1
-
-
-class Peak:
-    """Peak VmRSS (MiB) while in the ``with`` block, sampled every 5 ms."""
-
-    def __enter__(self) -> Peak:
-        trim()  # the idle floor, not what the allocator kept from the previous size
-        self.peak = self.idle = rss_mib()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mib())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, rss_mib())
-
-
-def trim() -> None:
-    """glibc ``malloc_trim``: freed heap pages go back to the system before the idle reading."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    time.sleep(0.05)
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def exponent(sizes: list[float], secs: list[float]) -> float:

@@ -257,7 +257,7 @@ class JobRunner:
                           separators=(",", ":")).encode()
         t = threading.Thread(target=self._deliver, args=(job_id, url, body), name=f"callback-{job_id}", daemon=True)
         t.start()
-        self._deliveries.append(t)
+        self._deliveries = [d for d in self._deliveries if d.is_alive()] + [t]  # bounded: finished ones dropped
 
     def _deliver(self, job_id: str, url: str, body: bytes) -> None:
         """POST ``body`` until a 2xx (or a 4xx other than 408/429, which a retry will not change)."""

@@ -224,29 +224,12 @@ def _publish(tmp: Path, out_dir: Path) -> None:
         tmp.rename(out_dir)
 
 
-def _render(study: Study, report: Report, results: Sequence[AnalysisResult], analyses: Mapping[str, Analysis],
-            tmp: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    from medai.reports import pdf as pdf_kit
-    from medai.reports.sr import SrPart, write_study_sr
-
-    files: dict[str, Path] = {}
-    errors: dict[str, str] = {}
-
-    def attempt(name: str, fn: Callable[[], Any]) -> bool:
-        try:
-            fn()
-            return True
-        except Exception as exc:  # a renderer failure must not lose the measurements: flagged, JSON still written
-            logger.exception("%s renderer failed", name)
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            return False
-
-    # the PDF's figures (matplotlib's object API, no pyplot state) are drawn in a thread while the SEG and SR are
-    # built: their zlib/PNG/Agg work releases the GIL
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="figures")
-    fig_jobs = {r.kind: pool.submit(contextvars.copy_context().run, analyses[r.kind].figures, r) for r in results}
-    # DICOM SEG first: the SR references them
+def _write_segs_and_sr(study: Study, report: Report, results: Sequence[AnalysisResult],
+                       analyses: Mapping[str, Analysis], tmp: Path, files: dict[str, Path],
+                       attempt: Callable[[str, Callable[[], Any]], bool]) -> None:
+    """One SEG per analysed series, then the study SR that references them (each through ``attempt``)."""
     from medai.reports.seg import write_seg
+    from medai.reports.sr import SrPart, write_study_sr
 
     parts: list[SrPart] = []
     for r in results:
@@ -263,15 +246,38 @@ def _render(study: Study, report: Report, results: Sequence[AnalysisResult], ana
                             measurements=analyses[r.kind].sr_measurements(r.section)))
     if attempt("sr", lambda: write_study_sr(report, study, tmp / "sr.dcm", parts)):
         files["sr"] = tmp / "sr.dcm"
-    figures: dict[str, dict[str, bytes]] = {}
-    for r in results:
+
+
+def _render(study: Study, report: Report, results: Sequence[AnalysisResult], analyses: Mapping[str, Analysis],
+            tmp: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    from medai.reports import pdf as pdf_kit
+
+    files: dict[str, Path] = {}
+    errors: dict[str, str] = {}
+
+    def attempt(name: str, fn: Callable[[], Any]) -> bool:
         try:
-            figures[r.kind] = fig_jobs[r.kind].result()
-        except Exception as exc:  # noqa: BLE001 -- figures are optional; flagged below
-            logger.exception("figures of %s failed", r.kind)
-            errors[f"figures_{r.kind}"] = f"{type(exc).__name__}: {exc}"
-            figures[r.kind] = {}
-    pool.shutdown()
+            fn()
+            return True
+        except Exception as exc:  # a renderer failure must not lose the measurements: flagged, JSON still written
+            logger.exception("%s renderer failed", name)
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            return False
+
+    # the PDF's figures (matplotlib's object API, no pyplot state) are drawn in a thread while the SEG and SR are
+    # built: their zlib/PNG/Agg work releases the GIL
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="figures") as pool:
+        fig_jobs = {r.kind: pool.submit(contextvars.copy_context().run, analyses[r.kind].figures, r)
+                    for r in results}
+        _write_segs_and_sr(study, report, results, analyses, tmp, files, attempt)
+        figures: dict[str, dict[str, bytes]] = {}
+        for r in results:
+            try:
+                figures[r.kind] = fig_jobs[r.kind].result()
+            except Exception as exc:  # noqa: BLE001 -- figures are optional; flagged below
+                logger.exception("figures of %s failed", r.kind)
+                errors[f"figures_{r.kind}"] = f"{type(exc).__name__}: {exc}"
+                figures[r.kind] = {}
     pages = [pdf_kit.PdfPage(section=r.section, analysis=analyses[r.kind], figures=figures[r.kind]) for r in results]
     if attempt("pdf", lambda: pdf_kit.write_study_pdf(report, pages, tmp / "report.pdf")):
         files["pdf"] = tmp / "report.pdf"

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from medai.errors import ConfigError, ModelNotFoundError
+from medai.inference.package import METADATA_FILE
 from medai.settings import get_settings
 
 logger = logging.getLogger(__name__)
-
-METADATA_FILE = "metadata.json"
 #: written last into a version's cache folder: its presence means the download is complete
 COMPLETE = ".complete"
 
