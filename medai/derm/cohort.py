@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,24 @@ from medai.errors import ConfigError, InputValidationError
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm")
+# patient metadata columns: field -> column of the HAM10000 release; a hospital labels.csv names them by field, or
+# with the HAM10000 / ISIC spellings of the site and age
+HAM10000_META = {"age": "age", "sex": "sex", "site": "localization"}
+CSV_META = {
+    "age": ("age", "age_approx"),
+    "sex": ("sex",),
+    "site": ("site", "localization", "anatom_site_general"),
+    "skin_type": ("skin_type", "fitzpatrick"),
+}
+
+
+def _record(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """One metadata record ``{field: value}`` from a table row (NaN -> ``None``)."""
+    out: dict[str, Any] = {}
+    for f, c in columns.items():
+        v = row.get(c)
+        out[f] = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+    return out
 
 
 @dataclass
@@ -38,6 +57,8 @@ class ImageCohort:
         image_ids: short id per image (file stem).
         class_names: label vocabulary in output order.
         name: what the cohort is (``"HAM10000"``).
+        metadata: per image, the patient record (``age``, ``sex``, ``site``, ``skin_type``; absent keys or ``None``
+            values are unknown), or ``None`` when the cohort carries no metadata.
     """
 
     paths: list[Path]
@@ -46,11 +67,14 @@ class ImageCohort:
     image_ids: list[str]
     class_names: list[str]
     name: str = "cohort"
+    metadata: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.paths)
         if not (len(self.labels) == len(self.groups) == len(self.image_ids) == n):
             raise ConfigError("ImageCohort: paths, labels, groups and image_ids must have the same length")
+        if self.metadata is not None and len(self.metadata) != n:
+            raise ConfigError("ImageCohort: metadata must have one record per image")
         unknown = sorted(set(self.labels) - set(self.class_names))
         if unknown:
             raise ConfigError(f"ImageCohort {self.name}: labels {unknown} are not in class_names {self.class_names}")
@@ -74,6 +98,7 @@ class ImageCohort:
             image_ids=[self.image_ids[i] for i in idx],
             class_names=list(self.class_names),
             name=self.name,
+            metadata=[self.metadata[i] for i in idx] if self.metadata is not None else None,
         )
 
     @classmethod
@@ -112,6 +137,7 @@ class ImageCohort:
             image_ids=[str(r.image_id) for r in rows],
             class_names=class_names or [c.value for c in CLASS_ORDER],
             name="HAM10000",
+            metadata=[_record(r._asdict(), HAM10000_META) for r in rows],
         )
 
     @classmethod
@@ -153,6 +179,8 @@ class ImageCohort:
         has_group = bool(group_col) and group_col in df.columns
         groups = [str(g) for g in df[group_col if has_group else image_col]]
         labels = [str(v) for v in df[label_col]]
+        meta_cols = {f: next(c for c in cols if c in df.columns) for f, cols in CSV_META.items() if set(cols) & set(df.columns)}
+        metadata = [_record(r, meta_cols) for r in df.to_dict("records")] if meta_cols else None
         return cls(
             paths=paths,
             labels=labels,
@@ -160,6 +188,7 @@ class ImageCohort:
             image_ids=[p.stem for p in paths],
             class_names=class_names or sorted(set(labels)),
             name=name or labels_csv.stem,
+            metadata=metadata,
         )
 
 

@@ -53,6 +53,7 @@ class SkinImage:
         format: ``"JPEG"``, ``"PNG"``, ``"DICOM"``, ...
         sop_class_uid: for DICOM input, the SOP Class UID.
         notes: conversions applied (e.g. ``"RGBA converted to RGB"``).
+        metadata: patient fields the file itself carries (DICOM PatientAge, PatientSex), for metadata fusion.
     """
 
     pixels: np.ndarray
@@ -60,6 +61,7 @@ class SkinImage:
     format: str = ""
     sop_class_uid: str | None = None
     notes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -197,7 +199,10 @@ def _from_dicom(ds: Any, source: str) -> SkinImage:
         arr = np.clip(arr.astype(np.float32) / (2**bits - 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         notes.append(f"{bits}-bit samples rescaled to 8 bit")
     _check_colour(arr, source)
-    return SkinImage(pixels=np.ascontiguousarray(arr), source=source, format="DICOM", sop_class_uid=sop, notes=notes)
+    meta = {k: str(v) for k, v in (("age", ds.get("PatientAge")), ("sex", ds.get("PatientSex"))) if v}
+    return SkinImage(
+        pixels=np.ascontiguousarray(arr), source=source, format="DICOM", sop_class_uid=sop, notes=notes, metadata=meta
+    )
 
 
 def _is_dicom_bytes(data: bytes) -> bool:

@@ -10,8 +10,9 @@ Package files: ``weights.pt`` (network ``state_dict``), ``inference.json`` (:cla
 * ``extras["malignant_probability"]`` -- ``P(mel) + P(bcc) + P(akiec)``.
 * ``extras["predicted_class"]`` -- arg-max class name.
 * ``extras["saliency"]`` -- ``(H, W) float32`` in [0, 1] at the source image size (long side capped at 2048 px):
-  Grad-CAM of the predicted class on the last convolutional stage for networks exposing ``features``/``head``
-  (the shipped network), gradient x input otherwise; ``extras["saliency_method"]`` says which.
+  captum's LayerGradCam of the predicted class on the network's ``cam_layer`` (its last convolutional stage), or
+  captum's InputXGradient for a network without one; ``extras["saliency_method"]`` says which.
+* ``extras["metadata_used"]`` -- the patient metadata fields the fused model was given (``[]``: image only).
 * ``extras["model_version"]``, ``extras["temperature"]``, ``extras["image_size"]`` (source ``[H, W]``).
 * ``flags`` -- e.g. colour-space conversions applied to the input.
 """
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from medai.derm.image import SkinImage, load_skin_image
 from medai.derm.labels import CLASS_CODES, MALIGNANT, LesionClass
+from medai.derm.metadata import MetadataEncoder
 from medai.derm.preprocess import DEFAULT_MEAN, DEFAULT_STD, normalise, resize_square
 from medai.domain.prediction import ClassProbability, Prediction, QualityFlag, Severity
 from medai.errors import ConfigError
@@ -49,6 +51,8 @@ class SkinInferenceConfig(BaseModel):
     mean: list[float] = Field(default_factory=lambda: list(DEFAULT_MEAN))
     std: list[float] = Field(default_factory=lambda: list(DEFAULT_STD))
     temperature: float = 1.0
+    tta: int = Field(1, ge=1, le=8, description="test-time views averaged (flips, then 90-degree rotations)")
+    metadata: MetadataEncoder | None = Field(None, description="vocabularies of the fused patient metadata")
     preprocess: str = ""
 
 
@@ -79,10 +83,23 @@ class SkinLesionPredictor(Predictor):
         self.net = net.eval()
         self._mean = torch.tensor(self.config.mean, dtype=torch.float32).view(1, 3, 1, 1)
 
-    def predict(self, inputs: bytes | str | Path | Any) -> Prediction:
-        """Classify one image (see the module docstring for the output)."""
+    @property
+    def metadata_fields(self) -> list[str]:
+        """Patient metadata the model fuses (``[]``: image only)."""
+        return list(self.config.metadata.fields) if self.config.metadata else []
+
+    def predict(self, inputs: bytes | str | Path | Any, metadata: dict[str, Any] | None = None) -> Prediction:
+        """Classify one image (see the module docstring for the output).
+
+        Args:
+            inputs: image bytes, a path, a ``pydicom.Dataset`` or a :class:`SkinImage`.
+            metadata: patient record (``age``, ``sex``, ``site``, ``skin_type``; any may be absent). For a DICOM
+                image, PatientAge and PatientSex fill what the record lacks. Ignored by image-only models.
+        """
         img = inputs if isinstance(inputs, SkinImage) else load_skin_image(inputs)
-        probs, sal, method = self._run(img.pixels)
+        record = {**(img.metadata or {}), **{k: v for k, v in (metadata or {}).items() if v is not None}}
+        meta_vec, notes = self._encode(record)
+        probs, sal, method = self._run(img.pixels, meta=meta_vec)
         names = self.config.class_names
         classes = []
         for name, p in zip(names, probs, strict=True):
@@ -90,53 +107,68 @@ class SkinLesionPredictor(Predictor):
             classes.append(ClassProbability(name=name, code=code.model_dump() if code else None, probability=float(p)))
         malignant = float(sum(p for n, p in zip(names, probs, strict=True) if n in {m.value for m in MALIGNANT}))
         flags = [QualityFlag(code="image_converted", severity=Severity.INFO, message=n) for n in img.notes]
+        flags += [QualityFlag(code="metadata_unknown_value", severity=Severity.INFO, message=n) for n in notes]
+        if self.config.metadata is not None:
+            used = [f for f in self.config.metadata.fields if record.get(f) not in (None, "")]
+            if not used:
+                flags.append(
+                    QualityFlag(
+                        code="metadata_absent",
+                        severity=Severity.INFO,
+                        message="no patient metadata given: image-only prediction (send age, sex and site to use "
+                        "the fused model)",
+                    )
+                )
         extras: dict[str, Any] = {
             "malignant_probability": malignant,
             "predicted_class": names[int(np.argmax(probs))],
             "model_version": self.metadata.version,
             "temperature": self.config.temperature,
             "image_size": list(img.size),
+            "metadata_used": [f for f in self.metadata_fields if record.get(f) not in (None, "")],
         }
         if sal is not None:
             extras["saliency"] = sal
             extras["saliency_method"] = method
         return Prediction(model=self.ref, classes=classes, flags=flags, extras=extras)
 
-    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+    def predict_proba(self, pixels: np.ndarray, metadata: dict[str, Any] | None = None) -> np.ndarray:
         """Calibrated probabilities ``(K,)`` of a validated ``(H, W, 3) uint8`` RGB array (no saliency)."""
-        return self._run(pixels, want_saliency=False)[0]
+        return self._run(pixels, meta=self._encode(metadata)[0], want_saliency=False)[0]
 
-    def _run(self, pixels: np.ndarray, want_saliency: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    def _encode(self, record: dict[str, Any] | None) -> tuple[np.ndarray | None, list[str]]:
+        if self.config.metadata is None:
+            return None, []
+        return self.config.metadata.encode(record)
+
+    def _forward(self, x: Any, meta: Any) -> Any:
+        """Mean logits over the package's test-time views."""
+        import torch
+
+        from medai.derm.preprocess import dihedral_views
+
+        uses_meta = bool(getattr(self.net, "meta_dim", 0))
+        views = [self.net(v, meta) if uses_meta else self.net(v) for v in dihedral_views(x, self.config.tta)]
+        return torch.stack(views).mean(0)
+
+    def _run(
+        self, pixels: np.ndarray, meta: np.ndarray | None = None, want_saliency: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, str]:
         import torch
 
         want = self.saliency if want_saliency is None else want_saliency
         s = self.config.image_size
         x = torch.from_numpy(normalise(resize_square(pixels, s), self.config.mean, self.config.std))[None]
+        m = torch.from_numpy(meta)[None] if meta is not None else None
         t = self.config.temperature
+        with torch.no_grad():
+            logits = self._forward(x, m)[0]
+        probs = torch.softmax(logits / t, 0).numpy().astype(np.float64)
         if not want:
-            with torch.no_grad():
-                logits = self.net(x)[0]
-            return torch.softmax(logits / t, 0).numpy().astype(np.float64), None, ""
-        net = self.net
-        if hasattr(net, "features") and hasattr(net, "head"):
-            with torch.enable_grad():
-                feats = net.features(x)
-                feats.retain_grad()
-                logits = net.head(feats)[0]
-                cls = int(logits.argmax())
-                logits[cls].backward()
-            weights = feats.grad.mean(dim=(2, 3), keepdim=True)
-            cam = torch.relu((weights * feats).sum(1, keepdim=True)).detach()
-            method = "grad-cam"
-        else:
-            xg = x.clone().requires_grad_(True)
-            with torch.enable_grad():
-                logits = net(xg)[0]
-                cls = int(logits.argmax())
-                logits[cls].backward()
-            cam = (xg.grad * xg).abs().sum(1, keepdim=True).detach()
-            method = "gradient-x-input"
-        probs = torch.softmax(logits.detach() / t, 0).numpy().astype(np.float64)
+            return probs, None, ""
+        cls = int(logits.argmax())
+        cam, method = self._saliency(x, m, cls)
+        cam = cam.detach()
         h, w = pixels.shape[:2]
         scale = min(1.0, SALIENCY_MAX_SIDE / max(h, w))
         oh, ow = max(1, round(h * scale)), max(1, round(w * scale))
@@ -145,6 +177,26 @@ class SkinLesionPredictor(Predictor):
         mx = float(sal.max())
         sal = (sal / mx) if mx > 0 else sal
         return probs, sal.numpy().astype(np.float32), method
+
+    def _saliency(self, x: Any, meta: Any, cls: int) -> tuple[Any, str]:
+        """``(1, 1, h, w)`` map of the class ``cls``: captum's LayerGradCam on the network's ``cam_layer``
+        (its last convolutional stage), or captum's InputXGradient for networks without one."""
+        import torch
+        from captum.attr import InputXGradient, LayerGradCam
+
+        net = self.net
+        uses_meta = bool(getattr(net, "meta_dim", 0))
+
+        def fwd(inp: torch.Tensor) -> torch.Tensor:
+            return net(inp, meta) if uses_meta else net(inp)
+
+        layer = getattr(net, "cam_layer", None)
+        with torch.enable_grad():
+            if isinstance(layer, torch.nn.Module):
+                cam = LayerGradCam(fwd, layer).attribute(x, target=cls, relu_attributions=True)
+                return cam.sum(1, keepdim=True), "grad-cam (captum LayerGradCam)"
+            attr = InputXGradient(fwd).attribute(x.clone().requires_grad_(True), target=cls)
+        return attr.abs().sum(1, keepdim=True), "input-x-gradient (captum)"
 
 
 def saliency_overlay(pixels: np.ndarray, saliency: np.ndarray, alpha: float = 0.45) -> np.ndarray:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 #: default per-channel statistics (of HAM10000 training images, [0, 1] scale); packages store their own
@@ -33,3 +35,11 @@ def normalise(
     x = rgb.astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+def dihedral_views(x: Any, n: int) -> list[Any]:
+    """The first ``n`` (1, 2, 4 or 8) of the 8 flips / 90-degree rotations of a ``(B, C, H, W)`` tensor (test-time
+    augmentation shared by training's evaluation and the predictor: a lesion has no canonical orientation)."""
+    views = [x, x.flip(3), x.flip(2), x.flip(2).flip(3)]
+    views += [v.transpose(2, 3) for v in views]
+    return views[: max(1, n)]

@@ -5,6 +5,10 @@ All factories take ``in_channels`` and ``num_classes`` (plus network-specific ke
 
 * ``derm_resnet_small`` -- a compact residual CNN (~1.2 M parameters, ~5 MB float32) that trains from scratch on CPU
   in well under an hour at 64-112 px; the shipped default.
+* ``efficientnet_meta`` -- MONAI's EfficientNet (randomly initialised: no pretrained weights can be fetched) fused
+  with the patient-metadata vector of :mod:`medai.derm.metadata` through a small MLP; ``forward(x, meta)`` with
+  ``meta=None`` is the image-only path (the all-missing vector). The lesion classifier v2. (timm was the first
+  choice; it needs torchvision, and no CPU build of torchvision matching torch 2.13 is installable here.)
 * ``efficientnet_b0`` / ``densenet121`` / ``seresnet50`` -- MONAI's 2-D classification networks, for GPU training
   at larger input sizes (no pretrained weights are downloaded: nothing here reaches the network).
 """
@@ -65,8 +69,13 @@ class DermResNetSmall(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(8 * w, num_classes)
 
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer whose activations Grad-CAM weighs (the last convolutional stage)."""
+        return self.stages
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last convolutional feature map ``(B, 8*width, H/16, W/16)`` (used by Grad-CAM)."""
+        """Last convolutional feature map ``(B, 8*width, H/16, W/16)``."""
         return self.stages(self.stem(x))
 
     def head(self, feats: torch.Tensor) -> torch.Tensor:
@@ -107,3 +116,79 @@ def seresnet50(in_channels: int = 3, num_classes: int = 7) -> nn.Module:
     from monai.networks.nets import SEResNet50
 
     return SEResNet50(spatial_dims=2, in_channels=in_channels, num_classes=num_classes, pretrained=False)
+
+
+
+class EfficientNetMeta(nn.Module):
+    """MONAI's EfficientNet features, pooled, concatenated with an embedded metadata vector, then one linear layer.
+
+    Args:
+        backbone: MONAI EfficientNet variant (``efficientnet-b0`` ... ``efficientnet-b7``), randomly initialised.
+        meta_dim: length of the metadata vector (0: image only, no metadata branch).
+        meta_missing: the all-missing vector used when ``forward`` gets ``meta=None`` (length ``meta_dim``).
+        meta_hidden: width of the metadata MLP.
+        dropout / drop_connect: head dropout and the blocks' stochastic depth.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 7,
+        backbone: str = "efficientnet-b0",
+        meta_dim: int = 0,
+        meta_missing: list[float] | None = None,
+        meta_hidden: int = 64,
+        dropout: float = 0.2,
+        drop_connect: float = 0.1,
+    ) -> None:
+        super().__init__()
+        from monai.networks.nets import EfficientNetBN
+
+        net = EfficientNetBN(
+            backbone, pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes
+        )
+        for block in net._blocks:
+            if hasattr(block, "drop_connect_rate") and block.drop_connect_rate:
+                block.drop_connect_rate = drop_connect * block.drop_connect_rate / 0.2  # MONAI's default is 0.2
+        self.backbone = net
+        nf = int(net._fc.in_features)
+        self.meta_dim = meta_dim
+        if meta_dim:
+            self.meta = nn.Sequential(
+                nn.Linear(meta_dim, meta_hidden), nn.SiLU(), nn.Dropout(0.1), nn.Linear(meta_hidden, meta_hidden), nn.SiLU()
+            )
+            missing = torch.tensor(meta_missing if meta_missing is not None else [0.0] * meta_dim, dtype=torch.float32)
+            self.register_buffer("meta_missing", missing.view(1, -1), persistent=False)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(nf + (meta_hidden if meta_dim else 0), num_classes)
+        del net._fc
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The normalised output of the last 1x1 convolution, for Grad-CAM."""
+        return self.backbone._bn1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map ``(B, 1280, H/32, W/32)`` for B0."""
+        b = self.backbone
+        x = b._swish(b._bn0(b._conv_stem(b._conv_stem_padding(x))))
+        x = b._blocks(x)
+        return b._swish(b._bn1(b._conv_head(b._conv_head_padding(x))))
+
+    def head(self, feats: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from a feature map of :meth:`features` and the metadata vector (``None``: image only)."""
+        z = torch.flatten(self.backbone._avg_pooling(feats), 1)
+        if self.meta_dim:
+            if meta is None:
+                meta = self.meta_missing.expand(z.shape[0], -1)
+            z = torch.cat([z, self.meta(meta.to(z.dtype))], 1)
+        return self.fc(self.drop(z))
+
+    def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x), meta)
+
+
+@NETWORKS.register("efficientnet_meta")
+def efficientnet_meta(in_channels: int = 3, num_classes: int = 7, **kwargs: object) -> nn.Module:
+    """MONAI EfficientNet with the metadata-fusion head (see :class:`EfficientNetMeta`)."""
+    return EfficientNetMeta(in_channels=in_channels, num_classes=num_classes, **kwargs)  # type: ignore[arg-type]

@@ -78,11 +78,15 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return x.mean(0).round(4).tolist(), x.std(0).round(4).tolist()
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Augment a batch ``(B, 3, S, S) float32`` in [0, 1] (before normalisation); returns the same shape.
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None, out_size: int | None = None
+) -> torch.Tensor:
+    """Augment a batch ``(B, 3, S, S) float32`` in [0, 1] (before normalisation); returns ``(B, 3, s, s)`` with
+    ``s = out_size or S``.
 
     Geometry (flip, rotation, zoom, aspect) is one affine warp with reflection padding, so no black corners appear;
-    colour jitter is per image.
+    a smaller ``out_size`` samples the warp at lower resolution in the same step (progressive resizing). Colour
+    jitter is per image.
     """
     b = x.shape[0]
     dev = x.device
@@ -106,7 +110,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
         ],
         1,
     )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    shape = list(x.shape) if not out_size else [b, x.shape[1], out_size, out_size]
+    grid = F.affine_grid(theta, shape, align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     # colour: brightness, contrast, saturation, hue
     x = x * u(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1)
@@ -133,17 +138,24 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
 
 
 class ArrayDataset(Dataset):
-    """Items ``(image (S, S, 3) uint8 tensor, label int64)`` from a cached array."""
+    """Items ``(image (S, S, 3) uint8, metadata (D,) float32, label int64)`` from cached arrays (``D`` may be 0)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, meta: np.ndarray | None = None) -> None:
         self.images = images
         self.labels = labels
+        self.meta = meta if meta is not None else np.zeros((len(labels), 0), np.float32)
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self.images[i]), torch.tensor(self.labels[i])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.images[i]), torch.from_numpy(self.meta[i]), torch.tensor(self.labels[i])
+
+
+def sampling_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    """Per-image draw weights ``count(label)^-power`` (1: balanced classes, 0.5: square-root, 0: uniform)."""
+    counts = np.bincount(labels).astype(np.float64)
+    return 1.0 / np.maximum(counts[labels], 1) ** power
 
 
 class SplitConfig(BaseModel):
@@ -162,7 +174,9 @@ class SkinDataModule(L.LightningDataModule):
         labels: ``(N,) int64`` class indices.
         split: ``{"train"|"val"|"test": indices}`` (from :func:`medai.derm.cohort.group_split`).
         batch_size: images per batch.
-        sampler: ``"weighted"`` draws training images with probability ~ 1/class frequency; ``"shuffle"`` plain.
+        sampler: ``"weighted"`` draws training images with probability ~ class frequency^-``sampler_power``;
+            ``"shuffle"`` plain.
+        meta: ``(N, D) float32`` encoded patient metadata (``None``: none).
     """
 
     def __init__(
@@ -173,26 +187,30 @@ class SkinDataModule(L.LightningDataModule):
         batch_size: int = 64,
         sampler: str = "shuffle",
         seed: int = 0,
+        sampler_power: float = 1.0,
+        meta: np.ndarray | None = None,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.images, self.labels, self.split = images, labels, split
+        self.images, self.labels, self.split, self.meta = images, labels, split, meta
         self.batch_size, self.sampler, self.seed = batch_size, sampler, seed
+        self.sampler_power, self.num_workers = sampler_power, num_workers
 
     def _ds(self, name: str) -> ArrayDataset:
         idx = self.split[name]
-        return ArrayDataset(self.images[idx], self.labels[idx])
+        return ArrayDataset(self.images[idx], self.labels[idx], None if self.meta is None else self.meta[idx])
 
     def train_dataloader(self) -> DataLoader:
         ds = self._ds("train")
         g = torch.Generator().manual_seed(self.seed)
+        kw = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
         if self.sampler == "weighted":
-            counts = np.bincount(ds.labels, minlength=int(self.labels.max()) + 1).astype(np.float64)
-            w = 1.0 / counts[ds.labels]
+            w = sampling_weights(ds.labels, self.sampler_power)
             from torch.utils.data import WeightedRandomSampler
 
             samp = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(ds), replacement=True, generator=g)
-            return DataLoader(ds, batch_size=self.batch_size, sampler=samp, drop_last=True)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g, drop_last=True)
+            return DataLoader(ds, batch_size=self.batch_size, sampler=samp, drop_last=True, **kw)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, generator=g, drop_last=True, **kw)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._ds("val"), batch_size=256, shuffle=False)

@@ -27,6 +27,8 @@ class ImageDataConfig(BaseModel):
     image_dir: Path | None = None
     class_names: list[str] | None = None
     image_size: int = Field(80, ge=32, le=512)
+    metadata: bool = Field(False, description="fuse the patient metadata the cohort carries (age, sex, site...)")
+    metadata_fields: list[str] | None = Field(None, description="subset of age, sex, site, skin_type (default all)")
     split: SplitConfig = Field(default_factory=SplitConfig)
     limit: int | None = Field(None, description="use only the first N images (smoke tests)")
 
@@ -47,9 +49,24 @@ class TrainerConfig(BaseModel):
     lr: float = 3e-3
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
-    imbalance: Literal["class_weighted_loss", "weighted_sampler", "none"] = "class_weighted_loss"
+    imbalance: Literal["class_weighted_loss", "weighted_sampler", "logit_adjusted", "none"] = "class_weighted_loss"
     class_weight_power: float = Field(1.0, description="weights ~ (1/frequency)^power")
+    sampler_power: float = Field(
+        1.0, ge=0.0, le=1.0, description="weighted_sampler / logit_adjusted: draw images with p ~ count^-power"
+    )
+    logit_adjust_tau: float = Field(1.0, ge=0.0, description="logit_adjusted: logits + tau * log(sampled prior)")
     label_smoothing: float = 0.0
+    meta_dropout: float = Field(0.25, ge=0.0, le=1.0, description="chance a metadata field is hidden in training")
+    low_res_size: int | None = Field(
+        None, ge=32, description="progressive resizing: train at this size until low_res_until, then full size"
+    )
+    low_res_until: float = Field(0.75, ge=0.0, le=1.0, description="fraction of training progress at low_res_size")
+    channels_last: bool = True
+    tta: Literal[1, 2, 4, 8] = Field(1, description="test-time views (flips, then 90-degree rotations)")
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    precision: str = Field("32-true", description="Lightning precision (bf16-mixed on a GPU)")
+    resume: bool = Field(True, description="continue from the work folder's last checkpoint of the same recipe")
+    num_workers: int = 0
     num_threads: int = 1
     seed: int = 7
     limit_train_batches: int | float | None = None

@@ -26,10 +26,19 @@ import torch.nn.functional as F
 
 from medai.derm.cohort import ImageCohort, group_split
 from medai.derm.labels import label_table
+from medai.errors import ConfigError
 from medai.derm.metrics import calibrated_probabilities, classification_report, fit_temperature
 from medai.inference.package import ModelMetadata, TrainingData, write_metadata
 from medai.registry import NETWORKS
-from pipelines.derm.data import AugmentConfig, SkinDataModule, augment_batch, cache_images, channel_stats
+from medai.derm.metadata import MetadataEncoder, drop_fields
+from medai.derm.preprocess import dihedral_views
+from pipelines.derm.data import (
+    AugmentConfig,
+    SkinDataModule,
+    augment_batch,
+    cache_images,
+    channel_stats,
+)
 from pipelines.derm.recipe import SkinLesionRecipe, load_recipe
 
 logger = logging.getLogger(__name__)
@@ -59,6 +68,9 @@ class LesionClassifier(L.LightningModule):
         max_time_s: wall-time budget; the cosine follows whichever of step or time progress is further, so a run
             slowed by a shared CPU still anneals fully before the trainer's ``max_time`` stops it.
         label_smoothing: cross-entropy label smoothing.
+        meta_slices / meta_dropout: field blocks of the metadata vector and the chance each is hidden in training.
+        log_prior / logit_adjust_tau: logit-adjusted loss (Menon et al. 2021): the training loss sees
+            ``logits + tau * log(prior)`` of the *sampled* class prior, so the plain logits target balanced error.
     """
 
     def __init__(
@@ -76,10 +88,23 @@ class LesionClassifier(L.LightningModule):
         max_epochs: int = 20,
         label_smoothing: float = 0.0,
         max_time_s: float | None = None,
+        meta_slices: list[list[int]] | None = None,
+        meta_dropout: float = 0.0,
+        log_prior: list[float] | None = None,
+        logit_adjust_tau: float = 0.0,
+        low_res_size: int | None = None,
+        low_res_until: float = 0.0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = NETWORKS.get(network)(in_channels=3, num_classes=num_classes, **network_params)
+        self.uses_meta = bool(getattr(self.net, "meta_dim", 0))
+        adjust = torch.tensor(log_prior or [0.0] * num_classes, dtype=torch.float32) * logit_adjust_tau
+        self.register_buffer("logit_adjust", adjust.view(1, -1))
+        self._elapsed_before = 0.0
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
@@ -88,28 +113,56 @@ class LesionClassifier(L.LightningModule):
         self._val_logits: list[torch.Tensor] = []
         self._val_y: list[torch.Tensor] = []
 
-    def forward_uint8(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
-        """Logits ``(B, K)`` of ``(B, S, S, 3) uint8`` images (augmented when ``train``)."""
+    def forward_uint8(self, x: torch.Tensor, meta: torch.Tensor | None = None, train: bool = False) -> torch.Tensor:
+        """Logits ``(B, K)`` of ``(B, S, S, 3) uint8`` images and their metadata (augmented when ``train``)."""
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if train:
-            x = augment_batch(x, self.augment)
-        return self.net((x - self.mean) / self.std)
+            low = self.hparams.low_res_size if self.progress() < self.hparams.low_res_until else None
+            x = augment_batch(x, self.augment, out_size=low)
+        x = (x - self.mean) / self.std
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not self.uses_meta:
+            return self.net(x)
+        if train and meta is not None:
+            meta = drop_fields(meta, self.hparams.meta_slices or [], self.hparams.meta_dropout)
+        return self.net(x, meta)
+
+    def progress(self) -> float:
+        """Training progress in [0, 1]: the further of steps and wall time (the LR schedule's clock)."""
+        if self._trainer is None:
+            return 1.0
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        t = self.trainer.global_step / total
+        if self.hparams.max_time_s:
+            t = max(t, self.elapsed() / self.hparams.max_time_s)
+        return min(1.0, t)
+
+    def elapsed(self) -> float:
+        """Training seconds so far, including those before a resume."""
+        return self._elapsed_before + (time.time() - self._t0 if self._t0 else 0.0)
 
     def on_train_start(self) -> None:
         self._t0 = time.time()
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        if self.hparams.max_time_s and self._t0 and time.time() - self._t0 > self.hparams.max_time_s:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["medai_elapsed_s"] = self.elapsed()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._elapsed_before = float(checkpoint.get("medai_elapsed_s", 0.0))
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, meta, y = batch
+        if self.hparams.max_time_s and self._t0 and self.elapsed() > self.hparams.max_time_s:
             self.trainer.should_stop = True  # schedule fully annealed: stop at the end of this epoch
-        logits = self.forward_uint8(x, train=True)
+        logits = self.forward_uint8(x, meta, train=True) + self.logit_adjust
         loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self.forward_uint8(x)
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        x, meta, y = batch
+        logits = self.forward_uint8(x, meta)
         self._val_logits.append(logits.detach().cpu())
         self._val_y.append(y.cpu())
 
@@ -137,7 +190,7 @@ class LesionClassifier(L.LightningModule):
                 return (step + 1) / warm
             t = (step - warm) / max(1, total - warm)
             if self.hparams.max_time_s and self._t0 is not None:
-                t = max(t, (time.time() - self._t0) / self.hparams.max_time_s)
+                t = max(t, self.elapsed() / self.hparams.max_time_s)
             return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
@@ -145,16 +198,67 @@ class LesionClassifier(L.LightningModule):
 
 
 @torch.no_grad()
-def predict_logits(net: torch.nn.Module, images: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
-    """Logits ``(N, K) float32`` of cached ``(N, S, S, 3) uint8`` images, in batches, no augmentation."""
+def predict_logits(
+    net: torch.nn.Module,
+    images: np.ndarray,
+    mean: list[float],
+    std: list[float],
+    meta: np.ndarray | None = None,
+    tta: int = 1,
+    batch: int = 128,
+) -> np.ndarray:
+    """Logits ``(N, K) float32`` of cached ``(N, S, S, 3) uint8`` images (and their encoded metadata), in batches;
+    with ``tta > 1`` the mean logits over that many flips/rotations (:func:`medai.derm.preprocess.dihedral_views`)."""
     net.eval()
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
+    dev = next(net.parameters()).device
+    m = torch.tensor(mean, device=dev).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=dev).view(1, 3, 1, 1)
+    uses_meta = bool(getattr(net, "meta_dim", 0))
     out = []
-    for i in range(0, len(images), 256):
-        x = torch.from_numpy(images[i : i + 256]).permute(0, 3, 1, 2).float() / 255.0
-        out.append(net((x - m) / s))
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).to(dev).permute(0, 3, 1, 2).float() / 255.0
+        x = (x - m) / s
+        mt = torch.from_numpy(meta[i : i + batch]).to(dev) if (uses_meta and meta is not None) else None
+        views = [net(v, mt) if uses_meta else net(v) for v in dihedral_views(x, tta)]
+        out.append(torch.stack(views).mean(0).float().cpu())
     return torch.cat(out).numpy()
+
+
+def metadata_inputs(
+    recipe: SkinLesionRecipe, cohort: ImageCohort, train_idx: np.ndarray
+) -> tuple[MetadataEncoder | None, np.ndarray | None]:
+    """The metadata encoder (vocabularies from the training images only) and the ``(N, D)`` encoded matrix, or
+    ``(None, None)`` when the recipe or the cohort has no metadata."""
+    if not recipe.data.metadata:
+        return None, None
+    if cohort.metadata is None:
+        raise ConfigError(
+            f"data.metadata is on but cohort {cohort.name} carries no metadata columns "
+            "(age, sex, site, skin_type); add them to labels.csv or set data.metadata=false"
+        )
+    encoder = MetadataEncoder.fit([cohort.metadata[i] for i in train_idx], fields=recipe.data.metadata_fields)
+    if not encoder.fields:
+        raise ConfigError(f"cohort {cohort.name}: every metadata value of the training images is missing")
+    return encoder, encoder.encode_many(cohort.metadata)
+
+
+def sampled_log_prior(y: np.ndarray, k: int, power: float) -> list[float]:
+    """log of the class prior the training loader draws (``count^(1 - power)``, normalised)."""
+    counts = np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1)
+    prior = counts * (counts**-power if power > 0 else 1.0)
+    prior = prior / prior.sum()
+    return [float(v) for v in np.log(prior)]
+
+
+def work_dir(recipe: SkinLesionRecipe) -> Path:
+    """Checkpoint folder of a recipe (``MEDAI_HOME/work/<name>-<hash of the recipe>``): a rerun of the same recipe
+    resumes from its ``last.ckpt``; a changed recipe starts afresh."""
+    import hashlib
+
+    from medai.settings import get_settings
+
+    digest = hashlib.sha1(recipe.model_dump_json(exclude={"output"}).encode()).hexdigest()[:12]
+    return get_settings().home / "work" / f"{recipe.name}-{digest}"
 
 
 def class_weights_for(y: np.ndarray, k: int, power: float) -> list[float]:
@@ -172,8 +276,6 @@ def load_cohort(recipe: SkinLesionRecipe) -> ImageCohort:
         cohort = ImageCohort.from_ham10000(recipe.data_root(), class_names=d.class_names)
     else:
         if d.labels_csv is None:
-            from medai.errors import ConfigError
-
             raise ConfigError("data.format csv needs data.labels_csv (columns image, label, group)")
         cohort = ImageCohort.from_csv(d.labels_csv, d.image_dir, class_names=d.class_names)
     if d.limit:
@@ -211,18 +313,22 @@ def write_package(
     train_seconds: float,
     hardware: str,
     run_id: str | None,
+    encoder: MetadataEncoder | None = None,
+    net_params: dict[str, Any] | None = None,
 ) -> Path:
     """Write the model package folder (weights, inference.json, split.json, metadata.json, MODEL_CARD.md)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out / "weights.pt")
     inference = {
         "network": recipe.model.network,
-        "network_params": recipe.model.params,
+        "network_params": net_params if net_params is not None else recipe.model.params,
         "class_names": cohort.class_names,
         "image_size": recipe.data.image_size,
         "mean": mean,
         "std": std,
         "temperature": temperature,
+        "tta": recipe.trainer.tta,
+        "metadata": encoder.model_dump() if encoder is not None else None,
         "preprocess": "medai.derm.preprocess.resize_square + normalise (whole image to SxS, bilinear)",
     }
     (out / "inference.json").write_text(json.dumps(inference, indent=2))
@@ -386,17 +492,26 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         if tc.imbalance == "class_weighted_loss"
         else [1.0] * k
     )
+    encoder, meta = metadata_inputs(recipe, cohort, split["train"])
+    net_params = dict(recipe.model.params)
+    if encoder is not None:
+        net_params.update(meta_dim=encoder.dim, meta_missing=encoder.encode_missing().tolist())
+    sampled = tc.imbalance in ("weighted_sampler", "logit_adjusted") and tc.sampler_power > 0
+    log_prior = sampled_log_prior(y[split["train"]], k, tc.sampler_power if sampled else 0.0)
     dm = SkinDataModule(
         images,
         y,
         split,
         batch_size=tc.batch_size,
-        sampler="weighted" if tc.imbalance == "weighted_sampler" else "shuffle",
+        sampler="weighted" if sampled else "shuffle",
         seed=tc.seed,
+        sampler_power=tc.sampler_power,
+        meta=meta,
+        num_workers=tc.num_workers,
     )
     module = LesionClassifier(
         network=recipe.model.network,
-        network_params=recipe.model.params,
+        network_params=net_params,
         num_classes=k,
         class_weights=weights,
         mean=mean,
@@ -409,6 +524,13 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         label_smoothing=tc.label_smoothing,
         # anneal by 95 % of the budget so the last epochs run at a low learning rate
         max_time_s=0.95 * tc.max_time_min * 60 if tc.max_time_min else None,
+        meta_slices=[list(sl) for sl in encoder.field_slices()] if encoder is not None else None,
+        meta_dropout=tc.meta_dropout,
+        log_prior=log_prior,
+        logit_adjust_tau=tc.logit_adjust_tau if tc.imbalance == "logit_adjusted" else 0.0,
+        low_res_size=tc.low_res_size,
+        low_res_until=tc.low_res_until if tc.low_res_size else 0.0,
+        channels_last=tc.channels_last,
     )
     import mlflow
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -431,18 +553,28 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
                 **{f"trainer.{k_}": v for k_, v in tc.model_dump().items()},
             }
         )
-        workdir = Path(recipe.output.package_dir).parent / f".{recipe.name}_work"
+        workdir = work_dir(recipe)
         ckpt = ModelCheckpoint(
-            dirpath=workdir, filename="best", monitor="val/balanced_accuracy", mode="max", save_top_k=1
+            dirpath=workdir,
+            filename="best",
+            monitor="val/balanced_accuracy",
+            mode="max",
+            save_top_k=1,
+            save_last=True,
         )
+        resume_from = workdir / "last.ckpt" if tc.resume and (workdir / "last.ckpt").is_file() else None
+        if resume_from:
+            logger.info("resuming from %s", resume_from)
+            mlflow.set_tag("resumed_from", str(resume_from))
         logger_ = MLFlowLogger(
             experiment_name=recipe.output.experiment, tracking_uri=mlflow.get_tracking_uri(), run_id=run_id
         )
         trainer = L.Trainer(
             max_epochs=tc.max_epochs,
             max_time={"minutes": tc.max_time_min} if tc.max_time_min else None,
-            accelerator="cpu",
+            accelerator=tc.accelerator,
             devices=1,
+            precision=tc.precision,
             logger=logger_,
             callbacks=[ckpt],
             enable_model_summary=False,
@@ -452,19 +584,27 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             deterministic=False,
         )
         t0 = time.time()
-        trainer.fit(module, datamodule=dm)
-        train_seconds = time.time() - t0
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        train_seconds = module.elapsed() or (time.time() - t0)
         if ckpt.best_model_path:
             state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
             module.load_state_dict(state)
-        net = module.net.eval()
-        val_logits = predict_logits(net, images[split["val"]], mean, std)
+        net = module.net.eval().float().cpu()
+        torch.set_num_threads(max(tc.num_threads, torch.get_num_threads()))
+
+        def logits_of(part: str) -> np.ndarray:
+            idx = split[part]
+            return predict_logits(
+                net, images[idx], mean, std, meta=None if meta is None else meta[idx], tta=tc.tta
+            )
+
+        val_logits = logits_of("val")
         temperature = fit_temperature(val_logits, y[split["val"]])
         val_report = classification_report(
             calibrated_probabilities(val_logits, temperature), y[split["val"]], cohort.class_names
         )
         # the single look at the test lesions: nothing below feeds back into training or selection
-        test_logits = predict_logits(net, images[split["test"]], mean, std)
+        test_logits = logits_of("test")
         test_report = classification_report(
             calibrated_probabilities(test_logits, temperature), y[split["test"]], cohort.class_names
         )
@@ -484,6 +624,8 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             train_seconds,
             hardware,
             run_id,
+            encoder=encoder,
+            net_params=net_params,
         )
         (out / "test_metrics.json").write_text(json.dumps({"split": "test lesions", **test_report}, indent=2))
         mlflow.log_metrics(
