@@ -179,7 +179,9 @@ class ImageCohort:
         has_group = bool(group_col) and group_col in df.columns
         groups = [str(g) for g in df[group_col if has_group else image_col]]
         labels = [str(v) for v in df[label_col]]
-        meta_cols = {f: next(c for c in cols if c in df.columns) for f, cols in CSV_META.items() if set(cols) & set(df.columns)}
+        meta_cols = {
+            f: next(c for c in cols if c in df.columns) for f, cols in CSV_META.items() if set(cols) & set(df.columns)
+        }
         metadata = [_record(r, meta_cols) for r in df.to_dict("records")] if meta_cols else None
         return cls(
             paths=paths,

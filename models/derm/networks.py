@@ -155,7 +155,11 @@ class EfficientNetMeta(nn.Module):
         self.meta_dim = meta_dim
         if meta_dim:
             self.meta = nn.Sequential(
-                nn.Linear(meta_dim, meta_hidden), nn.SiLU(), nn.Dropout(0.1), nn.Linear(meta_hidden, meta_hidden), nn.SiLU()
+                nn.Linear(meta_dim, meta_hidden),
+                nn.SiLU(),
+                nn.Dropout(0.1),
+                nn.Linear(meta_hidden, meta_hidden),
+                nn.SiLU(),
             )
             missing = torch.tensor(meta_missing if meta_missing is not None else [0.0] * meta_dim, dtype=torch.float32)
             self.register_buffer("meta_missing", missing.view(1, -1), persistent=False)

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 
 from medai.derm.cohort import ImageCohort, group_split
 from medai.derm.labels import label_table
-from medai.errors import ConfigError
+from medai.derm.metadata import MetadataEncoder, drop_fields
 from medai.derm.metrics import calibrated_probabilities, classification_report, fit_temperature
+from medai.derm.preprocess import dihedral_views
+from medai.errors import ConfigError
 from medai.inference.package import ModelMetadata, TrainingData, write_metadata
 from medai.registry import NETWORKS
-from medai.derm.metadata import MetadataEncoder, drop_fields
-from medai.derm.preprocess import dihedral_views
 from pipelines.derm.data import (
     AugmentConfig,
     SkinDataModule,

@@ -11,9 +11,9 @@ import math
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from medai.domain.measurement import Measurement
@@ -97,8 +97,91 @@ def get_model(name: str, who: Principal = Depends(everyone), models: ModelRegist
     return ModelOut(**models.describe(name, with_schema=True))
 
 
+#: image bodies the image models take; ``multipart/form-data`` carries one of them as ``image`` plus metadata fields
+IMAGE_TYPES = ("image/jpeg", "image/png", "application/dicom")
+METADATA_FIELDS = ("age", "sex", "site", "skin_type")
+OVERLAY_TTL_S = 3600
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+PREDICT_BODY: dict[str, Any] = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": {"type": "object", "additionalProperties": True,
+                                    "description": "patient factors (factors models)"}},
+    **{t: _BINARY for t in IMAGE_TYPES},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG or DICOM photographic image"},
+        **{f: {"type": "string", "description": f"patient {f.replace('_', ' ')} (optional; image models that "
+                                                  "fuse metadata)"} for f in METADATA_FIELDS}}}},
+}}}
+
+
+async def json_object(request: Request) -> dict[str, Any] | None:
+    """The request body as a JSON object (``None`` when empty); 400 on malformed JSON, 422 on a non-object."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiProblem(400, "invalid-json", f"the request body is not valid JSON ({exc}); send the patient "
+                         "factors as one JSON object") from None
+    if not isinstance(value, dict):
+        raise ApiProblem(422, "factors-required", "the body must be one JSON object of patient factors, not "
+                         f"a JSON {type(value).__name__}")
+    return value
+
+
+async def image_input(request: Request, name: str) -> tuple[bytes, dict[str, Any]]:
+    """``(image bytes, metadata)`` of an image-model request: a raw JPEG/PNG/DICOM body, or multipart/form-data
+    with the file as ``image`` and optional ``age``, ``sex``, ``site``, ``skin_type`` fields."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in IMAGE_TYPES:
+        data = await request.body()
+        if not data:
+            raise ApiProblem(400, "image-required", f"the {ctype} body is empty; send the image bytes")
+        return data, {}
+    if ctype == "multipart/form-data":
+        try:
+            form = await request.form()
+        except Exception as exc:  # noqa: BLE001 -- python-multipart raises several types on a malformed body
+            raise ApiProblem(400, "invalid-multipart", f"unreadable multipart body ({exc})") from None
+        part = form.get("image")
+        if part is None or isinstance(part, str):
+            raise ApiProblem(422, "image-required", f"model {name}: the multipart body needs the image file in a "
+                             "part named 'image'", errors=[{"field": "image", "problem": "missing"}])
+        data = await part.read()
+        if not data:
+            raise ApiProblem(400, "image-required", "the 'image' part is empty")
+        meta = {f: str(v) for f in METADATA_FIELDS if isinstance(v := form.get(f), str) and v.strip()}
+        return data, meta
+    raise ApiProblem(415, "image-required", f"model {name} takes one image/jpeg, image/png or application/dicom "
+                     "body, or multipart/form-data with the file as 'image' (plus optional age, sex, site)")
+
+
+def _store_overlay(request: Request, pixels: np.ndarray, saliency: np.ndarray) -> str:
+    """Write the image + saliency overlay PNG under the store's ``overlays/`` (kept ``OVERLAY_TTL_S``: an overlay
+    is a copy of a patient photograph, so it is not kept longer than a viewer needs it) and return its id."""
+    import time
+    import uuid
+
+    from medai.derm.predictor import write_saliency_png
+
+    root = request.app.state.settings.store() / "overlays"
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.glob("*.png"):
+        try:
+            if now - old.stat().st_mtime > OVERLAY_TTL_S:
+                old.unlink()
+        except OSError:
+            pass
+    oid = uuid.uuid4().hex
+    tmp = root / f".{oid}.tmp.png"
+    write_saliency_png(pixels, saliency, tmp)
+    tmp.replace(root / f"{oid}.png")  # atomic: a reader never sees half a file
+    return oid
+
+
 async def run_predict(name: str, request: Request, models: ModelRegistry, who: Principal, fmt: str,
-                      factors: dict[str, Any] | None) -> Any:
+                      factors: dict[str, Any] | None, overlay: bool = False) -> Any:
     """Dispatch on ``input_kind``; audit the call (model name only, never the inputs)."""
     kind = models.input_kind(name)
     if kind == "factors":
@@ -113,11 +196,12 @@ async def run_predict(name: str, request: Request, models: ModelRegistry, who: P
         else:
             pred = await run_in_threadpool(predictor.predict, factors)
     elif kind == "image":
-        data = await request.body()
-        if not data or request.headers.get("content-type", "").split(";")[0] not in ("image/png", "image/jpeg"):
-            raise ApiProblem(415, "image-required", f"model {name} takes one image/png or image/jpeg body")
+        data, metadata = await image_input(request, name)
         predictor = models.get(name)
-        pred = await run_in_threadpool(predictor.predict, data)
+        pred = await run_in_threadpool(_predict_image, predictor, data, metadata, overlay)
+        if overlay and (pair := pred.extras.pop("_overlay_pair", None)) is not None:
+            oid = await run_in_threadpool(_store_overlay, request, *pair)
+            pred.extras["overlay_url"] = f"{request.url_for('get_overlay', name=name, oid=oid).path}"
     else:
         raise ApiProblem(422, "use-analyses", f"model {name} analyses whole studies: POST /v1/analyses")
     await audit.record_async(request.app.state.engine, who, request, "predict", "risk" if pred.risks else "prediction",
@@ -130,14 +214,45 @@ async def run_predict(name: str, request: Request, models: ModelRegistry, who: P
     return prediction_out(pred)  # FastAPI serialises it with pydantic-core straight to JSON bytes
 
 
+def _predict_image(predictor: Any, data: bytes, metadata: dict[str, Any], overlay: bool) -> Prediction:
+    """One image prediction; with ``overlay``, keeps the decoded pixels and saliency for the overlay PNG."""
+    from medai.derm.image import load_skin_image
+
+    img = load_skin_image(data)
+    pred = predictor.predict(img, metadata=metadata)  # image predictors take the patient metadata (may be {})
+    sal = pred.extras.get("saliency")
+    if overlay and isinstance(sal, np.ndarray):
+        pred.extras["_overlay_pair"] = (img.pixels, sal)
+    return pred
+
+
 @router.post("/{name}/predict", response_model=PredictionOut, summary="Predict with a served model",
-             responses={**responses(404, 415), 200: FHIR_ALT})
+             responses={**responses(400, 404, 415), 200: FHIR_ALT}, openapi_extra=PREDICT_BODY)
 async def predict(name: str, request: Request,
-                  factors: dict[str, Any] | None = Body(None, description="patient factors (factors models)"),
                   fmt: str = Query("json", alias="format", pattern="^(json|fhir)$"),
+                  overlay: bool = Query(True, description="image models: store the saliency overlay PNG and "
+                                        "return its link as extras.overlay_url (kept one hour)"),
                   who: Principal = Depends(everyone), models: ModelRegistry = Depends(get_models)) -> Any:
-    """Factors models: JSON object of patient factors -> risks (synchronous). Image models: the image bytes."""
-    return await run_predict(name, request, models, who, fmt, factors)
+    """Factors models: a JSON object of patient factors -> risks (synchronous). Image models: the image as an
+    ``image/jpeg``, ``image/png`` or ``application/dicom`` body, or ``multipart/form-data`` with the file as
+    ``image`` and optional ``age``, ``sex``, ``site``, ``skin_type`` -> class probabilities (temperature-scaled),
+    the top class, and a link to the saliency overlay."""
+    factors = await json_object(request) if models.input_kind(name) == "factors" else None
+    return await run_predict(name, request, models, who, fmt, factors, overlay=overlay)
+
+
+@router.get("/{name}/overlays/{oid}", summary="Saliency overlay of an image prediction", name="get_overlay",
+            response_class=Response, responses={**responses(404), 200: {"content": {"image/png": {}}}})
+async def get_overlay(name: str, oid: str, request: Request, who: Principal = Depends(everyone)) -> Response:
+    """The image beside its saliency overlay (PNG), for one hour after the prediction."""
+    if not (len(oid) == 32 and all(c in "0123456789abcdef" for c in oid)):
+        raise ApiProblem(404, "not-found", f"no overlay {oid[:40]!r}")
+    path = request.app.state.settings.store() / "overlays" / f"{oid}.png"
+    if not path.is_file():
+        raise ApiProblem(404, "not-found", f"overlay {oid} does not exist or has expired (kept one hour)")
+    data = path.read_bytes()
+    await audit.record_async(request.app.state.engine, who, request, "view", "overlay", oid)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, no-store"})
 
 
 @router.post("/{name}/reload", response_model=ModelOut, summary="Reload a model (after promotion)",

@@ -101,3 +101,47 @@ def tiny_package(tmp_path: Path) -> Path:
         ),
     )
     return pkg
+
+
+def make_meta_package(pkg: Path, image_size: int = 48, tta: int = 2) -> Path:
+    """A v2 skin-lesion package (``efficientnet_meta`` fusing age, sex and site) with random weights."""
+    import torch
+
+    from medai.derm.labels import CLASS_ORDER, label_table
+    from medai.derm.metadata import MetadataEncoder
+    from medai.inference.package import ModelMetadata, write_metadata
+    from medai.registry import NETWORKS
+
+    torch.manual_seed(0)
+    names = [c.value for c in CLASS_ORDER]
+    enc = MetadataEncoder(fields=["age", "sex", "site"], site=["back", "face", "trunk"])
+    params = {"backbone": "efficientnet-b0", "meta_dim": enc.dim, "meta_missing": enc.encode_missing().tolist()}
+    net = NETWORKS.get("efficientnet_meta")(in_channels=3, num_classes=7, **params)
+    with torch.no_grad():  # a visible metadata effect for the tests (random init keeps it small)
+        net.fc.weight[:, -64:] *= 20
+    pkg.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), pkg / "weights.pt")
+    (pkg / "inference.json").write_text(
+        json.dumps(
+            {
+                "network": "efficientnet_meta",
+                "network_params": params,
+                "class_names": names,
+                "image_size": image_size,
+                "temperature": 1.0,
+                "tta": tta,
+                "metadata": enc.model_dump(),
+            }
+        )
+    )
+    write_metadata(
+        pkg,
+        ModelMetadata(
+            name="skin_derm_lesion_cls",
+            version="2.0.0-test",
+            predictor="skin_lesion",
+            task="classification",
+            labels=label_table(names),
+        ),
+    )
+    return pkg
