@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from medai.derm.image import SkinImage, load_skin_image
 from medai.derm.labels import CLASS_CODES, MALIGNANT, LesionClass
 from medai.derm.metadata import MetadataEncoder
-from medai.derm.preprocess import DEFAULT_MEAN, DEFAULT_STD, normalise, resize_square
+from medai.derm.preprocess import DEFAULT_MEAN, DEFAULT_STD, dihedral_views, normalise, resize_square
 from medai.domain.prediction import ClassProbability, Prediction, QualityFlag, Severity
 from medai.errors import ConfigError
 from medai.inference.predictor import Predictor
@@ -136,6 +136,50 @@ class SkinLesionPredictor(Predictor):
         """Calibrated probabilities ``(K,)`` of a validated ``(H, W, 3) uint8`` RGB array (no saliency)."""
         return self._run(pixels, meta=self._encode(metadata)[0], want_saliency=False)[0]
 
+    def predict_proba_batch(
+        self,
+        images: list[np.ndarray],
+        metadata: list[dict[str, Any] | None] | None = None,
+        image_only: bool = False,
+        batch_size: int = 32,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities ``(N, K)`` of validated ``(H, W, 3) uint8`` images with their patient records,
+        in batches (the evaluation path; same preprocessing, views and temperature as :meth:`predict`).
+
+        With ``image_only`` (fused models), also the image-only probabilities of the same images: the backbone runs
+        once per view and the fusion head twice, once with the records and once with none.
+        """
+        import torch
+
+        s, t = self.config.image_size, self.config.temperature
+        uses_meta = bool(getattr(self.net, "meta_dim", 0))
+        split_head = hasattr(self.net, "features") and hasattr(self.net, "head")
+        fused, alone = [], []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            cfg = self.config
+            x = torch.from_numpy(np.stack([normalise(resize_square(p, s), cfg.mean, cfg.std) for p in chunk]))
+            m = None
+            if uses_meta:
+                recs = (metadata or [None] * len(images))[i : i + batch_size]
+                m = torch.from_numpy(np.stack([self._encode(r)[0] for r in recs]))
+            with torch.no_grad():
+                lf, li = [], []
+                for v in dihedral_views(x, self.config.tta):
+                    if uses_meta and split_head:
+                        f = self.net.features(v)
+                        lf.append(self.net.head(f, m))
+                        if image_only:
+                            li.append(self.net.head(f, None))
+                    else:
+                        lf.append(self.net(v, m) if uses_meta else self.net(v))
+                fused.append(torch.softmax(torch.stack(lf).mean(0) / t, 1).double().numpy())
+                if li:
+                    alone.append(torch.softmax(torch.stack(li).mean(0) / t, 1).double().numpy())
+        k = len(self.config.class_names)
+        out = np.concatenate(fused) if fused else np.zeros((0, k))
+        return out, (np.concatenate(alone) if alone else (out if image_only else None))
+
     def _encode(self, record: dict[str, Any] | None) -> tuple[np.ndarray | None, list[str]]:
         if self.config.metadata is None:
             return None, []
@@ -144,8 +188,6 @@ class SkinLesionPredictor(Predictor):
     def _forward(self, x: Any, meta: Any) -> Any:
         """Mean logits over the package's test-time views."""
         import torch
-
-        from medai.derm.preprocess import dihedral_views
 
         uses_meta = bool(getattr(self.net, "meta_dim", 0))
         views = [self.net(v, meta) if uses_meta else self.net(v) for v in dihedral_views(x, self.config.tta)]

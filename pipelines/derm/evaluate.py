@@ -120,12 +120,86 @@ def plot_reliability(rel: dict[str, list], ece: float, path: Path, title: str) -
     return path
 
 
-def evaluate_cli(
-    model: str, data: Path, fmt: str = "auto", out: Path = Path("evaluation.json"), package: Path | None = None
-) -> dict[str, Any]:
-    """Evaluate a skin-lesion package on ``data`` (see the module docstring); returns the written metrics."""
-    from rich.progress import track
+HEADLINE = (
+    "balanced_accuracy",
+    "accuracy",
+    "macro_auc",
+    "melanoma_vs_benign_auc",
+    "melanoma_at_90_specificity",
+    "bootstrap",
+)
 
+
+def classify(
+    predictor: Any, cohort: ImageCohort, idx: np.ndarray, fused: bool, chunk: int = 64
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Probabilities of the images ``idx`` through the predictor (with their metadata when ``fused``; then also
+    the image-only probabilities), decoded ``chunk`` images at a time, with a progress bar."""
+    from rich.progress import Progress
+
+    probs, alone = [], []
+    with Progress() as bar:
+        task = bar.add_task(f"classifying {len(idx)} images", total=len(idx))
+        for s in range(0, len(idx), chunk):
+            part = idx[s : s + chunk]
+            pixels = [load_skin_image(cohort.paths[i]).pixels for i in part]
+            recs = [cohort.metadata[i] for i in part] if fused and cohort.metadata is not None else None
+            p, a = predictor.predict_proba_batch(pixels, recs, image_only=fused)
+            probs.append(p)
+            if a is not None:
+                alone.append(a)
+            bar.advance(task, len(part))
+    return np.concatenate(probs), (np.concatenate(alone) if alone else None)
+
+
+def summarise(
+    probs: np.ndarray, y: np.ndarray, groups: np.ndarray, class_names: list[str], n_boot: int
+) -> dict[str, Any]:
+    """Classification report + malignant and melanoma figures + lesion-level bootstrap intervals."""
+    from medai.derm.metrics import binary_auc, bootstrap_ci, melanoma_report
+
+    report = classification_report(probs, y, class_names)
+    malignant = [class_names.index(c) for c in ("mel", "bcc", "akiec") if c in class_names]
+    if malignant:
+        report["malignant_vs_benign_auc"] = binary_auc(probs[:, malignant].sum(1), np.isin(y, malignant))
+    report.update(melanoma_report(probs, y, class_names))
+    if n_boot:
+        report["bootstrap"] = bootstrap_ci(probs, y, groups, class_names, n_boot=n_boot)
+    return report
+
+
+def per_value(probs: np.ndarray, y: np.ndarray, values: list[Any]) -> dict[str, dict[str, float]]:
+    """Balanced accuracy and accuracy per value of one metadata field (e.g. Fitzpatrick skin type); ``{}`` when
+    the field is never filled in."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    vals = np.asarray(["" if v is None else str(v) for v in values])
+    out: dict[str, dict[str, float]] = {}
+    for v in sorted(set(vals) - {""}):
+        m = vals == v
+        pred = probs[m].argmax(1)
+        out[v] = {
+            "n": int(m.sum()),
+            "balanced_accuracy": float(balanced_accuracy_score(y[m], pred)),
+            "accuracy": float((pred == y[m]).mean()),
+        }
+    return out
+
+
+def evaluate_cli(
+    model: str,
+    data: Path,
+    fmt: str = "auto",
+    out: Path = Path("evaluation.json"),
+    package: Path | None = None,
+    use_metadata: bool = True,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """Evaluate a skin-lesion package on ``data`` (see the module docstring); returns the written metrics.
+
+    A package that fuses patient metadata gets each image's record from the cohort (``use_metadata``), and the
+    result also holds the image-only figures of the same images (``image_only``).
+    """
     from medai.inference.predictor import Predictor
 
     pkg = resolve_package(package or model)
@@ -149,16 +223,19 @@ def evaluate_cli(
         raise ConfigError(f"unknown --format {fmt!r}: use {', '.join(sorted(SUBSETS))} or csv")
     if len(idx) == 0:
         raise ConfigError(f"no images of {data} fall in {fmt}")
-    probs = np.empty((len(idx), len(class_names)))
-    for row, i in enumerate(track(idx, description=f"classifying {len(idx)} images")):
-        probs[row] = predictor.predict_proba(load_skin_image(cohort.paths[i]).pixels)
+    fused = bool(getattr(predictor, "metadata_fields", [])) and cohort.metadata is not None and use_metadata
+    probs, alone = classify(predictor, cohort, idx, fused)
     y = cohort.y[idx]
-    report = classification_report(probs, y, class_names)
-    malignant = [class_names.index(c) for c in ("mel", "bcc", "akiec") if c in class_names]
-    if malignant:
-        from medai.derm.metrics import binary_auc
-
-        report["malignant_vs_benign_auc"] = binary_auc(probs[:, malignant].sum(1), np.isin(y, malignant))
+    groups = np.asarray(cohort.groups)[idx]
+    report = summarise(probs, y, groups, class_names, n_boot)
+    if fused and alone is not None:
+        only = summarise(alone, y, groups, class_names, n_boot)
+        report["image_only"] = {k: only[k] for k in HEADLINE if k in only}
+        report["metadata_used"] = list(predictor.metadata_fields)
+    else:
+        report["metadata_used"] = []
+    if cohort.metadata is not None:
+        report["per_skin_type"] = per_value(probs, y, [cohort.metadata[i].get("skin_type") for i in idx])
     result: dict[str, Any] = {
         "model": meta.name,
         "version": meta.version,
