@@ -130,6 +130,9 @@ class SkinLesionPredictor(Predictor):
         if sal is not None:
             extras["saliency"] = sal
             extras["saliency_method"] = method
+            extras["saliency_implementation"] = {"grad-cam": "captum.attr.LayerGradCam"}.get(
+                method, "captum.attr.InputXGradient"
+            )
         return Prediction(model=self.ref, classes=classes, flags=flags, extras=extras)
 
     def predict_proba(self, pixels: np.ndarray, metadata: dict[str, Any] | None = None) -> np.ndarray:
@@ -236,9 +239,9 @@ class SkinLesionPredictor(Predictor):
         with torch.enable_grad():
             if isinstance(layer, torch.nn.Module):
                 cam = LayerGradCam(fwd, layer).attribute(x, target=cls, relu_attributions=True)
-                return cam.sum(1, keepdim=True), "grad-cam (captum LayerGradCam)"
+                return cam.sum(1, keepdim=True), "grad-cam"
             attr = InputXGradient(fwd).attribute(x.clone().requires_grad_(True), target=cls)
-        return attr.abs().sum(1, keepdim=True), "input-x-gradient (captum)"
+        return attr.abs().sum(1, keepdim=True), "input-x-gradient"
 
 
 def saliency_overlay(pixels: np.ndarray, saliency: np.ndarray, alpha: float = 0.45) -> np.ndarray:

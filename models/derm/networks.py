@@ -123,7 +123,8 @@ class EfficientNetMeta(nn.Module):
     """MONAI's EfficientNet features, pooled, concatenated with an embedded metadata vector, then one linear layer.
 
     Args:
-        backbone: MONAI EfficientNet variant (``efficientnet-b0`` ... ``efficientnet-b7``), randomly initialised.
+        backbone: MONAI EfficientNet variant (``efficientnet-b0`` ... ``efficientnet-b7``), randomly initialised, or
+            ``derm_resnet_small[:width]`` (the compact CNN above, for small cohorts and CPU tests).
         meta_dim: length of the metadata vector (0: image only, no metadata branch).
         meta_missing: the all-missing vector used when ``forward`` gets ``meta=None`` (length ``meta_dim``).
         meta_hidden: width of the metadata MLP.
@@ -142,16 +143,25 @@ class EfficientNetMeta(nn.Module):
         drop_connect: float = 0.1,
     ) -> None:
         super().__init__()
-        from monai.networks.nets import EfficientNetBN
+        self.kind = "resnet" if backbone.startswith("derm_resnet_small") else "efficientnet"
+        if self.kind == "resnet":  # e.g. derm_resnet_small:16 (width 16): small cohorts, CPU tests
+            width = int(backbone.split(":", 1)[1]) if ":" in backbone else 32
+            small = DermResNetSmall(in_channels=in_channels, num_classes=num_classes, width=width)
+            self.backbone = small
+            nf = small.fc.in_features
+            del small.fc
+        else:
+            from monai.networks.nets import EfficientNetBN
 
-        net = EfficientNetBN(
-            backbone, pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes
-        )
-        for block in net._blocks:
-            if hasattr(block, "drop_connect_rate") and block.drop_connect_rate:
-                block.drop_connect_rate = drop_connect * block.drop_connect_rate / 0.2  # MONAI's default is 0.2
-        self.backbone = net
-        nf = int(net._fc.in_features)
+            net = EfficientNetBN(
+                backbone, pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes
+            )
+            for block in net._blocks:
+                if hasattr(block, "drop_connect_rate") and block.drop_connect_rate:
+                    block.drop_connect_rate = drop_connect * block.drop_connect_rate / 0.2  # MONAI's default: 0.2
+            self.backbone = net
+            nf = int(net._fc.in_features)
+            del net._fc
         self.meta_dim = meta_dim
         if meta_dim:
             self.meta = nn.Sequential(
@@ -165,23 +175,24 @@ class EfficientNetMeta(nn.Module):
             self.register_buffer("meta_missing", missing.view(1, -1), persistent=False)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(nf + (meta_hidden if meta_dim else 0), num_classes)
-        del net._fc
 
     @property
     def cam_layer(self) -> nn.Module:
-        """The normalised output of the last 1x1 convolution, for Grad-CAM."""
-        return self.backbone._bn1
+        """The last feature stage (EfficientNet: the normalised output of its last 1x1 convolution), for Grad-CAM."""
+        return self.backbone.stages if self.kind == "resnet" else self.backbone._bn1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map ``(B, 1280, H/32, W/32)`` for B0."""
+        """The last feature map (``(B, 1280, H/32, W/32)`` for EfficientNet-B0)."""
         b = self.backbone
+        if self.kind == "resnet":
+            return b.features(x)
         x = b._swish(b._bn0(b._conv_stem(b._conv_stem_padding(x))))
         x = b._blocks(x)
         return b._swish(b._bn1(b._conv_head(b._conv_head_padding(x))))
 
     def head(self, feats: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from a feature map of :meth:`features` and the metadata vector (``None``: image only)."""
-        z = torch.flatten(self.backbone._avg_pooling(feats), 1)
+        z = torch.flatten(nn.functional.adaptive_avg_pool2d(feats, 1), 1)
         if self.meta_dim:
             if meta is None:
                 meta = self.meta_missing.expand(z.shape[0], -1)
@@ -192,6 +203,7 @@ class EfficientNetMeta(nn.Module):
         return self.head(self.features(x), meta)
 
 
+@NETWORKS.register("meta_fusion")
 @NETWORKS.register("efficientnet_meta")
 def efficientnet_meta(in_channels: int = 3, num_classes: int = 7, **kwargs: object) -> nn.Module:
     """MONAI EfficientNet with the metadata-fusion head (see :class:`EfficientNetMeta`)."""

@@ -13,6 +13,11 @@ Which images count (``--format``):
 * ``ham10000-val``: the validation lesions (used for model selection and calibration: *not* a test result).
 * ``ham10000-all``: every image, including training images -- reported with ``"is_test_result": false``.
 * ``csv``: every image of an external cohort (a test result when the cohort is new to the model).
+* ``csv-test`` / ``csv-heldout`` / ``csv-val`` / ``csv-all``: the subsets above of the ``labels.csv`` cohort the
+  package was trained on (``medai train`` with ``data.format: csv``), by its split's patient groups.
+
+An output inside the package's ``evaluation/`` folder also writes that evaluation's section of ``MODEL_CARD.md``
+(:func:`update_model_card`): the card's figures come only from these JSON files.
 
 Writes the metrics JSON (``balanced_accuracy``, per-class AUC / sensitivity / specificity, confusion matrix,
 ``ece`` + reliability bins), and beside it ``<out>.confusion.png`` and ``<out>.reliability.png``.
@@ -37,6 +42,8 @@ from medai.inference.package import read_metadata, resolve_package
 logger = logging.getLogger(__name__)
 
 SUBSETS = {"ham10000-test", "ham10000-heldout", "ham10000-val", "ham10000-all"}
+#: the same subsets of a labels.csv cohort the package was trained on (its split.json groups are patients)
+CSV_SUBSETS = {"csv-test", "csv-heldout", "csv-val", "csv-all"}
 
 
 def select_subset(cohort: ImageCohort, split_doc: dict[str, Any], subset: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -194,6 +201,9 @@ def evaluate_cli(
     package: Path | None = None,
     use_metadata: bool = True,
     n_boot: int = 1000,
+    labels_csv: Path | None = None,
+    image_dir: Path | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a skin-lesion package on ``data`` (see the module docstring); returns the written metrics.
 
@@ -208,19 +218,25 @@ def evaluate_cli(
     data = Path(data)
     predictor = Predictor.from_package(pkg, saliency=False)
     class_names = list(predictor.config.class_names)
-    if fmt in SUBSETS:
-        cohort = ImageCohort.from_ham10000(data, class_names=class_names)
+    if fmt in SUBSETS or fmt in CSV_SUBSETS:
+        if fmt in SUBSETS:
+            cohort = ImageCohort.from_ham10000(data, class_names=class_names)
+        else:
+            cohort = ImageCohort.from_csv(labels_csv or data / "labels.csv", image_dir or data, class_names=class_names)
         split_path = pkg / "split.json"
         split_doc = json.loads(split_path.read_text()) if split_path.is_file() else {}
-        if not split_doc and fmt != "ham10000-all":
+        if not split_doc and not fmt.endswith("-all"):
             raise ConfigError(f"{pkg} has no split.json: cannot tell its test lesions apart; use --format csv/all")
-        idx, subset = select_subset(cohort, split_doc, fmt)
+        idx, subset = select_subset(cohort, split_doc, fmt.replace("csv-", "ham10000-"))
+        subset["subset"] = fmt
     elif fmt == "csv":
-        cohort = ImageCohort.from_csv(data / "labels.csv", data, class_names=class_names)
+        cohort = ImageCohort.from_csv(labels_csv or data / "labels.csv", image_dir or data, class_names=class_names)
         idx = np.arange(len(cohort))
         subset = {"subset": "csv", "description": f"all images of the external cohort {data}", "is_test_result": True}
     else:
-        raise ConfigError(f"unknown --format {fmt!r}: use {', '.join(sorted(SUBSETS))} or csv")
+        raise ConfigError(
+            f"unknown --format {fmt!r}: use {', '.join(sorted(SUBSETS | CSV_SUBSETS))} or csv (a new cohort)"
+        )
     if len(idx) == 0:
         raise ConfigError(f"no images of {data} fall in {fmt}")
     fused = bool(getattr(predictor, "metadata_fields", [])) and cohort.metadata is not None and use_metadata
@@ -244,7 +260,8 @@ def evaluate_cli(
         **subset,
         "n_lesions": int(len(set(np.asarray(cohort.groups)[idx]))),
         **report,
-        "command": " ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else "",
+        "command": command
+        or (" ".join(["medai evaluate", *sys.argv[2:]]) if sys.argv and "evaluate" in sys.argv else ""),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -259,8 +276,73 @@ def evaluate_cli(
         plot_reliability(report["reliability"], report["ece"], Path(f"{stem}.reliability.png"), title)
     )
     out.write_text(json.dumps(result, indent=2, default=float))
+    if out.resolve().parent == (pkg / "evaluation").resolve():
+        update_model_card(pkg, out.stem, result)
     _log_to_active_mlflow_run(result, out)
     return result
+
+
+def _f(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+
+def card_section(name: str, r: dict[str, Any]) -> str:
+    """The model-card section of one evaluation JSON (every figure read from ``r``)."""
+    ci = r.get("bootstrap", {}).get("intervals", {})
+
+    def with_ci(key: str, v: Any) -> str:
+        c = ci.get(key)
+        return f"{_f(v)} (95 % CI {_f(c['low'])}-{_f(c['high'])})" if c else _f(v)
+
+    lines = [
+        f"### {name}: {r.get('description', r.get('subset', ''))}",
+        f"`{r.get('command', '')}`",
+        "",
+        f"n = {r['n']} images of {r.get('n_lesions', '?')} lesions; test result: {r.get('is_test_result')}. "
+        f"Balanced accuracy **{with_ci('balanced_accuracy', r['balanced_accuracy'])}**, accuracy "
+        f"{_f(r['accuracy'])}, macro AUC {with_ci('macro_auc', r['macro_auc'])}, ECE {_f(r['ece'])}.",
+    ]
+    if "melanoma_vs_benign_auc" in r:
+        m90 = r["melanoma_at_90_specificity"]
+        lines.append(
+            f"Melanoma vs benign AUC {with_ci('melanoma_vs_benign_auc', r['melanoma_vs_benign_auc'])}; melanoma "
+            f"sensitivity at 90 % specificity "
+            f"{with_ci('melanoma_sensitivity_at_90_specificity', m90['sensitivity'])}."
+        )
+    if r.get("image_only"):
+        io_ = r["image_only"]
+        lines.append(
+            f"Fused with {', '.join(r.get('metadata_used', []))}; the same images without metadata (image-only "
+            f"path): balanced accuracy {_f(io_['balanced_accuracy'])}, macro AUC {_f(io_['macro_auc'])}."
+        )
+    lines += ["", "| class | n | AUC | sensitivity | specificity |", "|---|---|---|---|---|"]
+    for c, d in r["per_class"].items():
+        lines.append(f"| {c} | {d['n']} | {_f(d['auc'])} | {_f(d['sensitivity'])} | {_f(d['specificity'])} |")
+    if r.get("per_skin_type"):
+        lines += ["", "| skin type | n | balanced accuracy |", "|---|---|---|"]
+        lines += [f"| {t} | {d['n']} | {_f(d['balanced_accuracy'])} |" for t, d in r["per_skin_type"].items()]
+    return "\n".join(lines)
+
+
+def update_model_card(pkg: Path, name: str, result: dict[str, Any]) -> Path | None:
+    """Put (or replace) the section of evaluation ``name`` in the package's MODEL_CARD.md, at the card's
+    evaluations marker (or at its end)."""
+    from pipelines.derm.train import CARD_EVALUATIONS
+
+    card = pkg / "MODEL_CARD.md"
+    if not card.is_file():
+        return None
+    text = card.read_text()
+    start, end = f"<!-- evaluation:{name} -->", f"<!-- /evaluation:{name} -->"
+    block = f"{start}\n{card_section(name, result)}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    elif CARD_EVALUATIONS in text:
+        text = text.replace(CARD_EVALUATIONS, f"{block}\n\n{CARD_EVALUATIONS}")
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    card.write_text(text)
+    return card
 
 
 def _log_to_active_mlflow_run(result: dict[str, Any], out: Path) -> None:

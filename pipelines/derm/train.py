@@ -30,7 +30,7 @@ from medai.derm.metadata import MetadataEncoder, drop_fields
 from medai.derm.metrics import calibrated_probabilities, classification_report, fit_temperature
 from medai.derm.preprocess import dihedral_views
 from medai.errors import ConfigError
-from medai.inference.package import ModelMetadata, TrainingData, write_metadata
+from medai.inference.package import ModelMetadata, TrainingData, read_metadata, write_metadata
 from medai.registry import NETWORKS
 from pipelines.derm.data import (
     AugmentConfig,
@@ -308,7 +308,6 @@ def write_package(
     mean: list[float],
     std: list[float],
     temperature: float,
-    test_report: dict[str, Any],
     val_report: dict[str, Any],
     train_seconds: float,
     hardware: str,
@@ -343,17 +342,12 @@ def write_package(
     }
     (out / "split.json").write_text(json.dumps(split_doc))
     metrics: dict[str, float] = {
-        "test/balanced_accuracy": test_report["balanced_accuracy"],
-        "test/accuracy": test_report["accuracy"],
-        "test/macro_auc": test_report["macro_auc"],
-        "test/ece": test_report["ece"],
         "val/balanced_accuracy": val_report["balanced_accuracy"],
         "val/ece": val_report["ece"],
     }
-    for c, d in test_report["per_class"].items():
-        metrics[f"test/auc/{c}"] = d["auc"]
-        metrics[f"test/sensitivity/{c}"] = d["sensitivity"]
     metrics = {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+    stale = out / "test_metrics.json"  # v1 packages kept training-time test figures; the evaluation JSON has them now
+    stale.unlink(missing_ok=True)
     n_params = sum(p.numel() for p in net.parameters())
     meta = ModelMetadata(
         name=recipe.name,
@@ -361,9 +355,13 @@ def write_package(
         predictor="skin_lesion",
         task="classification",
         description=(
-            f"{recipe.model.network} ({n_params / 1e6:.2f} M parameters) classifying dermoscopic images into the "
-            f"{len(cohort.class_names)} HAM10000 diagnoses at {recipe.data.image_size}x{recipe.data.image_size} px, "
-            "temperature-scaled probabilities, malignant summary (mel+bcc+akiec) and Grad-CAM saliency."
+            f"{recipe.model.network} ({n_params / 1e6:.2f} M parameters) classifying {cohort.name} images into "
+            f"{len(cohort.class_names)} classes ({', '.join(cohort.class_names)}) at "
+            f"{recipe.data.image_size}x{recipe.data.image_size} px"
+            + (f", fused with {', '.join(encoder.fields)} (image-only when absent)" if encoder else "")
+            + f", {recipe.trainer.tta}-view test-time augmentation, temperature-scaled probabilities"
+            + (", malignant summary (mel+bcc+akiec)" if {"mel", "bcc", "akiec"} & set(cohort.class_names) else "")
+            + " and Grad-CAM saliency (captum)."
         ),
         input_contract={
             "kind": "image",
@@ -393,7 +391,7 @@ def write_package(
         ],
         metrics=metrics,
         mlflow_run_id=run_id,
-        files=["weights.pt", "inference.json", "split.json", "MODEL_CARD.md"],
+        files=["weights.pt", "inference.json", "split.json", "MODEL_CARD.md", "evaluation/"],
         licence=f"{HAM10000_LICENCE} (inherited from the training data; non-commercial)"
         if cohort.name == "HAM10000"
         else "",
@@ -402,38 +400,74 @@ def write_package(
         reproduce="medai train configs/experiment/derm_ham10000.yaml",
     )
     write_metadata(out, meta)
-    (out / "MODEL_CARD.md").write_text(model_card(meta, test_report, temperature, train_seconds, hardware))
+    counts = cohort_counts(cohort, split)
+    (out / "MODEL_CARD.md").write_text(
+        model_card(meta, temperature, train_seconds, hardware, counts, encoder, cohort)
+    )
     return out
 
 
+def cohort_counts(cohort: ImageCohort, split: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """Images per class in each split (``{"train": {"akiec": 170, ...}, ...}``)."""
+    labels = np.asarray(cohort.labels)
+    return {s: {c: int((labels[idx] == c).sum()) for c in cohort.class_names} for s, idx in split.items()}
+
+
 def model_card(
-    meta: ModelMetadata, test: dict[str, Any], temperature: float, train_seconds: float, hardware: str
+    meta: ModelMetadata,
+    temperature: float,
+    train_seconds: float,
+    hardware: str,
+    counts: dict[str, dict[str, int]] | None = None,
+    encoder: MetadataEncoder | None = None,
+    cohort: ImageCohort | None = None,
 ) -> str:
-    """Markdown model card of the image classifier."""
-    rows = "\n".join(
-        f"| {c} | {d['n']} | {d['auc']:.3f} | {d['sensitivity']:.3f} | {d['specificity']:.3f} |"
-        for c, d in test["per_class"].items()
-    )
+    """Markdown model card of the image classifier, generated from the cohort it was trained on."""
     td = meta.training_data[0] if meta.training_data else None
+    ham = bool(td and td.name == "HAM10000")
+    counts = counts or {}
+    count_rows = "\n".join(
+        f"| {c} | {counts.get('train', {}).get(c, 0)} | {counts.get('val', {}).get(c, 0)} | "
+        f"{counts.get('test', {}).get(c, 0)} |"
+        for c in (cohort.class_names if cohort else [])
+    )
+    small = [c for c in (cohort.class_names if cohort else []) if counts.get("test", {}).get(c, 0) < 30]
+    use = (
+        "Decision support research on dermoscopic images of pigmented lesions of the seven HAM10000 classes; not "
+        "for clinical photographs of other diseases, not for screening decisions."
+        if ham
+        else f"Decision support research on images like those of the {td.name if td else ''} cohort, for its "
+        f"{len(cohort.class_names) if cohort else 0} classes only; validate on your own patients before any use."
+    )
+    meta_line = (
+        f"Patient metadata fused: {', '.join(encoder.fields)} (site vocabulary: {', '.join(encoder.site) or 'none'}"
+        "); each field may be absent, and with none the model is image-only (it was trained with fields hidden at "
+        "random)."
+        if encoder
+        else "Image only: no patient metadata is used."
+    )
     return f"""# {meta.name} {meta.version}
 
 {meta.description}
 
-**Intended use.** {meta.intended_use} Decision support research on dermoscopic images of pigmented lesions of the
-seven HAM10000 classes; not for clinical photographs of other diseases, not for screening decisions.
+**Intended use.** {meta.intended_use} {use}
+
+## Cohort
+{td.name if td else ""}: {td.description if td else ""}. {meta_line}
+
+| class | train images | val images | test images |
+|---|---|---|---|
+{count_rows}
 
 ## Training data and licence
 {td.name if td else ""}: {td.description if td else ""}. Licence of the data: {td.licence if td else ""}; the weights
 are a derivative and carry the same licence: **{meta.licence}**. Cite: {td.citation if td else ""}
 
-## Held-out test split (lesions never used for training, model selection or calibration)
-n = {test["n"]} images. Balanced accuracy **{test["balanced_accuracy"]:.3f}**, accuracy {test["accuracy"]:.3f}, macro
-one-vs-rest AUC {test["macro_auc"]:.3f}, expected calibration error {test["ece"]:.3f} (temperature {temperature:.3f}
-fitted on the validation lesions).
+## Results
+Every figure below is from an evaluation JSON under `evaluation/`, produced through the predictor by the command it
+names (`medai evaluate`); the temperature ({temperature:.3f}) was fitted on the validation lesions.
 
-| class | n | AUC | sensitivity | specificity |
-|---|---|---|---|---|
-{rows}
+{CARD_EVALUATIONS}
 
 Anchors (not directly comparable: other splits, resolutions and pretrained networks): ISIC 2018 task 3 best
 balanced accuracy 0.885; DermaMNIST (28 px) best accuracy about 0.77.
@@ -442,9 +476,59 @@ balanced accuracy 0.885; DermaMNIST (28 px) best accuracy about 0.77.
 Hardware: {hardware}. Wall time {train_seconds / 60:.1f} min. Reproduce: `{meta.reproduce}`.
 
 ## Limitations
-Trained from scratch at low resolution on one public dataset (mostly fair skin, Austrian and Australian sites);
-sensitivity for melanoma is limited; probabilities are calibrated for the HAM10000 case mix only.
+Trained from scratch (no pretrained weights can be fetched here) on one cohort
+{"(mostly fair skin, Austrian and Australian sites)" if ham else f"({td.name if td else ''})"}; probabilities are
+calibrated for this cohort's case mix only.{
+        f" Classes with fewer than 30 test images ({', '.join(small)}) have wide uncertainty." if small else ""
+    } The test split is from the same source as the training images: expect lower figures on another site's
+patients, devices and skin types.
 """
+
+
+#: where :func:`pipelines.derm.evaluate.update_model_card` puts each evaluation's section
+CARD_EVALUATIONS = "<!-- evaluations: medai evaluate writes one section per evaluation JSON here -->"
+
+
+def test_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """``metadata.json`` metrics of a test evaluation (balanced accuracy, AUCs, ECE, per-class AUC/sensitivity)."""
+    m: dict[str, Any] = {
+        "test/balanced_accuracy": report["balanced_accuracy"],
+        "test/accuracy": report["accuracy"],
+        "test/macro_auc": report["macro_auc"],
+        "test/ece": report["ece"],
+    }
+    if "melanoma_vs_benign_auc" in report:
+        m["test/melanoma_vs_benign_auc"] = report["melanoma_vs_benign_auc"]
+        m["test/melanoma_sensitivity_at_90_specificity"] = report["melanoma_at_90_specificity"]["sensitivity"]
+    if "image_only" in report:
+        m["test/image_only/balanced_accuracy"] = report["image_only"]["balanced_accuracy"]
+    for c, d in report["per_class"].items():
+        m[f"test/auc/{c}"] = d["auc"]
+        m[f"test/sensitivity/{c}"] = d["sensitivity"]
+    return {k: float(v) for k, v in m.items() if v is not None and not math.isnan(float(v))}
+
+
+def evaluate_test_split(recipe: SkinLesionRecipe, package: Path) -> dict[str, Any]:
+    """``medai evaluate`` of the fresh package on its own test split, written to
+    ``<package>/evaluation/<cohort>_test.json`` (and into the model card)."""
+    from pipelines.derm.evaluate import evaluate_cli
+
+    d = recipe.data
+    if d.format == "ham10000":
+        data, fmt, name, extra = recipe.data_root(), "ham10000-test", "ham10000_test", {}
+    else:
+        assert d.labels_csv is not None
+        data, fmt, name = Path(d.labels_csv).parent, "csv-test", f"{Path(d.labels_csv).stem}_test"
+        extra = {"labels_csv": Path(d.labels_csv), "image_dir": d.image_dir}
+    return evaluate_cli(
+        recipe.name,
+        data,
+        fmt=fmt,
+        out=package / "evaluation" / f"{name}.json",
+        package=package,
+        command=f"medai evaluate {package} --data {data} --format {fmt} --out {package}/evaluation/{name}.json",
+        **extra,
+    )
 
 
 def _mlflow_run(experiment: str) -> Any:
@@ -603,11 +687,6 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         val_report = classification_report(
             calibrated_probabilities(val_logits, temperature), y[split["val"]], cohort.class_names
         )
-        # the single look at the test lesions: nothing below feeds back into training or selection
-        test_logits = logits_of("test")
-        test_report = classification_report(
-            calibrated_probabilities(test_logits, temperature), y[split["test"]], cohort.class_names
-        )
         hardware = _hardware()
         out = Path(recipe.output.package_dir)
         write_package(
@@ -619,7 +698,6 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             mean,
             std,
             temperature,
-            test_report,
             val_report,
             train_seconds,
             hardware,
@@ -627,7 +705,12 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             encoder=encoder,
             net_params=net_params,
         )
-        (out / "test_metrics.json").write_text(json.dumps({"split": "test lesions", **test_report}, indent=2))
+        # the single look at the test lesions, through the Predictor: nothing below feeds back into training or
+        # selection; the evaluation JSON is the package's test result and fills the model card's figures
+        test_report = evaluate_test_split(recipe, out)
+        meta_doc = read_metadata(out)
+        meta_doc.metrics.update(test_metrics(test_report))
+        write_metadata(out, meta_doc)
         mlflow.log_metrics(
             {
                 "train/wall_time_s": train_seconds,

@@ -79,9 +79,13 @@ def test_one_batch_smoke_training_on_a_csv_cohort(csv_cohort: Path, tmp_path: Pa
             f"data.labels_csv={csv_cohort / 'labels.csv'}",
             f"data.image_dir={csv_cohort}",
             "data.image_size=32",
+            "data.metadata=false",
             "data.split.val_fraction=0.2",
             "data.split.test_fraction=0.2",
-            "model.params.width=8",
+            "model.network=derm_resnet_small",
+            "model.params={width: 8}",
+            "trainer.low_res_size=null",
+            "trainer.tta=1",
             "trainer.max_epochs=1",
             "trainer.batch_size=8",
             "trainer.limit_train_batches=1",
@@ -90,8 +94,13 @@ def test_one_batch_smoke_training_on_a_csv_cohort(csv_cohort: Path, tmp_path: Pa
         ],
     )
     assert res["package"] == pkg
-    for f in ("weights.pt", "inference.json", "split.json", "metadata.json", "MODEL_CARD.md", "test_metrics.json"):
+    for f in ("weights.pt", "inference.json", "split.json", "metadata.json", "MODEL_CARD.md"):
         assert (pkg / f).is_file(), f
+    # the test result is an evaluation through the predictor, and the card's figures are its figures
+    ev = json.loads((pkg / "evaluation" / "labels_test.json").read_text())
+    assert ev["subset"] == "csv-test" and ev["is_test_result"] and ev["n"] == res["test"]["n"]
+    card = (pkg / "MODEL_CARD.md").read_text()
+    assert "<!-- evaluation:labels_test -->" in card and f"{ev['balanced_accuracy']:.3f}" in card
     split = json.loads((pkg / "split.json").read_text())
     tr, te = set(split["groups"]["train"]), set(split["groups"]["test"])
     assert tr and te and not tr & te  # split by patient
@@ -110,3 +119,85 @@ def test_one_batch_smoke_training_on_a_csv_cohort(csv_cohort: Path, tmp_path: Pa
     mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
     mv = MlflowClient().get_model_version_by_alias("skin_derm_lesion_cls", "candidate")
     assert mv.run_id == res["run_id"]
+
+
+def _disease_cohort(d: Path, n_patients: int, seed: int) -> Path:
+    """A hospital's own cohort in the labels.csv layout: 3 diseases with a learnable colour signal, 2 images per
+    patient, patient metadata (age, sex, site, Fitzpatrick skin type) in the labels file."""
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    tint = {"vitiligo": (70, 70, 70), "lupus": (-50, -10, -10), "bullous": (-10, -40, 30)}
+    rows = []
+    for p in range(n_patients):
+        lab = list(tint)[p % 3]
+        for k in range(2):
+            base = lesion_like(40, 48, seed=seed * 1000 + p * 2 + k).astype(int)
+            arr = np.clip(base + np.asarray(tint[lab]) + rng.normal(0, 8, 3), 0, 255).astype(np.uint8)
+            name = f"s{seed}p{p}_{k}.png"
+            (d / name).write_bytes(encode(arr))
+            rows.append(
+                {
+                    "image": name,
+                    "label": lab,
+                    "group": f"s{seed}patient{p}",
+                    "age": int(rng.integers(20, 80)),
+                    "sex": ["male", "female"][p % 2],
+                    "site": ["face", "trunk", "hand"][int(rng.integers(0, 3))],
+                    "skin_type": ["II", "IV", "VI"][p % 3],
+                }
+            )
+    pd.DataFrame(rows).to_csv(d / "labels.csv", index=False)
+    return d
+
+
+def test_any_disease_cohort_trains_evaluates_and_holds_on_new_patients(tmp_path: Path) -> None:
+    """The any-disease path: a labels.csv cohort -> medai train (patient-grouped split, balancing, calibration,
+    metadata fusion) -> evaluation of its test patients and of a second cohort of new patients, per class and per
+    skin type -> a generated model card stating the cohort and its class counts."""
+    from pipelines.derm.evaluate import evaluate_cli
+
+    cohort = _disease_cohort(tmp_path / "hospital", 45, seed=1)
+    pkg = tmp_path / "pkg"
+    res = train_from_recipe(
+        RECIPE,
+        [
+            "name=skin_hospital_cls",
+            "data.format=csv",
+            f"data.labels_csv={cohort / 'labels.csv'}",
+            "data.image_size=32",
+            "data.split.val_fraction=0.2",
+            "data.split.test_fraction=0.2",
+            "model.network=meta_fusion",
+            "model.params={backbone: 'derm_resnet_small:16', meta_hidden: 16, dropout: 0.1}",
+            "trainer.low_res_size=null",
+            "trainer.tta=2",
+            "trainer.max_epochs=12",
+            "trainer.max_time_min=null",
+            "trainer.batch_size=16",
+            "trainer.lr=0.003",
+            "trainer.num_threads=2",
+            f"output.package_dir={pkg}",
+            "output.experiment=derm_any_disease",
+            "output.register_model=false",
+        ],
+    )
+    inf = json.loads((pkg / "inference.json").read_text())
+    assert inf["metadata"]["fields"] == ["age", "sex", "site", "skin_type"]
+    split = json.loads((pkg / "split.json").read_text())
+    assert not set(split["groups"]["train"]) & set(split["groups"]["test"])
+    test = res["test"]
+    assert test["metadata_used"] == ["age", "sex", "site", "skin_type"]
+    assert set(test["per_class"]) == {"bullous", "lupus", "vitiligo"}
+    assert set(test["per_skin_type"]) == {"II", "IV", "VI"}
+    assert test["balanced_accuracy"] >= 0.8, test["balanced_accuracy"]  # chance is 0.33
+    # new patients from the same hospital, never seen: the external-cohort format
+    new = _disease_cohort(tmp_path / "new_patients", 18, seed=2)
+    ext = evaluate_cli("skin_hospital_cls", new, fmt="csv", out=tmp_path / "new.json", package=pkg, n_boot=200)
+    assert ext["is_test_result"] and ext["n"] == 36
+    assert ext["balanced_accuracy"] >= 0.8, ext["balanced_accuracy"]
+    lo, hi = ext["bootstrap"]["intervals"]["balanced_accuracy"].values()
+    assert lo <= ext["balanced_accuracy"] <= hi
+    assert ext["image_only"]["balanced_accuracy"] >= 0.6  # the signal is in the image: image-only still works
+    card = (pkg / "MODEL_CARD.md").read_text()
+    assert "labels" in card and "| bullous |" in card and "Patient metadata fused: age, sex, site, skin_type" in card
+    assert "per skin type" in card.lower() or "| skin type |" in card
