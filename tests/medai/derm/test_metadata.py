@@ -59,8 +59,9 @@ def test_field_dropout_hides_whole_fields_only() -> None:
 def test_csv_cohorts_read_metadata_columns_by_field_or_ham10000_name(tmp_path: Path) -> None:
     for i in range(2):
         (tmp_path / f"{i}.png").write_bytes(encode(lesion_like(40, 40, seed=i)))
-    pd.DataFrame({"image": ["0.png", "1.png"], "label": ["a", "b"], "age_approx": ["45", ""],
-                  "sex": ["male", "female"], "localization": ["back", "unknown"]}).to_csv(tmp_path / "l.csv", index=False)
+    cols = {"image": ["0.png", "1.png"], "label": ["a", "b"], "age_approx": ["45", ""],
+            "sex": ["male", "female"], "localization": ["back", "unknown"]}
+    pd.DataFrame(cols).to_csv(tmp_path / "l.csv", index=False)
     c = ImageCohort.from_csv(tmp_path / "l.csv")
     assert c.metadata is not None and c.metadata[0] == {"age": "45", "sex": "male", "site": "back"}
     assert c.metadata[1]["age"] is None
