@@ -39,11 +39,15 @@ def register(app: typer.Typer) -> None:
         model_package: Path | None = typer.Option(None, "--model",
                                                   help="evaluate this package instead of the shipped one"),
         split: str | None = typer.Option(None, "--split", help="a split of the data's splits.csv (ACDC: train, val)"),
+        clinical: str | None = typer.Option(None, "--clinical",
+                                            help="omics genes-prognosis: comma-separated clinical columns"),
     ) -> None:
         """Evaluate a model on real data and write metrics JSON (logged to MLflow when a run is active)."""
         from pipelines import evaluate_function
 
-        extra = {"split": split} if split else {}  # only the evaluators of split-aware formats take it
+        extra: dict = {"split": split} if split else {}  # only the evaluators of split-aware formats take it
+        if clinical:
+            extra["clinical"] = [c.strip() for c in clinical.split(",") if c.strip()]
         evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package, **extra)
 
     models_app = typer.Typer(help="Shipped model packages and the MLflow registry: list, promote.",

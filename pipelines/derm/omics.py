@@ -443,15 +443,62 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
     return {"package": out, "loso": loso, "modules": modules, "diagnostics": diag, "model": full}
 
 
+def _genes_evaluation(data: Path, fmt: str, clinical: list[str]) -> dict[str, Any]:
+    """``genes-loso`` / ``genes-prognosis`` on ``DIR/matrix.csv`` (samples x genes) + ``DIR/labels.csv``."""
+    import pandas as pd
+
+    from pipelines.derm.omics_genes import cv_prognosis, loso_classification
+
+    try:
+        X = pd.read_csv(data / "matrix.csv", index_col=0)
+        lab = pd.read_csv(data / "labels.csv", dtype={"sample": str}).set_index("sample")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{data}: needs matrix.csv (samples x genes) and labels.csv: {exc}") from exc
+    X.index = X.index.astype(str)
+    missing = sorted(set(lab.index) - set(X.index))
+    if missing:
+        raise ConfigError(f"{len(missing)} samples of labels.csv are not in matrix.csv, e.g. {missing[:3]}")
+    X = X.loc[lab.index]
+    genes = [str(g) for g in X.columns]
+    if fmt == "genes-loso":
+        for col in ("label", "study"):
+            if col not in lab.columns:
+                raise ConfigError(f"{data}/labels.csv needs a {col!r} column for genes-loso")
+        classes = sorted(lab["label"].astype(str).unique())
+        y = np.array([classes.index(v) for v in lab["label"].astype(str)])
+        positive = "lesional" if "lesional" in classes else classes[-1]
+        return {"protocol_family": "genes-loso", "is_held_out": True,
+                **loso_classification(X.to_numpy(float), y, lab["study"].astype(str).to_numpy(), classes, genes,
+                                      positive=positive)}
+    for col in ("time", "event"):
+        if col not in lab.columns:
+            raise ConfigError(f"{data}/labels.csv needs a {col!r} column for genes-prognosis")
+    absent = [c for c in clinical if c not in lab.columns]
+    if absent:
+        raise ConfigError(f"clinical columns {absent} are not in {data}/labels.csv")
+    groups = lab["patient"].astype(str).to_numpy() if "patient" in lab.columns else lab.index.to_numpy()
+    clin = lab[clinical].to_numpy(float) if clinical else None
+    return {"protocol_family": "genes-prognosis", "is_held_out": True,
+            **cv_prognosis(X.to_numpy(float), lab["time"].to_numpy(float), lab["event"].astype(bool).to_numpy(),
+                           groups, genes, clinical=clin, clinical_names=clinical)}
+
+
 def evaluate_cli(
-    model: str, data: Path, fmt: str = "auto", out: Path = Path("evaluation.json"), package: Path | None = None
+    model: str,
+    data: Path,
+    fmt: str = "auto",
+    out: Path = Path("evaluation.json"),
+    package: Path | None = None,
+    clinical: list[str] | None = None,
 ) -> dict[str, Any]:
     """``medai evaluate skin_omics_psoriasis_cls --data DIR``.
 
     Formats: ``auto``/``cops-loso`` (DIR is a COPS folder: the shipped model's recipe re-validated leaving each study
     out -- the shipped weights saw every study, so applying them to COPS would be in-sample); ``csv-loso`` (DIR holds
     ``matrix.csv`` + ``labels.csv``: LOSO on a hospital cohort); ``external`` (DIR holds ``matrix.csv`` +
-    ``labels.csv`` of new studies: the shipped model applied as is).
+    ``labels.csv`` of new studies: the shipped model applied as is); ``genes-loso`` / ``genes-prognosis`` (DIR holds a
+    gene matrix: in-fold co-expression modules, see :mod:`pipelines.derm.omics_genes`; ``clinical`` names covariate
+    columns of labels.csv for the prognosis head).
     """
     from medai.inference.package import read_metadata, resolve_package
     from medai.inference.predictor import Predictor
@@ -483,6 +530,17 @@ def evaluate_cli(
                 "ranked_modules": rank_modules(cohort.feature_names, loso["ranks"], loso["lesional_coef"], full),
             }
         )
+        if fmt == "cops-loso":
+            result["eigengene_leak"] = {
+                "eigengenes": "computed by COPS on all 445 samples together (unsupervised, labels not used): each "
+                "held-out study took part in the module step, so these LOSO figures can be optimistic",
+                "leak_free_auc": None,
+                "status": "blocked: the COPS release here holds the eigengenes only, not the gene expression "
+                "(psoriasis_rnaseq_example) they were computed from, so they cannot be recomputed inside each fold. "
+                "With a gene matrix, --format genes-loso reports the in-fold and the all-samples AUCs side by side.",
+            }
+    elif fmt in ("genes-loso", "genes-prognosis"):
+        result.update(_genes_evaluation(data, fmt, clinical or []))
     elif fmt == "external":
         cohort = OmicsCohort.from_csv(data / "matrix.csv", data / "labels.csv")
         pred = Predictor.from_package(pkg)
@@ -501,7 +559,9 @@ def evaluate_cli(
             }
         )
     else:
-        raise ConfigError(f"unknown --format {fmt!r} for {model}: use cops-loso, csv-loso or external")
+        raise ConfigError(
+            f"unknown --format {fmt!r} for {model}: use cops-loso, csv-loso, external, genes-loso or genes-prognosis"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))
