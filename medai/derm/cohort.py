@@ -101,6 +101,23 @@ class ImageCohort:
             metadata=[self.metadata[i] for i in idx] if self.metadata is not None else None,
         )
 
+    def to_labels_csv(self, path: str | Path) -> Path:
+        """Write the cohort in the hospital ``labels.csv`` layout (``image`` relative to the CSV's folder when
+        possible, ``label``, ``group`` and the metadata fields), e.g. HAM10000 repackaged for ``data.format: csv``."""
+        path = Path(path)
+        base = path.parent.resolve()
+        rows = []
+        for i, p in enumerate(self.paths):
+            rp = Path(p).resolve()
+            img = str(rp.relative_to(base)) if rp.is_relative_to(base) else str(rp)
+            row: dict[str, Any] = {"image": img, "label": self.labels[i], "group": self.groups[i]}
+            if self.metadata is not None:
+                row.update({k: v for k, v in self.metadata[i].items() if k in CSV_META})
+            rows.append(row)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return path
+
     @classmethod
     def from_ham10000(cls, root: str | Path, class_names: list[str] | None = None) -> ImageCohort:
         """HAM10000 release layout: ``root/HAM10000_metadata.csv`` and images ``root/images/<image_id>.jpg``.

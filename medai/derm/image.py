@@ -54,6 +54,7 @@ class SkinImage:
         sop_class_uid: for DICOM input, the SOP Class UID.
         notes: conversions applied (e.g. ``"RGBA converted to RGB"``).
         metadata: patient fields the file itself carries (DICOM PatientAge, PatientSex), for metadata fusion.
+        device: camera make and model (EXIF, or DICOM Manufacturer / ManufacturerModelName).
     """
 
     pixels: np.ndarray
@@ -62,6 +63,7 @@ class SkinImage:
     sop_class_uid: str | None = None
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    device: str = ""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -132,6 +134,11 @@ def _from_pil_bytes(data: bytes, source: str) -> SkinImage:
     w, h = img.size  # read from the header only: nothing is decoded yet
     _check_size(h, w, source)
     fmt = img.format or ""
+    try:
+        exif = img.getexif()
+        device = " ".join(str(exif.get(t, "")).strip() for t in (0x010F, 0x0110)).strip()  # Make, Model
+    except Exception:  # noqa: BLE001 -- a broken EXIF block must not refuse a readable image
+        device = ""
     notes: list[str] = []
     if img.mode in {"1", "L", "LA", "I", "I;16", "I;16B", "F"}:
         raise _grayscale(source, f"PIL mode {img.mode}")
@@ -146,7 +153,7 @@ def _from_pil_bytes(data: bytes, source: str) -> SkinImage:
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise _fail("image", "corrupt", f"{source}: the {fmt or 'image'} data could not be decoded: {exc}") from exc
     _check_colour(rgb, source)
-    return SkinImage(pixels=np.ascontiguousarray(rgb), source=source, format=fmt, notes=notes)
+    return SkinImage(pixels=np.ascontiguousarray(rgb), source=source, format=fmt, notes=notes, device=device)
 
 
 def _from_dicom(ds: Any, source: str) -> SkinImage:
@@ -200,8 +207,15 @@ def _from_dicom(ds: Any, source: str) -> SkinImage:
         notes.append(f"{bits}-bit samples rescaled to 8 bit")
     _check_colour(arr, source)
     meta = {k: str(v) for k, v in (("age", ds.get("PatientAge")), ("sex", ds.get("PatientSex"))) if v}
+    device = " ".join(str(ds.get(k, "") or "") for k in ("Manufacturer", "ManufacturerModelName")).strip()
     return SkinImage(
-        pixels=np.ascontiguousarray(arr), source=source, format="DICOM", sop_class_uid=sop, notes=notes, metadata=meta
+        pixels=np.ascontiguousarray(arr),
+        source=source,
+        format="DICOM",
+        sop_class_uid=sop,
+        notes=notes,
+        metadata=meta,
+        device=device,
     )
 
 
@@ -250,3 +264,60 @@ def load_skin_image(src: bytes | str | Path | Any) -> SkinImage:
             raise _fail("image", "corrupt", f"{source}: unreadable DICOM: {exc}") from exc
         return _from_dicom(ds, source)
     return _from_pil_bytes(data, source)
+
+
+#: makers and product names of dermatoscopes and dermoscopy cameras (EXIF / DICOM device strings, lower case)
+DERMATOSCOPE_DEVICES = ("dermlite", "3gen", "fotofinder", "heine", "molemax", "dermogenius", "handyscope", "canfield",
+                        "vectra", "dermscan", "illuco", "firefly", "delta 20", "welch allyn")
+
+
+def image_type(img: SkinImage) -> tuple[str, str]:
+    """``("dermoscopic" | "clinical" | "unknown", reason)`` of an image, from the strongest evidence available.
+
+    1. DICOM: the SOP class (Dermoscopic Photography vs VL Photographic Image);
+    2. the device (EXIF or DICOM): a dermatoscope maker or product name means dermoscopic; a phone or camera
+       maker alone is not evidence either way;
+    3. the picture: dermoscopy through a contact lens often leaves a dark circular vignette (three or four corners
+       much darker than the centre). Its absence proves nothing (most HAM10000 images are cropped inside the lens),
+       so such an image is ``unknown``: no photograph set of clinical images can be used here to train a real
+       dermoscopic-vs-clinical classifier, and a guess is not offered as one.
+    """
+    if img.sop_class_uid == DERMOSCOPIC_PHOTOGRAPHY:
+        return "dermoscopic", "DICOM Dermoscopic Photography Image"
+    dev = img.device.lower()
+    if any(d in dev for d in DERMATOSCOPE_DEVICES):
+        return "dermoscopic", f"device {img.device!r} is a dermatoscope"
+    if img.sop_class_uid == VL_PHOTOGRAPHIC:
+        return "clinical", "DICOM VL Photographic Image (not the dermoscopic SOP class)"
+    if img.format == "DICOM":
+        return "unknown", f"DICOM SOP class {img.sop_class_uid} names no photograph type"
+    grey = img.pixels.astype(np.float32).mean(2)
+    h, w = grey.shape
+    c = max(2, min(h, w) // 10)
+    corners = [grey[:c, :c], grey[:c, -c:], grey[-c:, :c], grey[-c:, -c:]]
+    centre = grey[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].mean()
+    dark = sum(float(q.mean()) < 0.45 * centre for q in corners)
+    if dark >= 3:
+        return "dermoscopic", f"{dark} of 4 corners dark against the centre (dermatoscope vignette)"
+    return "unknown", "no DICOM class, no dermatoscope device and no dermatoscope vignette"
+
+
+def pick_skin_model(kind: str) -> tuple[str | None, str]:
+    """The shipped skin-lesion package for an image type (its ``input_contract.image_type``), and why; ``None``
+    when no shipped package takes that type."""
+    from medai.inference.package import read_metadata, shipped_packages
+
+    candidates: dict[str, str] = {}
+    for name, path in shipped_packages().items():
+        try:
+            meta = read_metadata(path)
+        except Exception:  # noqa: BLE001 -- one unreadable package must not hide the others
+            continue
+        if meta.predictor == "skin_lesion":
+            candidates[name] = str(meta.input_contract.get("image_type", "dermoscopic"))
+    want = "dermoscopic" if kind == "unknown" else kind
+    matches = sorted(n for n, t in candidates.items() if t == want)
+    if not matches:
+        return None, f"no shipped skin model takes {want} images (shipped: {candidates or 'none'})"
+    pick = "skin_derm_lesion_cls" if "skin_derm_lesion_cls" in matches else matches[0]
+    return pick, f"{pick} takes {want} images"

@@ -27,6 +27,9 @@ class ImageDataConfig(BaseModel):
     image_dir: Path | None = None
     class_names: list[str] | None = None
     image_size: int = Field(80, ge=32, le=512)
+    image_type: Literal["dermoscopic", "clinical"] | None = Field(
+        None, description="what the images are (default: dermoscopic for HAM10000, clinical for csv cohorts)"
+    )
     metadata: bool = Field(False, description="fuse the patient metadata the cohort carries (age, sex, site...)")
     metadata_fields: list[str] | None = Field(None, description="subset of age, sex, site, skin_type (default all)")
     split: SplitConfig = Field(default_factory=SplitConfig)

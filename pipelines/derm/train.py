@@ -367,6 +367,7 @@ def write_package(
             "kind": "image",
             "accepts": ["JPEG", "PNG", "DICOM VL Photographic Image", "DICOM Dermoscopic Photography Image"],
             "colour": "RGB required (grayscale refused)",
+            "image_type": recipe.data.image_type or ("dermoscopic" if cohort.name == "HAM10000" else "clinical"),
             "min_side_px": 32,
             "preprocess": inference["preprocess"],
         },

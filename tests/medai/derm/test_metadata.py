@@ -110,3 +110,23 @@ def test_ham10000_cohort_carries_age_sex_and_site() -> None:
     assert c.metadata is not None and set(c.metadata[0]) == {"age", "sex", "site"}
     enc = MetadataEncoder.fit(c.metadata)
     assert "back" in enc.site and "unknown" not in enc.site and enc.fields == ["age", "sex", "site"]
+
+
+def test_ham10000_repackaged_as_labels_csv_gives_the_same_cohort_and_split(tmp_path: Path) -> None:
+    """The any-disease path reads HAM10000 in the hospital layout exactly as the dedicated loader does: same images,
+    labels, lesion groups, metadata and therefore the same lesion-grouped split."""
+    from medai.derm.cohort import group_split
+    from medai.settings import find_data_dir
+
+    d = find_data_dir()
+    root = d / "derm" / "ham10000" if d else None
+    if root is None or not (root / "HAM10000_metadata.csv").is_file():
+        pytest.skip("HAM10000 not found under the data dir (set MEDAI_DATA_DIR)")
+    ham = ImageCohort.from_ham10000(root)
+    csv = ImageCohort.from_csv(ham.to_labels_csv(tmp_path / "labels.csv"), class_names=ham.class_names)
+    assert [p.resolve() for p in csv.paths] == [p.resolve() for p in ham.paths]
+    assert csv.labels == ham.labels and csv.groups == ham.groups
+    enc = MetadataEncoder.fit(ham.metadata)
+    assert np.array_equal(enc.encode_many(csv.metadata), enc.encode_many(ham.metadata))
+    a, b = group_split(ham.labels, ham.groups), group_split(csv.labels, csv.groups)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
