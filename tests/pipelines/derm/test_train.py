@@ -201,3 +201,49 @@ def test_any_disease_cohort_trains_evaluates_and_holds_on_new_patients(tmp_path:
     card = (pkg / "MODEL_CARD.md").read_text()
     assert "labels" in card and "| bullous |" in card and "Patient metadata fused: age, sex, site, skin_type" in card
     assert "per skin type" in card.lower() or "| skin type |" in card
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(
+    csv_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.derm.train as train_mod
+
+    overrides = [
+        "data.format=csv",
+        f"data.labels_csv={csv_cohort / 'labels.csv'}",
+        "data.image_size=32",
+        "data.metadata=false",
+        "model.network=derm_resnet_small",
+        "model.params={width: 8}",
+        "trainer.low_res_size=null",
+        "trainer.max_epochs=2",
+        "trainer.max_time_min=null",
+        "trainer.batch_size=8",
+        "trainer.limit_train_batches=2",
+        f"output.package_dir={tmp_path / 'pkg'}",
+        "output.experiment=derm_resume",
+        "output.register_model=false",
+    ]
+    work = train_mod.work_dir(load_recipe(RECIPE, overrides))
+
+    def crash(*a: object, **k: object) -> None:
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "write_package", crash)
+        with pytest.raises(RuntimeError, match="power cut"):
+            train_from_recipe(RECIPE, overrides)
+    last = torch.load(work / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 1 and last["medai_elapsed_s"] > 0  # both epochs ran before the crash
+    fits: list[object] = []
+    real_fit = train_mod.L.Trainer.fit
+
+    def spy(self, *a: object, **k: object) -> object:  # noqa: ANN001
+        fits.append(k.get("ckpt_path"))
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(train_mod.L.Trainer, "fit", spy)
+    res = train_from_recipe(RECIPE, overrides)
+    assert fits == [work / "last.ckpt"]  # continued, not restarted
+    assert (tmp_path / "pkg" / "weights.pt").is_file() and res["test"]["n"] > 0
+    assert not work.exists()  # cleaned once the package is written
