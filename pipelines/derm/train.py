@@ -354,15 +354,7 @@ def write_package(
         version=recipe.version,
         predictor="skin_lesion",
         task="classification",
-        description=(
-            f"{recipe.model.network} ({n_params / 1e6:.2f} M parameters) classifying {cohort.name} images into "
-            f"{len(cohort.class_names)} classes ({', '.join(cohort.class_names)}) at "
-            f"{recipe.data.image_size}x{recipe.data.image_size} px"
-            + (f", fused with {', '.join(encoder.fields)} (image-only when absent)" if encoder else "")
-            + f", {recipe.trainer.tta}-view test-time augmentation, temperature-scaled probabilities"
-            + (", malignant summary (mel+bcc+akiec)" if {"mel", "bcc", "akiec"} & set(cohort.class_names) else "")
-            + " and Grad-CAM saliency (captum)."
-        ),
+        description=describe(recipe, cohort, encoder, n_params),
         input_contract={
             "kind": "image",
             "accepts": ["JPEG", "PNG", "DICOM VL Photographic Image", "DICOM Dermoscopic Photography Image"],
@@ -530,6 +522,60 @@ def evaluate_test_split(recipe: SkinLesionRecipe, package: Path) -> dict[str, An
         command=f"medai evaluate {package} --data {data} --format {fmt} --out {package}/evaluation/{name}.json",
         **extra,
     )
+
+
+def describe(recipe: SkinLesionRecipe, cohort: ImageCohort, encoder: MetadataEncoder | None, n_params: int) -> str:
+    """The package's one-paragraph description."""
+    return (
+        f"{recipe.model.network} ({n_params / 1e6:.2f} M parameters) classifying {cohort.name} images into "
+        f"{len(cohort.class_names)} classes ({', '.join(cohort.class_names)}) at "
+        f"{recipe.data.image_size}x{recipe.data.image_size} px"
+        + (f", fused with {', '.join(encoder.fields)} (image-only when absent)" if encoder else "")
+        + f", {recipe.trainer.tta}-view test-time augmentation, temperature-scaled probabilities"
+        + (", malignant summary (mel+bcc+akiec)" if {"mel", "bcc", "akiec"} & set(cohort.class_names) else "")
+        + " and Grad-CAM saliency (captum)."
+    )
+
+
+def rebuild_card(package: Path, recipe_path: str | Path, overrides: list[str] | None = None) -> Path:
+    """Regenerate a package's MODEL_CARD.md from its files (metadata, split, inference config) and the recipe's
+    cohort, then put back a section per evaluation JSON under ``evaluation/``, and refresh ``metadata.json``'s test
+    metrics from ``evaluation/<cohort>_test.json`` -- e.g. after a card template change, without retraining."""
+    from pipelines.derm.evaluate import update_model_card
+
+    recipe = load_recipe(recipe_path, overrides)
+    package = Path(package)
+    meta = read_metadata(package)
+    inf = json.loads((package / "inference.json").read_text())
+    split_doc = json.loads((package / "split.json").read_text())
+    cohort = load_cohort(recipe)
+    groups = np.asarray(cohort.groups)
+    split = {k: np.flatnonzero(np.isin(groups, v)) for k, v in split_doc["groups"].items()}
+    encoder = MetadataEncoder.model_validate(inf["metadata"]) if inf.get("metadata") else None
+    net = NETWORKS.get(inf["network"])(in_channels=3, num_classes=len(inf["class_names"]), **inf["network_params"])
+    meta.description = describe(recipe, cohort, encoder, sum(p.numel() for p in net.parameters()))
+    meta.files = [f for f in meta.files if f != "test_metrics.json"] + (
+        [] if "evaluation/" in meta.files else ["evaluation/"]
+    )
+    meta.input_contract.setdefault(
+        "image_type", recipe.data.image_type or ("dermoscopic" if cohort.name == "HAM10000" else "clinical")
+    )
+    hours = meta.hardware.rsplit("training wall time ", 1)
+    minutes = float(hours[1].split()[0]) if len(hours) == 2 else 0.0
+    (package / "MODEL_CARD.md").write_text(
+        model_card(meta, float(inf["temperature"]), minutes * 60, hours[0].rstrip("; "),
+                   cohort_counts(cohort, split), encoder, cohort)
+    )
+    (package / "test_metrics.json").unlink(missing_ok=True)
+    for ev in sorted((package / "evaluation").glob("*.json")):
+        doc = json.loads(ev.read_text())
+        if doc.get("version") == meta.version:
+            update_model_card(package, ev.stem, doc)
+            if ev.stem.endswith("_test") and doc.get("is_test_result"):
+                meta.metrics = {k: v for k, v in meta.metrics.items() if not k.startswith("test/")}
+                meta.metrics.update(test_metrics(doc))
+    write_metadata(package, meta)
+    return package / "MODEL_CARD.md"
 
 
 def _mlflow_run(experiment: str) -> Any:

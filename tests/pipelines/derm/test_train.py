@@ -247,3 +247,24 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     assert fits == [work / "last.ckpt"]  # continued, not restarted
     assert (tmp_path / "pkg" / "weights.pt").is_file() and res["test"]["n"] > 0
     assert not work.exists()  # cleaned once the package is written
+
+
+def test_rebuild_card_keeps_only_evaluation_figures(csv_cohort: Path, tmp_path: Path) -> None:
+    from pipelines.derm.train import rebuild_card
+
+    overrides = [
+        "data.format=csv", f"data.labels_csv={csv_cohort / 'labels.csv'}", "data.image_size=32", "data.metadata=false",
+        "model.network=derm_resnet_small", "model.params={width: 8}", "trainer.low_res_size=null",
+        "trainer.max_epochs=1", "trainer.batch_size=8", "trainer.limit_train_batches=1",
+        f"output.package_dir={tmp_path / 'pkg'}", "output.experiment=derm_card", "output.register_model=false",
+    ]
+    res = train_from_recipe(RECIPE, overrides)
+    pkg = tmp_path / "pkg"
+    (pkg / "MODEL_CARD.md").write_text("# an old card with a stale figure 0.999\n")
+    (pkg / "test_metrics.json").write_text("{}")
+    card = rebuild_card(pkg, RECIPE, overrides).read_text()
+    assert "0.999" not in card and not (pkg / "test_metrics.json").exists()
+    assert f"{res['test']['balanced_accuracy']:.3f}" in card and "<!-- evaluation:labels_test -->" in card
+    meta = json.loads((pkg / "metadata.json").read_text())
+    assert meta["metrics"]["test/balanced_accuracy"] == pytest.approx(res["test"]["balanced_accuracy"])
+    assert meta["input_contract"]["image_type"] == "clinical"
