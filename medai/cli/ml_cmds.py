@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
                                                   help="evaluate this package instead of the shipped one"),
         split: str | None = typer.Option(None, "--split", help="a split of the data's splits.csv (ACDC: train, val)"),
         clinical: str | None = typer.Option(None, "--clinical",
-                                            help="omics genes-prognosis: comma-separated clinical columns"),
+                                            help="prognosis formats: comma-separated clinical columns"),
     ) -> None:
         """Evaluate a model on real data and write metrics JSON (logged to MLflow when a run is active)."""
         from pipelines import evaluate_function

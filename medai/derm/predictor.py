@@ -183,6 +183,25 @@ class SkinLesionPredictor(Predictor):
         out = np.concatenate(fused) if fused else np.zeros((0, k))
         return out, (np.concatenate(alone) if alone else (out if image_only else None))
 
+    def embed_batch(self, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Image embeddings ``(N, F)``: the network's pooled last feature map (mean over the test-time views), the
+        image modality that multimodal prognosis models take. Needs a network with ``features``."""
+        import torch
+
+        if not hasattr(self.net, "features"):
+            raise ConfigError(f"{self.config.network} exposes no features: it cannot embed images")
+        cfg = self.config
+        out = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            x = torch.from_numpy(
+                np.stack([normalise(resize_square(p, cfg.image_size), cfg.mean, cfg.std) for p in chunk])
+            )
+            with torch.no_grad():
+                views = [self.net.features(v).mean(dim=(2, 3)) for v in dihedral_views(x, cfg.tta)]
+            out.append(torch.stack(views).mean(0).double().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
     def _encode(self, record: dict[str, Any] | None) -> tuple[np.ndarray | None, list[str]]:
         if self.config.metadata is None:
             return None, []

@@ -13,6 +13,8 @@ Which images count (``--format``):
 * ``ham10000-val``: the validation lesions (used for model selection and calibration: *not* a test result).
 * ``ham10000-all``: every image, including training images -- reported with ``"is_test_result": false``.
 * ``csv``: every image of an external cohort (a test result when the cohort is new to the model).
+* ``prognosis``: time-to-event from any subset of image, clinical columns (``--clinical``) and omics
+  (``matrix.csv``) of a patient cohort, through the fusion survival head (:mod:`pipelines.derm.prognosis`).
 * ``csv-test`` / ``csv-heldout`` / ``csv-val`` / ``csv-all``: the subsets above of the ``labels.csv`` cohort the
   package was trained on (``medai train`` with ``data.format: csv``), by its split's patient groups.
 
@@ -204,6 +206,7 @@ def evaluate_cli(
     labels_csv: Path | None = None,
     image_dir: Path | None = None,
     command: str | None = None,
+    clinical: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a skin-lesion package on ``data`` (see the module docstring); returns the written metrics.
 
@@ -216,6 +219,16 @@ def evaluate_cli(
     meta = read_metadata(pkg)
     fmt = "ham10000-test" if fmt in ("auto", "ham10000") else fmt
     data = Path(data)
+    if fmt == "prognosis":  # image + clinical + omics -> time to event (pipelines.derm.prognosis)
+        from pipelines.derm.prognosis import cv_multimodal_prognosis
+
+        doc = {"model": meta.name, "version": meta.version, "data": str(data), "format": fmt,
+               "is_test_result": True, **cv_multimodal_prognosis(data, pkg, clinical),
+               "command": command or " ".join(["medai evaluate", *sys.argv[2:]])}
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2, default=float))
+        return doc
     predictor = Predictor.from_package(pkg, saliency=False)
     class_names = list(predictor.config.class_names)
     if fmt in SUBSETS or fmt in CSV_SUBSETS:
