@@ -41,6 +41,12 @@ class NetworkConfig(BaseModel):
 
     network: str = "derm_resnet_small"
     params: dict[str, Any] = Field(default_factory=dict)
+    init_from: str | None = Field(
+        None,
+        description="start from this package's weights (folder, name or models:/ URI) where shapes match: e.g. a "
+        "hospital cohort fine-tuned from the shipped HAM10000 model; a new class list or metadata re-initialises "
+        "only the layers that differ",
+    )
 
 
 class TrainerConfig(BaseModel):

@@ -524,6 +524,23 @@ def evaluate_test_split(recipe: SkinLesionRecipe, package: Path) -> dict[str, An
     )
 
 
+def warm_start(net: torch.nn.Module, ref: str) -> dict[str, int]:
+    """Copy a package's weights into ``net`` wherever name and shape match; returns the counts of tensors loaded
+    and skipped (a different head or metadata branch stays freshly initialised)."""
+    from medai.inference.package import resolve_package
+
+    pkg = resolve_package(ref)
+    state = torch.load(pkg / "weights.pt", map_location="cpu", weights_only=True)
+    own = net.state_dict()
+    match = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not match:
+        raise ConfigError(f"model.init_from {ref}: no weight of {pkg} fits network {type(net).__name__}")
+    net.load_state_dict(match, strict=False)
+    counts = {"loaded": len(match), "skipped": len(own) - len(match)}
+    logger.info("warm start from %s: %d tensors loaded, %d initialised afresh", pkg, *counts.values())
+    return counts
+
+
 def describe(recipe: SkinLesionRecipe, cohort: ImageCohort, encoder: MetadataEncoder | None, n_params: int) -> str:
     """The package's one-paragraph description."""
     return (
@@ -663,6 +680,8 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
         low_res_until=tc.low_res_until if tc.low_res_size else 0.0,
         channels_last=tc.channels_last,
     )
+    if recipe.model.init_from:
+        warm_start(module.net, recipe.model.init_from)
     import mlflow
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger

@@ -268,3 +268,21 @@ def test_rebuild_card_keeps_only_evaluation_figures(csv_cohort: Path, tmp_path: 
     meta = json.loads((pkg / "metadata.json").read_text())
     assert meta["metrics"]["test/balanced_accuracy"] == pytest.approx(res["test"]["balanced_accuracy"])
     assert meta["input_contract"]["image_type"] == "clinical"
+
+
+def test_warm_start_copies_matching_weights_and_keeps_a_new_head(tmp_path: Path) -> None:
+    from medai.registry import NETWORKS
+    from pipelines.derm.train import warm_start
+    from tests.medai.derm.conftest import make_meta_package
+
+    pkg = make_meta_package(tmp_path / "src")
+    params = {"backbone": "efficientnet-b0", "meta_dim": 11}
+    net = NETWORKS.get("efficientnet_meta")(in_channels=3, num_classes=3, **params)  # new classes and metadata
+    head_before = net.fc.weight.clone()
+    counts = warm_start(net, str(pkg))
+    src = torch.load(pkg / "weights.pt", weights_only=True)
+    assert counts["loaded"] > 100 and counts["skipped"] >= 3
+    assert torch.equal(net.backbone._conv_stem.weight, src["backbone._conv_stem.weight"])
+    assert torch.equal(net.fc.weight, head_before)
+    with pytest.raises(ConfigError, match="no weight"):
+        warm_start(NETWORKS.get("derm_resnet_small")(in_channels=3, num_classes=3, width=8), str(pkg))
