@@ -6,8 +6,10 @@ models take the image bytes. New packages appear here without new routes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,18 +158,26 @@ async def image_input(request: Request, name: str) -> tuple[bytes, dict[str, Any
                      "body, or multipart/form-data with the file as 'image' (plus optional age, sex, site)")
 
 
-def _store_overlay(request: Request, pixels: np.ndarray, saliency: np.ndarray) -> str:
-    """Write the image + saliency overlay PNG under the store's ``overlays/`` (kept ``OVERLAY_TTL_S``: an overlay
-    is a copy of a patient photograph, so it is not kept longer than a viewer needs it) and return its id."""
+def _overlay_dir(request: Request, who: Principal) -> Path:
+    """The caller's overlay folder: an overlay is a copy of the photograph one caller sent, so only that caller
+    (key or signed-in user) may fetch it; another caller's request for the same id is a 404."""
+    owner = hashlib.sha256(who.user.encode()).hexdigest()[:24]
+    return request.app.state.settings.store() / "overlays" / owner
+
+
+def _store_overlay(request: Request, who: Principal, pixels: np.ndarray, saliency: np.ndarray) -> str:
+    """Write the image + saliency overlay PNG under the caller's ``overlays/<owner>/`` (kept ``OVERLAY_TTL_S``: an
+    overlay is a copy of a patient photograph, so it is not kept longer than a viewer needs it) and return its id."""
     import time
     import uuid
 
     from medai.derm.predictor import write_saliency_png
 
-    root = request.app.state.settings.store() / "overlays"
-    root.mkdir(parents=True, exist_ok=True)
+    base = request.app.state.settings.store() / "overlays"
+    root = _overlay_dir(request, who)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = time.time()
-    for old in root.glob("*.png"):
+    for old in base.glob("*/*.png"):
         try:
             if now - old.stat().st_mtime > OVERLAY_TTL_S:
                 old.unlink()
@@ -200,7 +210,7 @@ async def run_predict(name: str, request: Request, models: ModelRegistry, who: P
         predictor = models.get(name)
         pred = await run_in_threadpool(_predict_image, predictor, data, metadata, overlay)
         if overlay and (pair := pred.extras.pop("_overlay_pair", None)) is not None:
-            oid = await run_in_threadpool(_store_overlay, request, *pair)
+            oid = await run_in_threadpool(_store_overlay, request, who, *pair)
             pred.extras["overlay_url"] = f"{request.url_for('get_overlay', name=name, oid=oid).path}"
     else:
         raise ApiProblem(422, "use-analyses", f"model {name} analyses whole studies: POST /v1/analyses")
@@ -244,10 +254,10 @@ async def predict(name: str, request: Request,
 @router.get("/{name}/overlays/{oid}", summary="Saliency overlay of an image prediction", name="get_overlay",
             response_class=Response, responses={**responses(404), 200: {"content": {"image/png": {}}}})
 async def get_overlay(name: str, oid: str, request: Request, who: Principal = Depends(everyone)) -> Response:
-    """The image beside its saliency overlay (PNG), for one hour after the prediction."""
+    """The image beside its saliency overlay (PNG), for one hour after the prediction, to the caller who made it."""
     if not (len(oid) == 32 and all(c in "0123456789abcdef" for c in oid)):
         raise ApiProblem(404, "not-found", f"no overlay {oid[:40]!r}")
-    path = request.app.state.settings.store() / "overlays" / f"{oid}.png"
+    path = _overlay_dir(request, who) / f"{oid}.png"
     if not path.is_file():
         raise ApiProblem(404, "not-found", f"overlay {oid} does not exist or has expired (kept one hour)")
     data = path.read_bytes()

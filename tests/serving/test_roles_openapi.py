@@ -38,6 +38,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/models"): EVERYONE,
     ("GET", "/v1/models/{name}"): EVERYONE,
     ("POST", "/v1/models/{name}/predict"): EVERYONE,
+    ("GET", "/v1/models/{name}/overlays/{oid}"): EVERYONE,  # only the caller who made it: test_image_predict.py
     ("POST", "/v1/models/{name}/reload"): {D, A},
     ("POST", "/v1/risk/{name}"): EVERYONE,
     ("POST", "/v1/keys"): {A},
