@@ -73,6 +73,7 @@ def make_study_analyse(store: StudyStore, models: ModelRegistry, deidentify: boo
             outs = run_study_analyses(study, out_dir, kinds=list(kinds) if kinds else None, models=models.get,
                                       progress=progress)
         files = {k: p.name for k, p in outs.files.items()}
+        progress("storing results")  # fence: a revoked job or a lost lease stores no SEG/SR
         store_derived(store, out_dir, files, out_dir.name)
         return files
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medai import __version__
@@ -91,6 +92,22 @@ class BodyLimit:
         await resp(scope, receive, send)
 
 
+def make_runner(settings: ApiSettings, engine: Engine, store: StudyStore, analyse: AnalyseFn,
+                worker: bool = False) -> JobRunner:
+    """The job runner of a server (``worker=False``) or of ``medai worker``: in-process threads, or, with
+    ``job_backend=procrastinate``, none (a server defers to the engine; a worker's tasks call ``execute``)."""
+    distributed = settings.job_backend == "procrastinate"
+    dispatcher = None
+    if distributed and not worker:
+        from serving.distributed import Dispatcher
+
+        dispatcher = Dispatcher(engine, settings.db_url())
+    return JobRunner(engine, settings.store() / "results", analyse, lease_seconds=settings.lease_seconds,
+                     threads=0 if distributed else settings.job_workers,
+                     callback_hosts=settings.callback_allowed_hosts, callback_secret=settings.callback_key(),
+                     dispatcher=dispatcher, discard=store.discard_job)
+
+
 def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | None = None,
                analyse_factory: Callable[[StudyStore, ModelRegistry, ApiSettings], AnalyseFn] | None = None) -> FastAPI:
     """Build the API.
@@ -115,9 +132,7 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
             fn = analyse_factory(store, registry, settings)
         else:
             fn = make_study_analyse(store, registry, settings.deidentify)
-        runner = JobRunner(engine, root / "results", fn, lease_seconds=settings.lease_seconds,
-                           threads=settings.job_workers, callback_hosts=settings.callback_allowed_hosts,
-                           callback_secret=settings.callback_key())
+        runner = make_runner(settings, engine, store, fn)
         app.state.settings, app.state.engine, app.state.store = settings, engine, store
         app.state.models, app.state.jobs = registry, runner
         app.state.key_cache = KeyCache(settings.key_cache_seconds)
@@ -137,6 +152,8 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
         finally:
             stop.set()
             runner.stop()
+            if runner.dispatcher is not None:
+                runner.dispatcher.close()
             engine.dispose()
 
     app = FastAPI(

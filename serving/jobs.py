@@ -3,6 +3,11 @@
 A worker that dies (kill -9) stops renewing its lease; once the lease lapses any worker claims the job again. The
 analysis writes into ``results/<job_id>`` atomically (replaced as a whole), and only the lease holder can mark the
 job done, so a job completes exactly once and a re-run cannot duplicate its outputs.
+
+Who runs the jobs is a setting (``MEDAI_API_JOB_BACKEND``): threads of the API process that poll this table
+(``inprocess``, the embedded default), or ``medai worker`` processes on any host fed by procrastinate on the same
+PostgreSQL (:mod:`serving.distributed`; the API then only defers). Either way this module's claim, lease, fence and
+guarded completion decide what happens to a job; the engine only delivers ``execute(job_id)``.
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ class JobStatus:
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: stages at which a running analysis checks its lease with the database at once (not only through the heartbeat):
+#: before it replaces its result folder and before it stores SEG/SR, so a revoked job or a worker that lost its
+#: lease publishes nothing
+FENCE_STAGES = frozenset({"publishing", "storing results"})
 
 
 #: the header that carries a callback's signature: ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>``
@@ -102,7 +114,8 @@ class JobRunner:
     def __init__(self, engine: Engine, results_root: Path, analyse: AnalyseFn, *, lease_seconds: float = 60.0,
                  threads: int = 1, callback_hosts: list[str] | None = None, poll_seconds: float = 0.2,
                  callback_secret: bytes | None = None, callback_attempts: int = CALLBACK_ATTEMPTS,
-                 callback_backoff: float = CALLBACK_BACKOFF_S) -> None:
+                 callback_backoff: float = CALLBACK_BACKOFF_S, dispatcher: Any = None,
+                 discard: Callable[[str], Any] | None = None) -> None:
         self.engine = engine
         self.results_root = Path(results_root)
         self.analyse = analyse
@@ -112,6 +125,10 @@ class JobRunner:
         self.callback_secret = callback_secret
         self.callback_attempts, self.callback_backoff = max(1, int(callback_attempts)), float(callback_backoff)
         self._deliveries: list[threading.Thread] = []
+        #: the distributed engine's side (``defer(job_id)``, ``cancel(job_id)``), or None: in-process threads poll
+        self.dispatcher = dispatcher
+        #: removes what a revoked job stored outside its result folder (the store's derived SEG/SR rows)
+        self.discard = discard
         self.poll = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stop = threading.Event()
@@ -128,7 +145,49 @@ class JobRunner:
         with self.engine.begin() as conn:
             conn.execute(db.jobs.insert().values(**row))
         self._wake.set()
+        self.dispatch(row["id"])
         return self.get(row["id"])
+
+    def dispatch(self, job_id: str) -> bool:
+        """Hand the job to the distributed engine (no-op in-process). A failure is logged, not raised: the row is
+        committed, and a worker's sweep (:meth:`unattended`) defers it again."""
+        if self.dispatcher is None:
+            return True
+        try:
+            self.dispatcher.defer(job_id)
+            return True
+        except Exception:  # noqa: BLE001 -- the engine is briefly unreachable; the sweep re-defers the job
+            logger.warning("job %s: could not be deferred now; a worker's sweep will", job_id, exc_info=True)
+            return False
+
+    def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Revoke a queued or running job: it is marked cancelled at once; a running attempt stops at its next
+        stage (its lease renewal fails) and publishes nothing. Returns the row, or None when it does not exist;
+        a job that already ended is returned unchanged."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            res = conn.execute(update(db.jobs).where(
+                db.jobs.c.id == job_id, db.jobs.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])).values(
+                status=JobStatus.CANCELLED, stage="cancelled", error_code="cancelled", lease_expires=None,
+                error="the job was revoked before it finished", updated=now))
+        if res.rowcount == 1:
+            if self.dispatcher is not None:
+                try:
+                    self.dispatcher.cancel(job_id)
+                except Exception:  # noqa: BLE001 -- a worker that still takes it finds it cancelled and skips it
+                    logger.warning("job %s: the engine's copy could not be cancelled", job_id, exc_info=True)
+            self._callback(job_id)
+        return self.get(job_id)
+
+    def unattended(self, grace_s: float) -> list[str]:
+        """Jobs no worker is on: queued for more than ``grace_s``, or running under a lapsed lease (its worker
+        died). The distributed sweep defers these again."""
+        now = time.time()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(db.jobs.c.id).where(or_(
+                and_(db.jobs.c.status == JobStatus.QUEUED, db.jobs.c.created < now - grace_s),
+                and_(db.jobs.c.status == JobStatus.RUNNING, db.jobs.c.lease_expires < now))))
+            return [r[0] for r in rows]
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job row (``files`` decoded), or None."""
@@ -145,11 +204,13 @@ class JobRunner:
         return self.results_root / job_id
 
     # -- worker side ------------------------------------------------------------------------------------------
-    def claim(self) -> dict[str, Any] | None:
-        """Atomically take the oldest queued job, or a running one whose lease lapsed."""
+    def claim(self, job_id: str | None = None) -> dict[str, Any] | None:
+        """Atomically take the oldest queued job (or job ``job_id``), or a running one whose lease lapsed."""
         now = time.time()
         claimable = or_(db.jobs.c.status == JobStatus.QUEUED,
                         and_(db.jobs.c.status == JobStatus.RUNNING, db.jobs.c.lease_expires < now))
+        if job_id is not None:
+            claimable = and_(db.jobs.c.id == job_id, claimable)
         with self.engine.begin() as conn:
             # PostgreSQL: rows another worker is claiming right now are skipped, not waited for (SQLite has no row
             # locks and ignores it: its writers are serialised anyway; the guarded UPDATE below decides either way)
@@ -181,6 +242,27 @@ class JobRunner:
                                .values(lease_expires=None, completions=db.jobs.c.completions + 1, **vals))
         return res.rowcount == 1
 
+    def execute(self, job_id: str, wait_for_lease: bool = True) -> str:
+        """Run job ``job_id`` here if it needs running (the distributed engine's task). Idempotent: a job that
+        ended is not run again, and one running under another worker's live lease is left to it (when
+        ``wait_for_lease``, this waits for that lease first: a redelivery after a crash arrives before the dead
+        worker's lease lapses). Returns what happened: ``ran``, ``ended``, ``held`` or ``missing``."""
+        deadline = time.monotonic() + 2 * self.lease
+        while True:
+            job = self.claim(job_id)
+            if job is not None:
+                self.run_one(job)
+                return "ran"
+            row = self.get(job_id)
+            if row is None:
+                return "missing"
+            if row["status"] not in (JobStatus.QUEUED, JobStatus.RUNNING):
+                return "ended"
+            left = (row["lease_expires"] or 0) - time.time()
+            if not wait_for_lease or time.monotonic() + max(left, 0) > deadline:
+                return "held"
+            self._stop.wait(min(max(left, 0.05) + 0.05, self.lease))
+
     def run_one(self, job: dict[str, Any]) -> None:
         """Run a claimed job to the end (heartbeat while it runs)."""
         job_id = job["id"]
@@ -202,7 +284,8 @@ class JobRunner:
                     if self._renew(job_id, stage["now"]):
                         last_ok = time.monotonic()
                         continue
-                    logger.warning("job %s: lease taken by another worker; stopping this attempt", job_id)
+                    logger.warning("job %s: lease no longer ours (another worker took it, or the job was revoked); "
+                                   "stopping this attempt", job_id)
                 except Exception:  # noqa: BLE001 -- database briefly unavailable: retried until the lease runs out
                     logger.warning("job %s: lease renewal failed", job_id, exc_info=True)
                     if time.monotonic() - last_ok < self.lease:
@@ -212,8 +295,9 @@ class JobRunner:
                 return
 
         def progress(s: str) -> None:
-            if lost.is_set():
-                raise LeaseLost(f"job {job_id}: lease lost at stage {s}")
+            if lost.is_set() or (s in FENCE_STAGES and not self._renew(job_id, s)):
+                lost.set()
+                raise LeaseLost(f"job {job_id}: lease lost (or the job was revoked) at stage {s}")
             stage.update(now=s)
 
         hb = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
@@ -241,6 +325,13 @@ class JobRunner:
             shutil.rmtree(work, ignore_errors=True)
         if done:
             self._callback(job_id)
+            return
+        row = self.get(job_id)
+        if row is not None and row["status"] == JobStatus.CANCELLED:  # revoked mid-run: keep none of its outputs
+            logger.warning("job %s: revoked while it ran; its outputs are removed", job_id)
+            shutil.rmtree(self.result_dir(job_id), ignore_errors=True)
+            if self.discard is not None:
+                self.discard(job_id)
         else:
             logger.warning("job %s: lease lost before completion; another worker owns it", job_id)
 

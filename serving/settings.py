@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,7 +21,10 @@ class ApiSettings(BaseSettings):
         max_upload_bytes: request bodies above this are refused with 413 (bytes).
         retention_days: studies older than this are purged with their files (0 keeps them forever).
         workers: uvicorn worker processes for ``medai serve``.
-        job_workers: in-process analysis threads per server process.
+        job_backend: who runs analysis jobs: ``inprocess`` (threads of each server process polling the jobs table;
+            the embedded default) or ``procrastinate`` (``medai worker`` processes on any host, fed through
+            procrastinate on the same PostgreSQL; the server only defers: :mod:`serving.distributed`).
+        job_workers: in-process analysis threads per server process (``inprocess`` only).
         lease_seconds: a running job's lease; a job whose lease lapsed (crashed worker) is claimed again.
         callback_allowed_hosts: hosts that job callback URLs may point to (empty: callbacks refused).
         models: model references served (shipped names, folders or ``models:/<name>@<alias>``); default all shipped.
@@ -48,6 +52,7 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     retention_days: int = 0
     workers: int = 1
+    job_backend: Literal["inprocess", "procrastinate"] = "inprocess"
     job_workers: int = 1
     lease_seconds: float = 60.0
     callback_allowed_hosts: list[str] = Field(default_factory=list)

@@ -211,6 +211,18 @@ class StudyStore:
             n += 1
         return n
 
+    def discard_job(self, job_id: str) -> int:
+        """Remove the derived instances (SEG/SR) a job stored: a revoked job's results are not kept. Returns how
+        many rows went (their blobs stay while another row references the same content)."""
+        with self.engine.begin() as conn:
+            shas = {r[0] for r in conn.execute(select(db.instances.c.sha256)
+                                               .where(db.instances.c.source_job == job_id))}
+            n = conn.execute(delete(db.instances).where(db.instances.c.source_job == job_id)).rowcount
+            still = {r[0] for r in conn.execute(select(db.instances.c.sha256).where(db.instances.c.sha256.in_(shas)))}
+        for sha in shas - still:
+            self.blobs.path(sha).unlink(missing_ok=True)
+        return int(n or 0)
+
     def purge_older_than(self, days: int) -> int:
         """Retention: delete studies (rows, and blobs no longer referenced) stored more than ``days`` ago."""
         if days <= 0:

@@ -416,6 +416,7 @@ def _run_study_analyses(study: Study, out_dir: Path, kinds: Sequence[str] | None
 
         write_json(report, path=tmp / "report.json")  # last: it records every stage's time
         files["json"] = tmp / "report.json"
+        tell("publishing")  # a job runner's fence: a worker that lost its lease stops before replacing out_dir
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ users_app = typer.Typer(help="People who sign in to the web app (argon2id passwo
 def register(app: typer.Typer) -> None:
     """Add ``serve`` and ``keys`` to the root CLI."""
     app.command("serve")(serve)
+    app.command("worker")(worker)
     app.add_typer(keys_app, name="keys")
     app.add_typer(users_app, name="users")
 
@@ -38,6 +39,28 @@ def serve(
     os.umask(0o077)  # stores, results and scratch copies readable by the service account only
     uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=n, log_level="warning",
                 proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else None)
+
+
+def worker(
+    concurrency: int = typer.Option(1, min=1, help="Analyses run at once by this process."),
+    name: str = typer.Option(None, help="Worker name shown in procrastinate's tables (default: its own)."),
+) -> None:
+    """Run analysis jobs for the servers (MEDAI_API_JOB_BACKEND=procrastinate, on the PostgreSQL of
+    MEDAI_API_DATABASE_URL, with results under MEDAI_API_STORAGE_ROOT: a path every host mounts). Start as many
+    as you like, on any host; stop with Ctrl-C or SIGTERM (the running job finishes or is redelivered)."""
+    import logging
+    import os
+
+    from medai.errors import MedaiError
+    from serving.distributed import serve_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(0o077)  # like `medai serve`: results and scratch copies readable by the service account only
+    try:
+        serve_worker(concurrency=concurrency, name=name)
+    except MedaiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _engine():  # noqa: ANN202

@@ -154,6 +154,20 @@ def status(job_id: str, request: Request, who: Principal = Depends(clinical),
     return job_out(job, job_quality(jobs, job))
 
 
+@router.delete("/{job_id}", response_model=Job, summary="Revoke a job", responses=responses(404, 409))
+def revoke(job_id: str, request: Request, who: Principal = Depends(clinical),
+           jobs: JobRunner = Depends(get_jobs)) -> Job:
+    """Cancel a queued or running analysis: a running one stops at its next stage and publishes nothing (no
+    report, no SEG/SR). A job that already ended cannot be revoked (409); submit a new one to re-run."""
+    job = _job(jobs, job_id)
+    if job["status"] not in ("queued", "running"):
+        audit.record(jobs.engine, who, request, "revoke", "analysis", job_id, 409)
+        raise ApiProblem(409, "job-ended", f"job {job_id} already {job['status']}; nothing to revoke")
+    job = jobs.cancel(job_id) or job
+    audit.record(jobs.engine, who, request, "revoke", "analysis", job_id)
+    return job_out(job)
+
+
 @router.get("/{job_id}/results/{kind}", summary="A result file", response_class=FileResponse,
             responses={**responses(404, 409), 200: {"content": {m: {} for m in sorted(set(MEDIA.values()))}}})
 def result(job_id: str, kind: str, request: Request, who: Principal = Depends(clinical),

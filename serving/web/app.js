@@ -148,7 +148,7 @@ function worklistPage() {
       <input id="wl-filter" type="search" placeholder="patient, description, status" value="${esc(wl.filter)}">
       <label class="inline" for="wl-status">Status</label>
       <select id="wl-status">
-        ${["", "not analysed", "queued", "running", "review", "done", "signed", "failed"].map((s) => `<option value="${s}" ${wl.status === s ? "selected" : ""}>${s || "any"}</option>`).join("")}
+        ${["", "not analysed", "queued", "running", "review", "done", "signed", "failed", "cancelled"].map((s) => `<option value="${s}" ${wl.status === s ? "selected" : ""}>${s || "any"}</option>`).join("")}
       </select>
       <span id="wl-count" class="muted" aria-live="polite"></span>
     </div>
@@ -227,7 +227,7 @@ function rowHtml(r, i) {
   const stage = a && ["queued", "running"].includes(a.status) ? ` <span class="muted">${esc(a.stage)}</span>` : "";
   const flags = a && a.review_required ? `<span class="badge warn" title="${esc(a.reasons.join("\n"))}">review</span>` : (a && a.error ? `<span class="badge err" title="${esc(a.error)}">error</span>` : "");
   const open = a && a.status === "succeeded" ? `<a class="btn" href="#/viewer/${esc(a.job_id)}">Open</a>` : "";
-  const run = canAnalyse && (!a || a.status === "failed") ? `<button type="button" data-analyse="${esc(r.study_instance_uid)}">Analyse</button>` : "";
+  const run = canAnalyse && (!a || a.status === "failed" || a.status === "cancelled") ? `<button type="button" data-analyse="${esc(r.study_instance_uid)}">Analyse</button>` : "";
   return `<tr aria-rowindex="${i + 2}" data-uid="${esc(r.study_instance_uid)}"><td title="${esc(r.patient)}">${esc(r.patient)}</td><td>${esc(r.patient_id)}</td><td>${esc(r.patient_sex)}</td>` +
     `<td>${esc(fmtDate(r.study_date))}</td><td title="${esc(r.description)}">${esc(r.description)}</td><td>${esc(r.modalities.join(", "))}</td>` +
     `<td class="num">${r.n_series}</td><td class="num">${r.n_instances}</td><td>${esc(fmtTime(r.received))}</td>` +

@@ -138,3 +138,38 @@ def test_signature_check_refuses_replays_and_tampering() -> None:
     assert not verify_callback(SECRET, body, sig, now=1_000_000 + 301)  # too old: a replay
     assert not verify_callback(SECRET, body.replace(b"succeeded", b"failed"), sig, now=1_000_100)
     assert not verify_callback(SECRET, body, "garbage", now=1_000_100)
+
+
+def test_revoking_stops_a_running_job_at_its_publication_fence(database_url: str, tmp_path: Path) -> None:
+    """The in-process backend too: a job revoked while it runs is stopped by the synchronous lease check before
+    it publishes (no waiting for the heartbeat), and what it stored elsewhere is discarded."""
+    engine = db.make_engine(database_url)
+    discarded: list[str] = []
+    revoked = threading.Event()
+
+    def analyse(study_uid: str, work: Path, out: Path, progress: Any, kinds: Any) -> dict[str, str]:
+        progress("inference")
+        revoked.wait(10)
+        progress("publishing")  # the fence: raises here, the heartbeat has not run yet (lease 30 s)
+        out.mkdir(parents=True)
+        return {"json": "report.json"}
+
+    r = _runner(engine, tmp_path, analyse, discard=discarded.append)
+    queued = r.submit(None, "1.2.9", "u", None)["id"]
+    assert r.cancel(queued)["status"] == JobStatus.CANCELLED
+    assert r.claim() is None  # a revoked queued job is never claimed
+    job_id = r.submit(None, "1.2.3", "u", None)["id"]
+    job = r.claim()
+    t = threading.Thread(target=r.run_one, args=(job,))
+    t.start()
+    time.sleep(0.2)
+    row = r.cancel(job_id)
+    revoked.set()
+    t.join(10)
+    assert row["status"] == JobStatus.CANCELLED and row["error_code"] == "cancelled"
+    row = r.get(job_id)
+    assert row["status"] == JobStatus.CANCELLED and row["completions"] == 0
+    assert not r.result_dir(job_id).exists() and discarded == [job_id]
+    assert r.cancel(job_id)["status"] == JobStatus.CANCELLED  # a second revoke changes nothing
+    assert r.execute(job_id) == "ended" and r.execute("nope") == "missing"
+    engine.dispose()

@@ -31,6 +31,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/analyses"): CLINICAL,
     ("GET", "/v1/analyses/kinds"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}"): CLINICAL,
+    ("DELETE", "/v1/analyses/{job_id}"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}/results/{kind}"): CLINICAL,
     ("GET", "/v1/patients/{patient_id}/timeline"): CLINICAL,
     ("POST", "/v1/pacs/pull"): CLINICAL,
