@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -145,6 +146,7 @@ audit = Table(
     Column("resource_type", String(32), nullable=False),
     Column("resource_id", String(128), nullable=False, default=""),
     Column("status", Integer, nullable=False, default=200),
+    Index("ix_audit_user_time", "user", "time"),  # the sign-in lockout reads a name's recent rows (0003)
 )
 
 

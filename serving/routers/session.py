@@ -1,16 +1,18 @@
 """Web-app sign-in: ``POST /v1/session`` (user name + password -> session cookie), ``GET`` (who am I),
-``DELETE`` (sign out). Sign-ins and failures are audited; five failures in ten minutes lock the name briefly.
+``DELETE`` (sign out). Sign-ins and failures are audited; five failures in ten minutes lock the name briefly (counted from the
+audit log, so across every server process and host).
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import and_, func, select
 
 from serving import audit, db
 from serving.auth import Principal
@@ -22,8 +24,6 @@ from serving.users import CSRF_COOKIE, SESSION_COOKIE, check_password, close_ses
 router = APIRouter(prefix="/v1/session", tags=["session"])
 
 MAX_FAILURES, WINDOW_S = 5, 600.0
-_failures: dict[str, list[float]] = {}
-_lock = threading.Lock()
 
 
 class SignIn(BaseModel):
@@ -45,20 +45,26 @@ class SessionOut(BaseModel):
     sees_identities: bool = Field(False, description="false: patient names and IDs are shown as pseudonyms only")
 
 
-def _recent_failures(username: str) -> int:
-    now = time.time()
-    with _lock:
-        kept = [t for t in _failures.get(username, []) if t > now - WINDOW_S]
-        _failures[username] = kept
-        return len(kept)
+def _recent_failures(engine: Any, username: str) -> int:
+    """Failed sign-ins of ``username`` in the last ``WINDOW_S`` seconds since its last success, read from the audit
+    log: every server process and host shares the count (a per-process counter let N workers allow N times as
+    many guesses)."""
+    user = f"user:{username}"[:64]
+    since = time.time() - WINDOW_S
+    a = db.audit.c
+    mine = and_(a.user == user, a.action == "sign-in", a.resource_type == "session", a.time > since)
+    with engine.connect() as conn:
+        last_ok = conn.execute(select(func.max(a.time)).where(mine, a.status == 200)).scalar()
+        return int(conn.execute(select(func.count()).select_from(db.audit).where(
+            mine, a.status == 401, a.time > (last_ok or since))).scalar() or 0)
 
 
-def _audit_failure(request: Request, username: str) -> None:
+def _audit_failure(request: Request, username: str, status: int = 401) -> None:
     client = request.client.host if request.client else ""
     with request.app.state.engine.begin() as conn:
         conn.execute(db.audit.insert().values(time=time.time(), user=f"user:{username}"[:64], role="",
                                               client=client, action="sign-in", resource_type="session",
-                                              resource_id="", status=401))
+                                              resource_id="", status=status))
 
 
 @router.post("", response_model=SessionOut, summary="Sign in (web app)", responses=responses(401, 429))
@@ -66,18 +72,15 @@ async def sign_in(body: SignIn, request: Request, settings: ApiSettings = Depend
     """Check the password and open a session: an ``HttpOnly; Secure; SameSite=Strict`` session cookie plus a
     readable CSRF cookie."""
     username = body.username.strip().lower()
-    if _recent_failures(username) >= MAX_FAILURES:
+    engine = request.app.state.engine
+    if await run_in_threadpool(_recent_failures, engine, username) >= MAX_FAILURES:
+        await run_in_threadpool(_audit_failure, request, username, 429)
         raise ApiProblem(429, "too-many-attempts", "too many failed sign-ins for this user; wait ten minutes or "
                          "ask an admin to reset the password (`medai users passwd`)")
-    engine = request.app.state.engine
     who = await run_in_threadpool(check_password, engine, username, body.password)
     if who is None:
-        with _lock:
-            _failures.setdefault(username, []).append(time.time())
-        _audit_failure(request, username)
+        await run_in_threadpool(_audit_failure, request, username)
         raise ApiProblem(401, "bad-credentials", "unknown user name or wrong password")
-    with _lock:
-        _failures.pop(username, None)
     ttl = settings.session_hours * 3600
     sess = open_session(engine, who, ttl)
     audit.record(engine, who, request, "sign-in", "session", "")

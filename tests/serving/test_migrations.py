@@ -24,12 +24,12 @@ def _head(engine) -> str:  # noqa: ANN001
 
 def test_fresh_database_reaches_head_and_matches_the_code(database_url: str) -> None:
     engine = db.make_engine(database_url)
-    assert _head(engine) == "0002"
+    assert _head(engine) == "0003"
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata)
     assert diff == [], diff
     db.migrate(engine)  # idempotent
-    assert _head(engine) == "0002"
+    assert _head(engine) == "0003"
     engine.dispose()
 
 
@@ -44,7 +44,7 @@ def test_a_database_from_before_migrations_is_upgraded_with_its_rows(database_ur
                                               resource_type="key", resource_id="k1", status=201))
     engine.dispose()
     engine = db.make_engine(database_url)
-    assert _head(engine) == "0002"
+    assert _head(engine) == "0003"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM api_keys")).scalars().all() == ["old"]
         assert conn.execute(text("SELECT count(*) FROM audit")).scalar_one() == 1
@@ -104,5 +104,5 @@ def test_concurrent_start_ups_migrate_once(database_url: str) -> None:
         t.join()
     assert errors == []
     engine = db.make_engine(database_url)
-    assert _head(engine) == "0002"
+    assert _head(engine) == "0003"
     engine.dispose()

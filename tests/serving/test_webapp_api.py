@@ -9,14 +9,18 @@ import gzip
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
 from serving.auth import Role
 from serving.users import UserError, create_user
-from tests.serving.conftest import Api
+from tests.serving.conftest import Api, make_settings
 from tests.serving.test_api import wait_job
 
 PASSWORD = "correct horse battery"
@@ -92,11 +96,22 @@ def test_session_cookie_and_csrf(users: Api) -> None:
     assert ("sign-in", 401) in audit and ("sign-in", 200) in audit and ("sign-out", 200) in audit
 
 
-def test_repeated_failures_lock_the_name(users: Api) -> None:
-    for _ in range(5):
+def test_repeated_failures_lock_the_name(users: Api, tmp_path: Path) -> None:
+    assert users.client.post("/v1/session", json={"username": "ds", "password": PASSWORD}).status_code == 200
+    for _ in range(3):
         users.client.post("/v1/session", json={"username": "ds", "password": "not the password"})
-    r = users.client.post("/v1/session", json={"username": "ds", "password": PASSWORD})
-    assert r.status_code == 429
+    # a second server process on the same database (another uvicorn worker or host) shares the count
+    other = create_app(make_settings(tmp_path / "other", database_url=str(users.app.state.settings.db_url())))
+    with TestClient(other) as second:
+        for _ in range(2):
+            assert second.post("/v1/session", json={"username": "ds", "password": "nope"}).status_code == 401
+        r = second.post("/v1/session", json={"username": "ds", "password": PASSWORD})
+        assert r.status_code == 429 and "ten minutes" in r.json()["detail"]
+    assert users.client.post("/v1/session", json={"username": "ds", "password": PASSWORD}).status_code == 429
+    assert users.client.post("/v1/session", json={"username": "jdoe", "password": PASSWORD}).status_code == 200
+    rows = users.app.state.engine.connect().exec_driver_sql(
+        "SELECT status FROM audit WHERE \"user\" = 'user:ds' AND action = 'sign-in' ORDER BY id").all()
+    assert [r[0] for r in rows] == [200, 401, 401, 401, 401, 401, 429, 429]  # the refusals are audited too
 
 
 def test_worklist_pseudonyms_for_data_scientists(users: Api, phantom_zip: bytes) -> None:
