@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
