@@ -1,6 +1,6 @@
 """Web-app sign-in: ``POST /v1/session`` (user name + password -> session cookie), ``GET`` (who am I),
-``DELETE`` (sign out). Sign-ins and failures are audited; five failures in ten minutes lock the name briefly (counted from the
-audit log, so across every server process and host).
+``DELETE`` (sign out). Sign-ins and failures are audited; five failures in ten minutes lock the name briefly
+(counted from the audit log, so across every server process and host).
 """
 
 from __future__ import annotations
