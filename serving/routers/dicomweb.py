@@ -1,13 +1,17 @@
-"""DICOMweb: STOW-RS (a PACS pushes), QIDO-RS (search) and WADO-RS (retrieve instances, results included)."""
+"""DICOMweb: STOW-RS (a PACS pushes), QIDO-RS (search) and WADO-RS (retrieve studies, series and instances as
+stored, metadata, frames, rendered PNG/JPEG; ``Accept`` negotiated, 406 otherwise; results included)."""
 
 from __future__ import annotations
 
 import io
 import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
 
 import pydicom
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from serving import audit, qido
 from serving.auth import Principal
@@ -254,21 +258,197 @@ def qido_instances(study_uid: str, series_uid: str, request: Request, who: Princ
     return _qido(request, rows, INSTANCE_ATTRS, INSTANCE_RETURN)
 
 
+_DICOM_PARTS = 'multipart/related; type="application/dicom"'
+_MULTIPART_DOC = {"content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}}
+
+
+def _accept(request: Request) -> list[tuple[str, dict[str, str], float]]:
+    """The ``Accept`` header as (media type, parameters, q) in preference order (RFC 9110 12.5.1)."""
+    out = []
+    for i, item in enumerate(request.headers.get("accept", "*/*").split(",")):
+        media, *params = [p.strip() for p in item.split(";")]
+        kv = {}
+        for p in params:
+            k, _, v = p.partition("=")
+            kv[k.strip().lower()] = v.strip().strip('"')
+        q = kv.pop("q", "1")
+        try:
+            qv = float(q)
+        except ValueError:
+            qv = 0.0
+        if media and qv > 0:
+            out.append((media.lower(), kv, qv - i * 1e-6))
+    return sorted(out, key=lambda t: -t[2])
+
+
+def _negotiate_dicom(request: Request, syntaxes: set[str]) -> None:
+    """Retrieve as stored (``multipart/related; type="application/dicom"``): 406 unless the client accepts that,
+    with ``transfer-syntax`` absent, ``*`` or the stored one (medai does not transcode)."""
+    for media, kv, _ in _accept(request):
+        if media in ("*/*", "multipart/*") or (media == "multipart/related" and kv.get("type", "application/dicom")
+                                                 in ("application/dicom", "*/*")):
+            ts = kv.get("transfer-syntax", "*")
+            if ts == "*" or syntaxes <= {ts}:
+                return
+    raise ApiProblem(406, "not-acceptable", "instances are retrieved as stored: ask for "
+                     f'{_DICOM_PARTS} (transfer-syntax="*" or the stored one: {", ".join(sorted(syntaxes))}); '
+                     "rendered images are at .../rendered (image/png or image/jpeg)")
+
+
+def _syntax(path: Any) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[]).file_meta.TransferSyntaxUID)
+
+
+def _dicom_parts(store: StudyStore, rows: list[dict], request: Request) -> StreamingResponse:
+    """The instances as ``multipart/related; type="application/dicom"``, streamed one file at a time (a study of
+    thousands of images is never held in memory)."""
+    paths = [store.blobs.path(r["sha256"]) for r in rows]
+    _negotiate_dicom(request, {_syntax(p) for p in paths})
+    boundary = "medai-" + secrets.token_hex(8)
+
+    def parts() -> Iterator[bytes]:
+        for p in paths:
+            yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            with open(p, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    yield chunk
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    return StreamingResponse(parts(), media_type=f"{_DICOM_PARTS}; boundary={boundary}",
+                             headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/studies/{study_uid}", summary="WADO-RS: retrieve a study", response_class=Response,
+            responses={**responses(404, 406), 200: _MULTIPART_DOC})
+def wado_study(study_uid: str, request: Request, who: Principal = Depends(clinical),
+               store: StudyStore = Depends(get_store)) -> Response:
+    """Every instance of the study (results included) as ``multipart/related; type="application/dicom"``."""
+    rows = store.instances(study_uid)
+    if not rows:
+        raise ApiProblem(404, "study-not-found", f"no stored study {study_uid}")
+    resp = _dicom_parts(store, rows, request)
+    audit.record(store.engine, who, request, "read", "study", study_uid)
+    return resp
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}", summary="WADO-RS: retrieve a series", response_class=Response,
+            responses={**responses(404, 406), 200: _MULTIPART_DOC})
+def wado_series(study_uid: str, series_uid: str, request: Request, who: Principal = Depends(clinical),
+                store: StudyStore = Depends(get_store)) -> Response:
+    """Every instance of the series as ``multipart/related; type="application/dicom"``."""
+    rows = store.instances(study_uid, series_uid)
+    if not rows:
+        raise ApiProblem(404, "series-not-found", f"study {study_uid} has no series {series_uid}")
+    resp = _dicom_parts(store, rows, request)
+    audit.record(store.engine, who, request, "read", "series", series_uid)
+    return resp
+
+
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}", summary="WADO-RS: retrieve an instance",
-            response_class=Response, responses={**responses(404), 200: {
-                "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}}})
+            response_class=Response, responses={**responses(404, 406), 200: _MULTIPART_DOC})
 def wado_instance(study_uid: str, series_uid: str, sop_uid: str, request: Request,
                   who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> Response:
     """The instance as ``multipart/related; type="application/dicom"``."""
-    rows = [r for r in store.instances(study_uid, series_uid) if r["sop_uid"] == sop_uid]
-    if not rows:
-        raise ApiProblem(404, "instance-not-found", f"no instance {sop_uid} in series {series_uid} of {study_uid}")
+    row = _instance_row(store, study_uid, series_uid, sop_uid)
+    resp = _dicom_parts(store, [row], request)
     audit.record(store.engine, who, request, "read", "instance", sop_uid)
-    data = store.blobs.path(rows[0]["sha256"]).read_bytes()
-    boundary = "medai-" + rows[0]["sha256"][:16]
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + data + \
-        f"\r\n--{boundary}--\r\n".encode()
-    return Response(body, media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+    return resp
+
+
+_RENDERED = ("image/png", "image/jpeg")
+
+
+def _negotiate_image(request: Request) -> str:
+    for media, _kv, _ in _accept(request):
+        if media in _RENDERED:
+            return media
+        if media in ("*/*", "image/*"):
+            return "image/png"
+    raise ApiProblem(406, "not-acceptable", "rendered images are image/png or image/jpeg; ask for one of them")
+
+
+def _render(ds: pydicom.Dataset, frame: int, media: str, window: str | None, quality: int) -> bytes:
+    """One frame (1-based) as an 8-bit PNG/JPEG: modality LUT, then the ``window`` (``center,width[,linear]``,
+    PS3.18 8.3.5.1.3), else the instance's own VOI window, else its full range. Colour images pass unchanged."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    arr = ds.pixel_array
+    n = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if n > 1:
+        arr = arr[frame - 1]
+    if int(getattr(ds, "SamplesPerPixel", 1) or 1) == 3:
+        img = Image.fromarray(np.asarray(arr, dtype=np.uint8), "RGB")
+    else:
+        x = apply_modality_lut(arr, ds).astype(np.float64)
+        if window:
+            try:
+                parts = window.split(",")
+                center, width = float(parts[0]), float(parts[1])
+                if width <= 0 or not np.isfinite([center, width]).all() or parts[2:] not in ([], ["linear"]):
+                    raise ValueError
+            except (ValueError, IndexError):
+                raise ApiProblem(400, "bad-window", f"window={window!r}: give center,width[,linear] with "
+                                 "width > 0") from None
+            lo, hi = center - width / 2, center + width / 2
+        elif "WindowCenter" in ds and "WindowWidth" in ds:
+            x = apply_voi_lut(x, ds).astype(np.float64)
+            lo, hi = float(x.min()), float(x.max())
+        else:
+            lo, hi = float(x.min()), float(x.max())
+        y = np.clip((x - lo) / max(hi - lo, 1e-9), 0, 1) * 255.0
+        if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
+            y = 255.0 - y
+        img = Image.fromarray(np.round(y).astype(np.uint8), "L")
+    out = io.BytesIO()
+    if media == "image/jpeg":
+        img.save(out, "JPEG", quality=quality)
+    else:
+        img.save(out, "PNG")
+    return out.getvalue()
+
+
+def _rendered(study_uid: str, series_uid: str, sop_uid: str, frame: int, request: Request, who: Principal,
+              store: StudyStore, window: str | None, quality: int) -> Response:
+    media = _negotiate_image(request)
+    row = _instance_row(store, study_uid, series_uid, sop_uid)
+    ds = pydicom.dcmread(store.blobs.path(row["sha256"]))
+    if "PixelData" not in ds:
+        raise ApiProblem(404, "no-pixel-data", f"instance {sop_uid} has no pixel data (an SR or a SEG's "
+                         "frames are not an image to render)")
+    n = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if not 1 <= frame <= n:
+        raise ApiProblem(404, "frame-not-found", f"instance {sop_uid} has frames 1-{n}, not {frame}")
+    data = _render(ds, frame, media, window, quality)
+    audit.record(store.engine, who, request, "read", "rendered", sop_uid)
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+_IMAGE_DOC = {200: {"content": {m: {"schema": {"type": "string", "format": "binary"}} for m in _RENDERED}}}
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered",
+            summary="WADO-RS: an instance rendered (PNG/JPEG)", response_class=Response,
+            responses={**responses(400, 404, 406), **_IMAGE_DOC})
+def wado_rendered(study_uid: str, series_uid: str, sop_uid: str, request: Request,
+                  window: str | None = Query(None, description="center,width[,linear] (default: the instance's)"),
+                  quality: int = Query(90, ge=1, le=100, description="JPEG quality"),
+                  who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> Response:
+    """The instance's first frame as ``image/png`` (default) or ``image/jpeg`` (``Accept``), 8-bit, windowed."""
+    return _rendered(study_uid, series_uid, sop_uid, 1, request, who, store, window, quality)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frame}/rendered",
+            summary="WADO-RS: a frame rendered (PNG/JPEG)", response_class=Response,
+            responses={**responses(400, 404, 406), **_IMAGE_DOC})
+def wado_frame_rendered(study_uid: str, series_uid: str, sop_uid: str, frame: int, request: Request,
+                        window: str | None = Query(None, description="center,width[,linear]"),
+                        quality: int = Query(90, ge=1, le=100, description="JPEG quality"),
+                        who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> Response:
+    """One frame (1-based) as ``image/png`` or ``image/jpeg``."""
+    return _rendered(study_uid, series_uid, sop_uid, frame, request, who, store, window, quality)
 
 
 def _instance_row(store: StudyStore, study_uid: str, series_uid: str, sop_uid: str) -> dict:

@@ -158,6 +158,67 @@ def test_wado_metadata_frames_and_instance(live: dict[str, Any], tmp_path: Path)
     assert inst.SOPInstanceUID == a.SOPInstanceUID and np.array_equal(inst.pixel_array, full.pixel_array)
 
 
+def test_wado_retrieve_study_and_series_as_stored_with_accept_negotiation(live: dict[str, Any]) -> None:
+    import httpx
+
+    c, ds = live["client"], _headers(live)
+    b = ds[-1]
+    study = c.retrieve_study(b.StudyInstanceUID)
+    sent = {d.SOPInstanceUID: blob for d, blob in zip(ds, live["blobs"], strict=True)
+            if d.StudyInstanceUID == b.StudyInstanceUID}
+    assert {d.SOPInstanceUID for d in study} == set(sent) and len(study) == 4
+    for d in study:  # byte-exact pixels of what was stored
+        import io
+
+        assert np.array_equal(d.pixel_array, pydicom.dcmread(io.BytesIO(sent[d.SOPInstanceUID])).pixel_array)
+    series = c.retrieve_series(b.StudyInstanceUID, b.SeriesInstanceUID)
+    assert {d.SOPInstanceUID for d in series} == {d.SOPInstanceUID for d in ds
+                                                    if d.SeriesInstanceUID == b.SeriesInstanceUID}
+    h = {"X-API-Key": live["key"]}
+    url = f"{live['base']}/v1/dicomweb/studies/{b.StudyInstanceUID}"
+    explicit = httpx.get(url, headers={**h, "Accept": 'multipart/related; type="application/dicom"; '
+                                                     "transfer-syntax=1.2.840.10008.1.2.1"})
+    assert explicit.status_code == 200 and explicit.headers["content-type"].startswith("multipart/related")
+    jpeg_ts = httpx.get(url, headers={**h, "Accept": 'multipart/related; type="application/dicom"; '
+                                                    "transfer-syntax=1.2.840.10008.1.2.4.50"})
+    assert jpeg_ts.status_code == 406 and "as stored" in jpeg_ts.json()["detail"]
+    assert httpx.get(url, headers={**h, "Accept": "application/dicom+xml"}).status_code == 406
+    assert httpx.get(f"{live['base']}/v1/dicomweb/studies/1.2.3.4", headers=h).status_code == 404
+    assert httpx.get(f"{url}/series/1.2.3", headers=h).status_code == 404
+
+
+def test_wado_rendered_png_and_jpeg(live: dict[str, Any]) -> None:
+    import io
+
+    import httpx
+    from PIL import Image
+
+    c, ds = live["client"], _headers(live)
+    a = ds[0]
+    png = c.retrieve_instance_rendered(a.StudyInstanceUID, a.SeriesInstanceUID, a.SOPInstanceUID,
+                                       media_types=("image/png",))
+    img = np.asarray(Image.open(io.BytesIO(png)))
+    full = pydicom.dcmread(io.BytesIO(live["blobs"][0]))
+    assert img.shape == (full.Rows, full.Columns) and img.dtype == np.uint8
+    assert img.min() == 0 and img.max() == 255  # the full range, stretched
+    # the ordering of pixel values is kept (a monotone window)
+    px = full.pixel_array.ravel()
+    order = np.argsort(px, kind="stable")
+    assert np.all(np.diff(img.ravel()[order].astype(int)) >= 0)
+    jpg = c.retrieve_instance_frames_rendered(a.StudyInstanceUID, a.SeriesInstanceUID, a.SOPInstanceUID,
+                                              frame_numbers=[1], media_types=("image/jpeg",))
+    assert Image.open(io.BytesIO(jpg)).format == "JPEG"
+    h = {"X-API-Key": live["key"]}
+    url = (f"{live['base']}/v1/dicomweb/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}/instances/"
+           f"{a.SOPInstanceUID}")
+    narrow = httpx.get(f"{url}/rendered", params={"window": f"{int(px.mean())},2"}, headers=h)
+    assert narrow.status_code == 200 and set(np.unique(np.asarray(Image.open(io.BytesIO(narrow.content))))) <= \
+        set(range(256)) and narrow.headers["content-type"] == "image/png"
+    assert httpx.get(f"{url}/rendered", headers={**h, "Accept": "image/gif"}).status_code == 406
+    assert httpx.get(f"{url}/rendered", params={"window": "40,-1"}, headers=h).status_code == 400
+    assert httpx.get(f"{url}/frames/9/rendered", headers=h).status_code == 404
+
+
 def _multipart(parts: list[bytes], boundary: str = "b0undary") -> tuple[bytes, str]:
     body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n" for p in parts)
     return body + f"--{boundary}--\r\n".encode(), f'multipart/related; type="application/dicom"; boundary={boundary}'

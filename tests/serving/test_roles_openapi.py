@@ -54,6 +54,11 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"): CLINICAL,
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata"): CLINICAL,
     ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frames}"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered"): CLINICAL,
+    ("GET", "/v1/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/{frame}/rendered"):
+        CLINICAL,
     ("GET", "/v1/analyses/{job_id}/versions"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}/versions/{version}/results/{kind}"): CLINICAL,
     ("GET", "/v1/analyses/{job_id}/viewer"): CLINICAL,
