@@ -165,6 +165,14 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
                     "problem+json documents.",
     )
     problems.install(app)
+    build_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     docs.install(app)  # /docs: Swagger UI from local files (no CDN); no ReDoc
     # routes are matched in order: the high-rate machine endpoints (risk, predict) first
     for r in (risk, models_router, health, session, worklist, studies, dicomweb, analyses, reports, patients, pacs,

@@ -87,22 +87,73 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errs = _jsonable_errors(list(exc.errors()))
+        raw = list(exc.errors())
+        errs = _jsonable_errors(raw)
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errs[:5]) or "invalid request"
+        if request.url.path.startswith("/v1/dicomweb/") and raw and all(
+                (e.get("loc") or ("",))[0] in ("path", "query") for e in raw):
+            # PS3.18: a malformed DICOMweb request (a frame list, a limit) is a 400 Bad Request
+            return problem(400, "bad-request", f"the request is malformed: {detail}", request, errs)
         return problem(422, "request-validation-error", f"the request is invalid: {detail}", request, errs)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}; see /openapi.json for the API"
-        return problem(exc.status_code, code, detail, request, headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:  # every method of the path (Starlette names only the first route's)
+            allowed = allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed on {request.url.path}; it allows {', '.join(allowed)}"
+        return problem(exc.status_code, code, detail, request, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "internal-error", "internal error; the incident was logged", request)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the API documents for this request's path (HEAD with GET), from the OpenAPI paths: the most
+    literal template wins, so ``/v1/analyses/kinds`` is its own resource, not ``/v1/analyses/{job_id}``."""
+    import re
+
+    path = request.url.path
+    best: tuple[int, int] | None = None
+    found: set[str] = set()
+    for template, ops in request.app.openapi().get("paths", {}).items():
+        if not re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), path):
+            continue
+        rank = (template.count("{"), -len(template))
+        if best is None or rank < best:
+            best, found = rank, {m.upper() for m in ops if m in ("get", "post", "put", "patch", "delete")}
+    if "GET" in found:
+        found.add("HEAD")
+    return sorted(found)
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every operation of the OpenAPI ``schema`` lists the problems any request can get, whatever the route
+    declared: 400 (a parameter or body that cannot be parsed) where it takes any, 413 where it takes a body, 401
+    and 403 where it needs a key or session."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for ops in schema.get("paths", {}).values():
+        for method, op in ops.items():
+            if method not in ("get", "post", "put", "patch", "delete") or not isinstance(op, dict):
+                continue
+            wanted = []
+            if op.get("parameters") or op.get("requestBody"):
+                wanted.append(400)
+            if op.get("requestBody"):
+                wanted.append(413)
+            if any(op.get("security") or []):
+                wanted += [401, 403]
+            for status in wanted:
+                op.setdefault("responses", {}).setdefault(str(status), {
+                    "description": _TITLES[status], "content": {PROBLEM_MEDIA: {"schema": ref}}})
+    return schema
 
 
 #: OpenAPI ``responses`` for the errors every authenticated route can answer.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pydicom
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from serving import audit, qido
@@ -21,6 +21,9 @@ from serving.storage import StudyStore
 
 router = APIRouter(prefix="/v1/dicomweb", tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
+#: QIDO-RS answers: DICOM JSON (PS3.18 F.2), an array of datasets
+_QIDO_DOC = {200: {"description": "matching datasets", "content": {DICOM_JSON: {
+    "schema": {"type": "array", "items": {"type": "object"}}}}}}
 
 
 def _el(vr: str, *values: object) -> dict:
@@ -202,7 +205,7 @@ def _qido(request: Request, rows: list[dict], table: dict, returned: tuple[str, 
     return JSONResponse(out, media_type=DICOM_JSON)
 
 
-@router.get("/studies", summary="QIDO-RS: search studies", responses=responses(400, 406))
+@router.get("/studies", summary="QIDO-RS: search studies", responses={**responses(400, 406), **_QIDO_DOC})
 def qido_studies(request: Request, who: Principal = Depends(clinical),
                  store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Studies matching the query keys (PatientID, PatientName with wildcards, StudyDate ranges,
@@ -211,7 +214,7 @@ def qido_studies(request: Request, who: Principal = Depends(clinical),
     return _qido(request, list(_study_rows_all(store).values()), STUDY_ATTRS, STUDY_RETURN)
 
 
-@router.get("/series", summary="QIDO-RS: search all series", responses=responses(400, 406))
+@router.get("/series", summary="QIDO-RS: search all series", responses={**responses(400, 406), **_QIDO_DOC})
 def qido_all_series(request: Request, who: Principal = Depends(clinical),
                     store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Series of every study matching the query keys (series keys and PatientID/StudyDate...)."""
@@ -219,7 +222,8 @@ def qido_all_series(request: Request, who: Principal = Depends(clinical),
     return _qido(request, _series_rows(store, None), SERIES_ATTRS, SERIES_RETURN)
 
 
-@router.get("/studies/{study_uid}/series", summary="QIDO-RS: search a study's series", responses=responses(400, 404))
+@router.get("/studies/{study_uid}/series", summary="QIDO-RS: search a study's series",
+            responses={**responses(400, 404), **_QIDO_DOC})
 def qido_series(study_uid: str, request: Request, who: Principal = Depends(clinical),
                 store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Series of one study matching the query keys."""
@@ -228,7 +232,7 @@ def qido_series(study_uid: str, request: Request, who: Principal = Depends(clini
     return _qido(request, _series_rows(store, study_uid), SERIES_ATTRS, SERIES_RETURN)
 
 
-@router.get("/instances", summary="QIDO-RS: search all instances", responses=responses(400, 406))
+@router.get("/instances", summary="QIDO-RS: search all instances", responses={**responses(400, 406), **_QIDO_DOC})
 def qido_all_instances(request: Request, who: Principal = Depends(clinical),
                        store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Instances of every study matching the query keys."""
@@ -237,7 +241,7 @@ def qido_all_instances(request: Request, who: Principal = Depends(clinical),
 
 
 @router.get("/studies/{study_uid}/instances", summary="QIDO-RS: search a study's instances",
-            responses=responses(400, 404))
+            responses={**responses(400, 404), **_QIDO_DOC})
 def qido_study_instances(study_uid: str, request: Request, who: Principal = Depends(clinical),
                          store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Instances of one study matching the query keys."""
@@ -247,7 +251,7 @@ def qido_study_instances(study_uid: str, request: Request, who: Principal = Depe
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/instances", summary="QIDO-RS: search a series' instances",
-            responses=responses(400, 404))
+            responses={**responses(400, 404), **_QIDO_DOC})
 def qido_instances(study_uid: str, series_uid: str, request: Request, who: Principal = Depends(clinical),
                    store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Instances of one series matching the query keys."""
@@ -467,7 +471,7 @@ def _metadata(ds: pydicom.Dataset, uri: str) -> dict:
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/metadata", summary="WADO-RS: series metadata",
-            responses=responses(404))
+            responses={**responses(404), **_QIDO_DOC})
 def wado_series_metadata(study_uid: str, series_uid: str, request: Request, who: Principal = Depends(clinical),
                          store: StudyStore = Depends(get_store)) -> JSONResponse:
     """Every instance header of the series as DICOM JSON (no pixel data)."""
@@ -482,7 +486,7 @@ def wado_series_metadata(study_uid: str, series_uid: str, request: Request, who:
 
 
 @router.get("/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata",
-            summary="WADO-RS: instance metadata", responses=responses(404))
+            summary="WADO-RS: instance metadata", responses={**responses(404), **_QIDO_DOC})
 def wado_instance_metadata(study_uid: str, series_uid: str, sop_uid: str, request: Request,
                            who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> JSONResponse:
     """The instance header as DICOM JSON (no pixel data)."""
@@ -497,7 +501,9 @@ def wado_instance_metadata(study_uid: str, series_uid: str, sop_uid: str, reques
             summary="WADO-RS: retrieve frames (uncompressed)", response_class=Response,
             responses={**responses(404, 406), 200: {"content": {"multipart/related": {
                 "schema": {"type": "string", "format": "binary"}}}}})
-def wado_frames(study_uid: str, series_uid: str, sop_uid: str, frames: str, request: Request,
+def wado_frames(study_uid: str, series_uid: str, sop_uid: str, request: Request,
+                frames: str = Path(pattern=r"^[0-9]+(,[0-9]+)*$", max_length=2000,
+                                   description="1-based frame numbers, comma-separated"),
                 who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> Response:
     """Frames (1-based, comma-separated) as ``multipart/related; type="application/octet-stream"``: the native
     little-endian pixel values of each frame (PS3.18 8.7.3.5; compressed instances are decoded here)."""

@@ -94,7 +94,8 @@ async def sign_in(body: SignIn, request: Request, settings: ApiSettings = Depend
     return resp
 
 
-@router.get("", response_model=SessionOut, summary="The signed-in user", responses=responses())
+@router.get("", response_model=SessionOut, summary="The signed-in user", responses=responses(),
+            openapi_extra={"security": [{}, {"APIKeyHeader": []}, {"HTTPBearer": []}]})  # optional: public
 def whoami(request: Request, who: Principal | None = Depends(optional_principal)) -> SessionOut:
     """Who the session (or API key) belongs to; ``signed_in: false`` without one (the page asks on load)."""
     if who is None:

@@ -52,7 +52,8 @@ def study_out(store: StudyStore, uid: str) -> StudyOut:
 
 @router.post("", status_code=201, response_model=UploadOut, summary="Upload DICOM files or zip archives",
              responses=responses(413))
-async def upload(request: Request, files: list[UploadFile] = File(..., description="DICOM files and/or zip archives"),
+async def upload(request: Request, files: list[UploadFile] = File(..., description="DICOM files and/or zip archives",
+                                                                min_length=1),
                  who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> UploadOut:
     """Store the uploaded instances durably (content-addressed); 422 when nothing in the upload is DICOM."""
     parts = []
