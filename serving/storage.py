@@ -13,18 +13,19 @@ import logging
 import os
 import shutil
 import time
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-from medai.errors import IngestError
+from medai.dicom.ingest import IngestLimits, unpack_upload
 from medai.fileio import atomic_write
 from serving import db
 
@@ -74,6 +75,24 @@ class BlobStore:
         """Where the blob with this sha256 lives."""
         return self.blobs / sha[:2] / sha
 
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store the file ``path`` durably by moving it into place (it must be on the store's filesystem, e.g. a
+        scratch folder under the root); returns ``(sha256, size)``. Hashed in chunks: never read whole."""
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+            os.fsync(fh.fileno())
+        sha, size = h.hexdigest(), path.stat().st_size
+        dst = self.path(sha)
+        if dst.exists():
+            path.unlink(missing_ok=True)
+            return sha, size
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dst)
+        _fsync_dir(dst.parent)
+        return sha, size
+
     def put(self, data: bytes) -> tuple[str, int]:
         """Store ``data`` durably; returns ``(sha256, size)``."""
         sha = hashlib.sha256(data).hexdigest()
@@ -85,23 +104,20 @@ class BlobStore:
         return sha, len(data)
 
 
-def iter_dicom_parts(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
-    """Split an upload into DICOM candidates: a zip archive yields its members, anything else itself."""
-    if data[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for info in zf.infolist():
-                    if not info.is_dir():
-                        yield f"{name}:{info.filename}", zf.read(info)
-        except zipfile.BadZipFile as exc:
-            msg = f"{name} looks like a zip archive but cannot be read ({exc}); upload a valid zip"
-            raise IngestError(msg) from exc
-        return
-    yield name, data
+def unpacked_uploads(files: Iterable[tuple[str, BinaryIO]], scratch: Path, limits: IngestLimits,
+                     skipped: list[tuple[str, str]]) -> Iterator[tuple[str, Path]]:
+    """Uploaded files as DICOM candidates on disk, one at a time (zips unpacked within ``limits`` through the
+    library's :func:`medai.dicom.ingest.unpack_upload`); what was skipped is appended to ``skipped`` with why."""
+    for name, fh in files:
+        for source, path, why in unpack_upload(fh, name, scratch, limits):
+            if path is None:
+                skipped.append((source, why))
+            else:
+                yield source, path
 
 
-def _header(data: bytes) -> pydicom.Dataset:
-    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=False)
+def _header(data: bytes | Path) -> pydicom.Dataset:
+    return pydicom.dcmread(data if isinstance(data, Path) else io.BytesIO(data), stop_before_pixels=True, force=False)
 
 
 class StudyStore:
@@ -112,9 +128,10 @@ class StudyStore:
         self.root = Path(root)
         self.blobs = BlobStore(self.root)
 
-    def store(self, parts: Iterable[tuple[str, bytes]], user: str = "", derived: bool = False,
+    def store(self, parts: Iterable[tuple[str, bytes | Path]], user: str = "", derived: bool = False,
               source_job: str | None = None) -> StoreOutcome:
-        """Store DICOM instances; non-DICOM parts are refused with a reason (never silently).
+        """Store DICOM instances (bytes, or files on the store's filesystem, which are moved in); non-DICOM parts
+        are refused with a reason (never silently).
 
         ``source_job``: the job whose results these are; its earlier results are replaced in the same transaction,
         so a re-run job (after a crash) never leaves duplicate SEG/SR instances.
@@ -136,7 +153,7 @@ class StudyStore:
             if problem:
                 failed.append((name, problem))
                 continue
-            sha, size = self.blobs.put(data)
+            sha, size = self.blobs.put_file(data) if isinstance(data, Path) else self.blobs.put(data)
             if not derived and study not in infos:
                 infos[study] = header_info(study, ds)
             stored.append(StoredInstance(sop, study, series, str(getattr(ds, "SOPClassUID", "")), sha, size))
@@ -240,18 +257,24 @@ class StudyStore:
         return len(old)
 
 
-def pixel_data_problem(data: bytes) -> str | None:
+def pixel_data_problem(data: bytes | Path) -> str | None:
     """Why an instance's native pixel data cannot be whole (shorter than Rows x Columns x frames x samples x bits),
-    or None. Encapsulated (compressed) pixel data is checked by its codec on decode, not here."""
+    or None. Encapsulated (compressed) pixel data is checked by its codec on decode, not here. The pixel data is
+    not read: its element's length is compared."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), defer_size="1 KB")
+        ds = pydicom.dcmread(data if isinstance(data, Path) else io.BytesIO(data), defer_size="1 KB")
         if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
             return None
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
         samples, bits = int(getattr(ds, "SamplesPerPixel", 1) or 1), int(ds.BitsAllocated)
         expected = (rows * cols * frames * samples * bits + 7) // 8
-        have = len(ds.PixelData)
+        elem = ds.get_item("PixelData", keep_deferred=True)
+        if isinstance(elem, RawDataElement) and elem.value is None:  # deferred: what the file really holds
+            total = data.stat().st_size if isinstance(data, Path) else len(data)
+            have = min(elem.length, total - elem.value_tell)
+        else:
+            have = len(ds.PixelData)
     except (AttributeError, ValueError, TypeError, KeyError, OSError, EOFError, InvalidDicomError):
         return None  # not this check's business: unreadable headers are refused elsewhere
     if have < expected:

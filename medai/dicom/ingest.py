@@ -72,6 +72,109 @@ class _Skip(Exception):
     """An input that is reported and skipped (not raised to the caller)."""
 
 
+#: bytes copied at a time when an upload is unpacked to disk
+_CHUNK = 1 << 20
+
+
+def _copy_capped(src: Any, dst: Path, cap: int, what: str) -> None:
+    """Stream ``src`` into the new file ``dst`` (0600), at most ``cap`` bytes (else :class:`_Skip`)."""
+    n = 0
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := src.read(_CHUNK):
+            n += len(chunk)
+            if n > cap:
+                raise _Skip(f"{what} inflates past {cap / 1e9:.2f} GB; not read (IngestLimits.max_file_bytes)")
+            out.write(chunk)
+
+
+def unpack_upload(fileobj: Any, name: str, scratch: Path,
+                  limits: IngestLimits | None = None) -> Iterator[tuple[str, Path | None, str]]:
+    """One uploaded file as DICOM candidates on disk, one at a time, within ``limits``: a zip archive yields its
+    members (nested zips to ``max_archive_depth``, at most ``max_archive_members``, ``.gz`` members inflated),
+    anything else itself. Each candidate is streamed to a private file under ``scratch`` (never held whole in
+    memory: a small zip that inflates to gigabytes costs disk up to ``max_file_bytes``, not RAM) and removed when
+    the caller asks for the next one.
+
+    Yields:
+        ``(source, path, "")`` for a candidate (the caller may move ``path`` away), or ``(source, None, why)``
+        for an input that was skipped.
+    """
+    limits = limits or IngestLimits()
+    scratch.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(1 << 62))
+
+    def tmp() -> Path:
+        return scratch / f"up-{os.getpid()}-{next(counter)}"
+
+    def emit(path: Path, source: str, depth: int) -> Iterator[tuple[str, Path | None, str]]:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+            if head[:2] == _GZIP_MAGIC:
+                inflated = tmp()
+                try:
+                    with gzip.open(path, "rb") as gz:
+                        _copy_capped(gz, inflated, limits.max_file_bytes, "gzip member")
+                except (_Skip, OSError, EOFError) as exc:
+                    inflated.unlink(missing_ok=True)
+                    yield source, None, str(exc) if isinstance(exc, _Skip) else f"unreadable gzip: {exc}"[:300]
+                    return
+                path.unlink(missing_ok=True)
+                path = inflated
+                with open(path, "rb") as fh:
+                    head = fh.read(4)
+            if head == _ZIP_MAGIC:
+                yield from archive(path, source, depth + 1)
+            else:
+                yield source, path, ""
+        finally:
+            path.unlink(missing_ok=True)
+
+    def archive(path: Path, source: str, depth: int) -> Iterator[tuple[str, Path | None, str]]:
+        if depth > limits.max_archive_depth:
+            yield source, None, f"zip nested deeper than {limits.max_archive_depth} levels; not opened"
+            return
+        try:
+            zf = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise IngestError(f"{source} looks like a zip archive but cannot be read ({exc}); upload a valid "
+                              "zip") from exc
+        with zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            if len(infos) > limits.max_archive_members:
+                yield source, None, (f"zip has {len(infos)} members; only the first {limits.max_archive_members} "
+                                     "are read")
+                infos = infos[: limits.max_archive_members]
+            for info in infos:
+                member = f"{source}:{info.filename}"
+                if info.flag_bits & 0x1:
+                    yield member, None, "encrypted archive member; cannot read"
+                    continue
+                if info.file_size > limits.max_file_bytes:
+                    yield member, None, (f"archive member of {info.file_size / 1e9:.2f} GB exceeds "
+                                         f"{limits.max_file_bytes / 1e9:.2f} GB (IngestLimits.max_file_bytes)")
+                    continue
+                out = tmp()
+                try:
+                    with zf.open(info) as src:
+                        _copy_capped(src, out, limits.max_file_bytes, "archive member")
+                except (_Skip, zipfile.BadZipFile, OSError, EOFError) as exc:
+                    out.unlink(missing_ok=True)
+                    yield member, None, str(exc) if isinstance(exc, _Skip) else f"unreadable member: {exc}"[:300]
+                    continue
+                yield from emit(out, member, depth)
+
+    first = tmp()
+    try:
+        _copy_capped(fileobj, first, limits.max_file_bytes, "upload")
+    except _Skip as exc:
+        first.unlink(missing_ok=True)
+        yield name, None, str(exc)
+        return
+    yield from emit(first, name, 0)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # sniffing
 

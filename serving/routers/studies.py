@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from medai.dicom.ingest import IngestLimits
 from medai.errors import IngestError
 from serving import audit
 from serving.auth import Principal
 from serving.deps import clinical, get_store
 from serving.problems import ApiProblem, responses
-from serving.storage import StudyStore, iter_dicom_parts
+from serving.storage import StudyStore, unpacked_uploads
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
+#: what one uploaded file may unpack to: an instance (or archive member) up to 2 GiB, zips two levels deep
+UPLOAD_LIMITS = IngestLimits(max_file_bytes=2 * 1024**3)
 
 
 class SeriesOut(BaseModel):
@@ -55,13 +63,16 @@ def study_out(store: StudyStore, uid: str) -> StudyOut:
 async def upload(request: Request, files: list[UploadFile] = File(..., description="DICOM files and/or zip archives",
                                                                 min_length=1),
                  who: Principal = Depends(clinical), store: StudyStore = Depends(get_store)) -> UploadOut:
-    """Store the uploaded instances durably (content-addressed); 422 when nothing in the upload is DICOM."""
-    parts = []
-    for f in files:
-        data = await f.read()
-        parts.extend(iter_dicom_parts(f.filename or "upload", data))
-    out = store.store(parts, user=who.user)
-    refused = [{"source": n, "reason": r} for n, r in out.failed]
+    """Store the uploaded instances durably (content-addressed); 422 when nothing in the upload is DICOM. Zip
+    archives are unpacked one member at a time to disk within the ingest limits (never whole in memory)."""
+    skipped: list[tuple[str, str]] = []
+    scratch = Path(tempfile.mkdtemp(prefix=".upload-", dir=store.root))  # the store's filesystem: moved, not copied
+    try:
+        parts = unpacked_uploads([(f.filename or "upload", f.file) for f in files], scratch, UPLOAD_LIMITS, skipped)
+        out = await run_in_threadpool(store.store, parts, who.user)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    refused = [{"source": n, "reason": r} for n, r in skipped + out.failed]
     if not out.stored:
         raise IngestError("no DICOM instance in the upload; send DICOM files or a zip of them", details=refused)
     uids = sorted({s.study_uid for s in out.stored})

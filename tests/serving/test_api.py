@@ -270,3 +270,30 @@ def test_keys_admin_and_audit_append_only(api: Api) -> None:
 
     with pytest.raises(DatabaseError), api.app.state.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit"))
+
+
+def test_zip_upload_is_unpacked_within_the_ingest_limits(api: Api, phantom_bytes: list[bytes],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member that inflates past the limit is refused by name with the reason, the rest is stored, and nothing
+    of the upload is left in the store's scratch."""
+    import zipfile
+
+    from medai.dicom.ingest import IngestLimits
+    from serving.routers import studies
+
+    monkeypatch.setattr(studies, "UPLOAD_LIMITS", IngestLimits(max_file_bytes=4 * 1024**2))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for i, b in enumerate(phantom_bytes[:3]):
+            zf.writestr(f"IM{i}.dcm", b)
+        zf.writestr("bomb.dcm", b"\0" * (16 * 1024**2))
+    assert len(buf.getvalue()) < 200_000
+    r = api.client.post("/v1/studies", headers=api.h(), files=[("files", ("s.zip", buf.getvalue(), "application/zip"))])
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["stored"] == 3
+    assert [x["source"] for x in out["refused"]] == ["s.zip:bomb.dcm"] and "exceeds" in out["refused"][0]["reason"]
+    root = api.app.state.store.root
+    assert not list(root.glob(".upload-*"))
+    bad = api.client.post("/v1/studies", headers=api.h(), files=[("files", ("x.zip", b"PK\x03\x04junk", "x"))])
+    assert bad.status_code == 422 and "valid zip" in bad.json()["detail"]
