@@ -93,6 +93,8 @@ def writer_for(engine: Engine) -> AuditWriter:
 def _row(who: Principal, request: Request, action: str, resource_type: str, resource_id: str, status: int
          ) -> dict[str, Any]:
     client = request.client.host if request.client else ""
+    if (state := getattr(request, "state", None)) is not None:
+        state.audited = True  # the error handlers add no second row for this request
     return {"time": time.time(), "user": who.user, "role": who.role.value, "client": client, "action": action,
             "resource_type": resource_type, "resource_id": str(resource_id)[:128], "status": status}
 

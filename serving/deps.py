@@ -112,7 +112,8 @@ def require(*roles: Role) -> Callable[..., Principal]:
     """Dependency: the caller, who must hold one of ``roles`` (403 problem otherwise)."""
     allowed = frozenset(roles)
 
-    async def _check(who: Principal = Depends(current_principal)) -> Principal:
+    async def _check(request: Request, who: Principal = Depends(current_principal)) -> Principal:
+        request.state.principal = who  # who a refused or failed request is audited as
         if who.role not in allowed:
             raise ApiProblem(403, "forbidden", f"role {who.role.value} may not do this; allowed: "
                              + ", ".join(sorted(r.value for r in allowed)))

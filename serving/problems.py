@@ -74,19 +74,79 @@ def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+async def audit_failure(request: Request, status: int) -> None:
+    """One audit row for a request that ended in an error and was not audited by its route: ``denied`` (401/403)
+    or ``failed`` (other 4xx, 5xx), by the caller when known (else ``anonymous``), resource ``METHOD path``."""
+    if status < 400 or getattr(request.state, "audited", False) or not request.url.path.startswith("/v1/"):
+        return
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return
+    import asyncio
+    import time
+
+    from serving.audit import writer_for
+
+    who = getattr(request.state, "principal", None)
+    client = request.client.host if request.client else ""
+    row = {"time": time.time(), "user": who.user if who else "anonymous", "role": who.role.value if who else "",
+           "client": client, "action": "denied" if status in (401, 403) else "failed", "resource_type": "request",
+           "resource_id": f"{request.method} {request.url.path}"[:128], "status": status}
+    request.state.audited = True
+    try:
+        await asyncio.wrap_future(writer_for(engine).submit(row))
+    except Exception:  # noqa: BLE001 -- the answer is an error already; a failed audit write is logged
+        logger.exception("could not audit the failed request %s %s", request.method, request.url.path)
+
+
+async def _auth_problem(request: Request) -> JSONResponse | None:
+    """401/403 for a request the matched route would refuse anyway: authentication and roles are judged before
+    the body or parameters are (an anonymous caller learns nothing from validation messages)."""
+    route = request.scope.get("route")
+    roles = None
+    for dep in getattr(getattr(route, "dependant", None), "dependencies", None) or []:
+        roles = getattr(dep.call, "roles", None) or roles
+    if roles is None:
+        return None
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    from serving.deps import current_principal
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    cred = HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if scheme.lower() == "bearer" else None
+    try:
+        who = await current_principal(request, request.headers.get("x-api-key"), cred)
+    except ApiProblem as exc:
+        return problem(exc.status, exc.code, exc.detail, request, exc.errors, exc.headers)
+    if who.role not in roles:
+        return problem(403, "forbidden", f"role {who.role.value} may not do this; allowed: "
+                       + ", ".join(sorted(r.value for r in roles)), request)
+    return None
+
+
 def install(app: FastAPI) -> None:
-    """Register the exception handlers that turn every error into problem+json."""
+    """Register the exception handlers that turn every error into problem+json (each audited once)."""
 
     @app.exception_handler(ApiProblem)
     async def _api(request: Request, exc: ApiProblem) -> JSONResponse:
+        await audit_failure(request, exc.status)
         return problem(exc.status, exc.code, exc.detail, request, exc.errors, exc.headers)
 
     @app.exception_handler(MedaiError)
     async def _medai(request: Request, exc: MedaiError) -> JSONResponse:
+        await audit_failure(request, exc.http_status)
         return problem(exc.http_status, exc.code, exc.message, request, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (denied := await _auth_problem(request)) is not None:
+            await audit_failure(request, denied.status_code)
+            return denied
+        resp = _invalid(request, exc)
+        await audit_failure(request, resp.status_code)
+        return resp
+
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         raw = list(exc.errors())
         errs = _jsonable_errors(raw)
         detail = "; ".join(f"{e['field']}: {e['problem']}" for e in errs[:5]) or "invalid request"
@@ -107,11 +167,13 @@ def install(app: FastAPI) -> None:
             allowed = allowed_methods(request)
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not allowed on {request.url.path}; it allows {', '.join(allowed)}"
+        await audit_failure(request, exc.status_code)
         return problem(exc.status_code, code, detail, request, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        await audit_failure(request, 500)
         return problem(500, "internal-error", "internal error; the incident was logged", request)
 
 

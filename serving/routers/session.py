@@ -61,6 +61,7 @@ def _recent_failures(engine: Any, username: str) -> int:
 
 def _audit_failure(request: Request, username: str, status: int = 401) -> None:
     client = request.client.host if request.client else ""
+    request.state.audited = True
     with request.app.state.engine.begin() as conn:
         conn.execute(db.audit.insert().values(time=time.time(), user=f"user:{username}"[:64], role="",
                                               client=client, action="sign-in", resource_type="session",

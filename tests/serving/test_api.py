@@ -297,3 +297,28 @@ def test_zip_upload_is_unpacked_within_the_ingest_limits(api: Api, phantom_bytes
     assert not list(root.glob(".upload-*"))
     bad = api.client.post("/v1/studies", headers=api.h(), files=[("files", ("x.zip", b"PK\x03\x04junk", "x"))])
     assert bad.status_code == 422 and "valid zip" in bad.json()["detail"]
+
+
+def test_denied_and_failed_requests_are_audited_once_and_auth_comes_before_validation(api: Api) -> None:
+    from serving import audit
+
+    def new_rows(since: int) -> list[tuple]:
+        return [(r["user"], r["role"], r["action"], r["resource_id"], r["status"])
+                for r in audit.rows(api.app.state.engine)[since:]]
+
+    n = len(audit.rows(api.app.state.engine))
+    assert api.client.get("/v1/studies").status_code == 401
+    ds = api.h(Role.DATA_SCIENTIST)
+    assert api.client.get("/v1/studies", headers=ds).status_code == 403
+    assert api.client.get("/v1/studies/1.2.3", headers=api.h()).status_code == 404
+    # a malformed body from an anonymous or unauthorised caller is refused for who it is, not for its body
+    assert api.client.post("/v1/analyses", content=b"{nope", headers={"Content-Type": "application/json"}
+                           ).status_code == 401
+    assert api.client.post("/v1/analyses", json={"x": 1}, headers=ds).status_code == 403
+    assert api.client.post("/v1/analyses", json={"x": 1}, headers=api.h()).status_code == 422
+    rows = new_rows(n)
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ("denied", "GET /v1/studies", 401), ("denied", "GET /v1/studies", 403),
+        ("failed", "GET /v1/studies/1.2.3", 404), ("denied", "POST /v1/analyses", 401),
+        ("denied", "POST /v1/analyses", 403), ("failed", "POST /v1/analyses", 422)]
+    assert rows[0][:2] == ("anonymous", "") and rows[1][1] == "data_scientist" and rows[2][1] == "clinician"
