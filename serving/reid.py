@@ -80,3 +80,21 @@ def for_pacs(store: StudyStore, study_uid: str, deidentify: bool, blobs: list[by
         return blobs
     mapping = SiteMapping(store, study_uid)
     return [mapping.reidentify(b) for b in blobs]
+
+
+def original_identity(store: StudyStore, study_uid: str) -> dict[str, str]:
+    """The patient and study identity of a stored original study, as labelled for a signed report (the analysis
+    ran on a de-identified copy; the clinician signs for the real patient)."""
+    rows = [r for r in store.instances(study_uid) if not r["derived"]]
+    if not rows:
+        return {}
+    ds = pydicom.dcmread(store.blobs.path(rows[0]["sha256"]), stop_before_pixels=True)
+
+    def text(kw: str) -> str:
+        value = getattr(ds, kw, "") or ""
+        return str(value).replace("^", " ").strip() if kw == "PatientName" else str(value).strip()
+
+    labels = (("Patient", "PatientName"), ("Patient ID", "PatientID"), ("Birth date", "PatientBirthDate"),
+              ("Study date", "StudyDate"), ("Accession", "AccessionNumber"))
+    return {label: text(kw) for label, kw in labels if text(kw)}
+

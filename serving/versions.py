@@ -90,6 +90,16 @@ class Versions:
         raise ApiProblem(404, "version-not-found", f"job {job_id} has versions {[r['version'] for r in rows]}, "
                          f"not {version}")
 
+    def _identity(self, job_id: str) -> dict[str, str]:
+        """The identity of the job's stored original study (the analysis may have run on a de-identified copy)."""
+        from sqlalchemy import select
+
+        from serving.reid import original_identity
+
+        with self.engine.connect() as conn:
+            study_uid = conn.execute(select(db.jobs.c.study_uid).where(db.jobs.c.id == job_id)).scalar()
+        return original_identity(self.store, study_uid) if study_uid else {}
+
     def folder(self, row: dict[str, Any]) -> Path:
         """The folder holding a version's files."""
         return self.jobs.result_dir(row["job_id"]) / row["folder"]
@@ -208,9 +218,9 @@ class Versions:
                 verify_sr(folder / files["sr"], folder / "sr_signed.dcm", observer_name=who.name,
                           organization=organization, when=when, observer_id=who.user)
                 files["sr_draft"], files["sr"] = files["sr"], "sr_signed.dcm"
-            if "pdf" in files:
+            if "pdf" in files:  # the clinician signs for the real patient: the stored original's identity
                 sign_pdf(folder / files["pdf"], folder / "report_signed.pdf", signer=who.name, role=who.role.value,
-                         when=when, version=version)
+                         when=when, version=version, patient=self._identity(job_id))
                 files["pdf_draft"], files["pdf"] = files["pdf"], "report_signed.pdf"
             if "fhir" in files:
                 _final_fhir(folder / files["fhir"], folder / "fhir_signed.json", who, when)

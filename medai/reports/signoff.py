@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,12 +213,15 @@ def sign_pdf(
     role: str,
     when: datetime,
     version: int,
+    patient: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a signed copy of the report PDF ``src`` to ``dst``.
 
     Every page gets the footer line ``Signed by <signer> (<role>) on <when, UTC minute> - report version
     <version>`` (below medai's own footer), and one page "Electronic signature" is appended with the signer,
-    role, time and version and the statement that the version is locked.
+    role, time and version and the statement that the version is locked. With ``patient`` (the identity of the
+    stored original study, put back at the site boundary when the analysis ran on a de-identified copy), the footer
+    names the patient and the signature page lists the identity the clinician signed for.
 
     Args:
         src: the PDF medai wrote (``report.pdf``).
@@ -227,6 +230,8 @@ def sign_pdf(
         role: the signer's role (e.g. ``"cardiologist"``).
         when: time of signing (shown in UTC to the minute; a naive time is taken as UTC).
         version: the report version signed (1 or more).
+        patient: ``{"Patient": ..., "Patient ID": ..., "Birth date": ..., "Study date": ..., "Accession": ...}``
+            (the labels shown; empty values are left out), or None.
 
     Returns:
         ``dst``.
@@ -256,6 +261,9 @@ def sign_pdf(
         raise InputValidationError(f"{src} has no pages", details=[{"field": "src", "problem": "no pages"}])
     stamp_time = _utc_minute(when)
     line = f"Signed by {signer}{f' ({role})' if role else ''} on {stamp_time} - report version {version}"
+    who = [(k, str(v)) for k, v in (patient or {}).items() if str(v or "").strip()]
+    if who:
+        line += " - patient " + ", ".join(v for _, v in who[:2])
 
     def footer(c: Any) -> None:
         c.setFont("Helvetica-Bold", 7)
@@ -280,7 +288,7 @@ def sign_pdf(
         y = height - 30 * mm
         c.setFont("Helvetica-Bold", 16)
         c.drawString(20 * mm, y, "Electronic signature")
-        rows = (("Signed by", signer), ("Role", role or "-"), ("Signed on (UTC)", stamp_time),
+        rows = (*who, ("Signed by", signer), ("Role", role or "-"), ("Signed on (UTC)", stamp_time),
                 ("Report version", str(version)))
         for label, value in rows:
             y -= 9 * mm

@@ -213,6 +213,14 @@ def test_viewer_correction_and_sign_off(users: Api, phantom_zip: bytes) -> None:
 
     pdf = PdfReader(io.BytesIO(c.get(s.json()["results"]["pdf"]).content))
     assert "Dr Jane Doe" in pdf.pages[0].extract_text()
+    # the analysis ran on a de-identified copy; the signed report names the real patient of the stored study
+    original = pydicom.dcmread(io.BytesIO(users.app.state.store.blobs.path(
+        users.app.state.store.instances(job["study_instance_uid"])[0]["sha256"]).read_bytes()))
+    last = pdf.pages[-1].extract_text()
+    assert "Electronic signature" in last and str(original.PatientID) in last
+    assert str(original.PatientName).replace("^", " ") in last and str(original.PatientID) in pdf.pages[0].extract_text()
+    draft = json.loads(c.get(f"/v1/analyses/{job['id']}/results/json", headers=h).content)
+    assert draft["patient_id"] != str(original.PatientID)  # the stored analysis stays pseudonymised
     fhir = c.get(s.json()["results"]["fhir"]).json()
     assert {e["resource"]["status"] for e in fhir["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"} \
         == {"final"}
