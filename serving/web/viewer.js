@@ -197,7 +197,7 @@ function render(v) {
           <span class="muted">Download:</span> ${dl}
         </div>
       </div>
-      <aside class="panel" aria-label="Measurements">${panel(v)}</aside>
+      <aside class="panel" aria-label="Measurements">${panel(v)}<section class="sec" id="vw-followup" aria-live="polite"><h2>Follow-up</h2><p class="muted">Loading this patient's earlier analyses…</p></section></aside>
     </div>
     <dialog id="vw-dialog" aria-labelledby="vw-dialog-title">
       <form method="dialog">
@@ -216,6 +216,7 @@ function render(v) {
   v.img.height = v.ov.height = v.Y;
   document.querySelectorAll(".swatch").forEach((s) => { s.style.background = `rgb(${s.dataset.color})`; });
   paintCurves(v);
+  followup(v);
   wire(v);
   draw(v);
   preload(v).then(() => draw(v)).catch((e) => toast(`Images: ${e.message}`, "error"));
@@ -248,6 +249,42 @@ function panel(v) {
       ${wall.length ? `<h3>Wall thickness (AHA 16 segments, ED)</h3>${bullseye(wall)}` : ""}</section>`;
   }).join("");
   return review + sections;
+}
+
+// -- follow-up: the patient's serial comparison (GET /v1/patients/{pseudonym}/timeline) ----------------------------
+const VERDICT = { within_variability: ["within variability", ""], significant_increase: ["↑ significant", "out"],
+  significant_decrease: ["↓ significant", "out"], no_reference: ["no published variability", ""] };
+
+async function followup(v) {
+  const box = document.getElementById("vw-followup");
+  const pid = v.doc.report.patient_id;
+  if (!box || !pid) { if (box) box.remove(); return; }
+  let tl;
+  try {
+    tl = await api(`/v1/patients/${encodeURIComponent(pid)}/timeline`);
+  } catch (e) {
+    box.innerHTML = `<h2>Follow-up</h2><p class="muted">${esc(e.message)}</p>`;
+    return;
+  }
+  if (v.closed) return;
+  const day = (p) => String(p.study_datetime).slice(0, 10);
+  if (tl.points.length < 2) {
+    box.innerHTML = `<h2>Follow-up</h2><p class="muted">First analysis of this patient (${esc(day(tl.points[0]))}): nothing to compare with yet.</p>`;
+    return;
+  }
+  const head = tl.points.map((p) => `<th scope="col">${esc(day(p))}</th>`).join("");
+  const rows = tl.tracks.map((t) => `<tr><th scope="row" title="${esc(t.published)}">${esc(t.label)} <span class="muted">${esc(t.unit.display || t.unit.code)}</span></th>${t.values.map((x) => `<td class="num">${x == null ? "–" : fmtNum(x)}</td>`).join("")}</tr>`).join("");
+  const last = tl.points.length - 1;
+  const changes = tl.changes.filter((c) => c.kind === "baseline_latest" && c.from_index === 0 && c.to_index === last).map((c) => {
+    const [word, cls] = VERDICT[c.verdict] || [c.verdict, ""];
+    return `<tr class="${cls}"><th scope="row">${esc(c.label)}</th><td class="num">${c.delta > 0 ? "+" : ""}${fmtNum(c.delta)} ${esc(c.unit)}</td><td class="muted">${c.mdc == null ? "" : `MDC ${fmtNum(c.mdc)}`}</td><td>${esc(word)}${c.under_review ? " (under review)" : ""}</td></tr>`;
+  }).join("");
+  const ctrcd = tl.ctrcd.map((f) => `<p class="flag f-${esc(f.severity)}">${esc(f.message)}</p>`).join("");
+  box.innerHTML = `<h2>Follow-up (${tl.points.length} analyses)</h2>
+    <p class="muted">Study dates as the analyses hold them (shifted consistently when studies are de-identified); changes are judged against published scan-rescan variability (minimal detectable change, MDC).</p>
+    <table class="grid small"><thead><tr><th scope="col">Measurement</th>${head}</tr></thead><tbody>${rows}</tbody></table>
+    ${changes ? `<h3>Baseline to latest</h3><table class="grid small"><tbody>${changes}</tbody></table>` : ""}
+    ${ctrcd ? `<h3>Cancer-therapy cardiac dysfunction (ESC 2022)</h3>${ctrcd}` : ""}`;
 }
 
 function paintCurves(v) {

@@ -176,6 +176,8 @@ def test_clinician_flow(server: dict[str, Any], phantom: Path, page: Any, tmp_pa
                            "window.medaiViewer.Z", timeout=120_000)
     job = page.evaluate("window.medaiViewer.job")
     doc = page.request.get(f"{base}/v1/analyses/{job}/viewer").json()
+    # the follow-up panel asked the serial timeline of this patient's pseudonym: one analysis so far
+    expect(page.locator("#vw-followup")).to_contain_text("First analysis of this patient")
     layer = next(x for x in doc["layers"] if x["kind"] == "cine_function")
     colour = {lab["name"]: tuple(lab["color"]) for lab in layer["labels"]}
     page.click("#vw-ed")
