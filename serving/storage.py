@@ -171,9 +171,14 @@ class StudyStore:
                 for info in infos.values():
                     ins = _upsert(self.engine, db.study_info).values(**info)
                     conn.execute(ins.on_conflict_do_nothing(index_elements=["study_uid"]))
-                for r in rows:  # a re-sent instance replaces its row (same UID -> latest content)
-                    conn.execute(delete(db.instances).where(db.instances.c.sop_uid == r["sop_uid"]))
-                    conn.execute(db.instances.insert().values(**r))
+                # a re-sent instance replaces its row (same UID -> latest content). An upsert, in UID order: uploads
+                # of the same study at once (now stored in worker threads) neither collide on the key nor deadlock
+                latest = {r["sop_uid"]: r for r in rows}
+                for uid in sorted(latest):
+                    r = latest[uid]
+                    ins = _upsert(self.engine, db.instances).values(**r)
+                    conn.execute(ins.on_conflict_do_update(index_elements=["sop_uid"],
+                                                           set_={k: v for k, v in r.items() if k != "sop_uid"}))
         return StoreOutcome(stored, failed)
 
     def instances(self, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:

@@ -322,3 +322,23 @@ def test_denied_and_failed_requests_are_audited_once_and_auth_comes_before_valid
         ("failed", "GET /v1/studies/1.2.3", 404), ("denied", "POST /v1/analyses", 401),
         ("denied", "POST /v1/analyses", 403), ("failed", "POST /v1/analyses", 422)]
     assert rows[0][:2] == ("anonymous", "") and rows[1][1] == "data_scientist" and rows[2][1] == "clinician"
+
+
+def test_the_same_study_stored_concurrently_gives_one_row_per_instance(database_url: str, tmp_path,  # noqa: ANN001
+                                                                       phantom_bytes: list[bytes]) -> None:
+    """Uploads are stored in worker threads: four uploads of one study at once all succeed (no key collision, no
+    deadlock) and leave one row per instance."""
+    import concurrent.futures
+
+    from serving.db import make_engine
+    from serving.storage import StudyStore
+
+    engine = make_engine(database_url)
+    store = StudyStore(engine, tmp_path / "store")
+    parts = [(f"IM{i}", b) for i, b in enumerate(phantom_bytes)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda order: store.store(parts[::order]), [1, -1, 1, -1]))
+    assert all(len(o.stored) == len(parts) and not o.failed for o in outs)
+    uid = outs[0].stored[0].study_uid
+    assert len(store.instances(uid)) == len(parts)
+    engine.dispose()
