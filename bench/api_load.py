@@ -18,7 +18,10 @@ cine phantom as a zip) and an RSS soak (``--soak`` requests, RSS every 1,000; ``
 Usage::
 
     .venv/bin/python bench/api_load.py [--model stroke_ist_death_6m] [--requests 2000] [--concurrency 1,8]
-        [--workers 1,2] [--uploads 50] [--soak 10000] [--skip-mlflow] [--postgres] [--out FILE.json]
+        [--workers 1,2] [--uploads 50] [--soak 10000] [--skip-mlflow] [--postgres] [--distributed] [--out FILE.json]
+
+``--distributed``: PostgreSQL and the distributed job backend (``MEDAI_API_JOB_BACKEND=procrastinate``: the server
+defers jobs to procrastinate, and a ``medai worker`` process runs beside it for the whole bench).
 """
 
 from __future__ import annotations
@@ -237,8 +240,11 @@ def main() -> None:
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--postgres", action="store_true",
                     help="medai on a throwaway PostgreSQL (.ci/postgres.sh) instead of the embedded SQLite")
+    ap.add_argument("--distributed", action="store_true",
+                    help="PostgreSQL plus the distributed job backend (procrastinate) with a medai worker running")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    a.postgres = a.postgres or a.distributed
     concurrencies = [int(x) for x in a.concurrency.split(",")]
     worker_counts = [int(x) for x in a.workers.split(",")]
 
@@ -274,6 +280,9 @@ def main() -> None:
            "MEDAI_API_DATABASE_URL": db_url, "MEDAI_API_STORAGE_ROOT": str(work / "store"),
            "MEDAI_API_MODELS": json.dumps([a.model]), "MEDAI_API_JOB_WORKERS": "0",
            "MEDAI_API_PRELOAD_MODELS": "true"}
+    results["job_backend"] = "procrastinate" if a.distributed else "inprocess"
+    if a.distributed:
+        env["MEDAI_API_JOB_BACKEND"] = "procrastinate"
     key = create_key(make_engine(env["MEDAI_API_DATABASE_URL"]), Role.HOSPITAL_SYSTEM)[1]
     h = {"X-API-Key": key}
     if not a.skip_mlflow:
@@ -283,7 +292,10 @@ def main() -> None:
         return subprocess.Popen(cmd, cwd=REPO, env={**env, **(extra_env or {})}, start_new_session=True,
                                 stdout=(work / log).open("ab"), stderr=subprocess.STDOUT)
 
+    job_worker = None
     try:
+        if a.distributed:  # the analysis worker runs beside the API for the whole bench, as deployed
+            job_worker = start([str(Path(sys.executable).parent / "medai"), "worker"], log="worker.log")
         for w in worker_counts:
             # ---- medai
             port = free_port()
@@ -360,6 +372,8 @@ def main() -> None:
             finally:
                 stop(proc)
     finally:
+        if job_worker is not None:
+            stop(job_worker)
         if a.postgres:
             subprocess.run(["bash", str(REPO / ".ci" / "postgres.sh"), "stop", str(pg_state)], timeout=60)
         shutil.rmtree(work, ignore_errors=True)
