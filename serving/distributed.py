@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import text
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 TASK = "medai.analysis"
 QUEUE = "medai-analyses"
+#: finished procrastinate deliveries are deleted after this many hours (medai's jobs table is the record)
+KEEP_DELIVERIES_H = 168
 #: serialises schema creation when several processes start at once (any fixed 64-bit number)
 SCHEMA_LOCK = 7_413_902_117
 
@@ -138,10 +141,16 @@ def run_worker(runner: Any, database_url: str, *, concurrency: int = 1, sweep_se
     dispatcher = _WorkerDispatcher(app, runner.engine)
 
     async def sweeper() -> None:
+        pruned = 0.0
         while True:
             await asyncio.sleep(sweep)
             try:
                 await _sweep(app, runner, dispatcher, lease)
+                if time.monotonic() - pruned > 3600:  # finished deliveries are kept a week (the jobs table stays)
+                    await app.job_manager.delete_old_jobs(nb_hours=KEEP_DELIVERIES_H, queue=QUEUE,
+                                                          include_failed=True, include_cancelled=True,
+                                                          include_aborted=True)
+                    pruned = time.monotonic()
             except Exception:  # noqa: BLE001 -- database briefly unavailable: the next sweep tries again
                 logger.warning("sweep failed", exc_info=True)
 
