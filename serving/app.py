@@ -136,6 +136,7 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
         app.state.settings, app.state.engine, app.state.store = settings, engine, store
         app.state.models, app.state.jobs = registry, runner
         app.state.key_cache = KeyCache(settings.key_cache_seconds)
+        store.sweep_uploads()  # identified scratch a killed upload left
         purged = store.purge_older_than(settings.retention_days)
         if purged:
             logger.info("retention: purged %d studies", purged)

@@ -233,6 +233,22 @@ class StudyStore:
             n += 1
         return n
 
+    def sweep_uploads(self, max_age_s: float = 3600.0) -> int:
+        """Remove upload scratch folders (``.upload-*``: identified copies of a study being unpacked) that a killed
+        process left, once older than ``max_age_s`` (younger ones may belong to an upload in flight in another
+        process). Returns how many went."""
+        now, n = time.time(), 0
+        for d in self.root.glob(".upload-*"):
+            try:
+                if now - d.stat().st_mtime > max_age_s:
+                    shutil.rmtree(d, ignore_errors=True)
+                    n += 1
+            except OSError:
+                continue
+        if n:
+            logger.info("removed %d upload scratch folder(s) left by a crash under %s", n, self.root)
+        return n
+
     def discard_job(self, job_id: str) -> int:
         """Remove the derived instances (SEG/SR) a job stored: a revoked job's results are not kept. Returns how
         many rows went (their blobs stay while another row references the same content)."""

@@ -342,3 +342,21 @@ def test_the_same_study_stored_concurrently_gives_one_row_per_instance(database_
     uid = outs[0].stored[0].study_uid
     assert len(store.instances(uid)) == len(parts)
     engine.dispose()
+
+
+def test_upload_scratch_left_by_a_crash_is_swept(tmp_path, database_url: str) -> None:  # noqa: ANN001
+    import os
+    import time as _time
+
+    from serving.db import make_engine
+    from serving.storage import StudyStore
+
+    store = StudyStore(make_engine(database_url), tmp_path / "store")
+    old, young = store.root / ".upload-dead", store.root / ".upload-inflight"
+    for d in (old, young):
+        d.mkdir()
+        (d / "member").write_bytes(b"identified")
+    past = _time.time() - 2 * 3600
+    os.utime(old, (past, past))
+    assert store.sweep_uploads() == 1
+    assert not old.exists() and young.exists()  # an upload in flight in another process is left alone
