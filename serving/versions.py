@@ -218,12 +218,13 @@ class Versions:
                 verify_sr(folder / files["sr"], folder / "sr_signed.dcm", observer_name=who.name,
                           organization=organization, when=when, observer_id=who.user)
                 files["sr_draft"], files["sr"] = files["sr"], "sr_signed.dcm"
-            if "pdf" in files:  # the clinician signs for the real patient: the stored original's identity
+            patient = self._identity(job_id)  # signing releases the report: it names the real patient
+            if "pdf" in files:
                 sign_pdf(folder / files["pdf"], folder / "report_signed.pdf", signer=who.name, role=who.role.value,
-                         when=when, version=version, patient=self._identity(job_id))
+                         when=when, version=version, patient=patient)
                 files["pdf_draft"], files["pdf"] = files["pdf"], "report_signed.pdf"
             if "fhir" in files:
-                _final_fhir(folder / files["fhir"], folder / "fhir_signed.json", who, when)
+                _final_fhir(folder / files["fhir"], folder / "fhir_signed.json", who, when, patient)
                 files["fhir_draft"], files["fhir"] = files["fhir"], "fhir_signed.json"
             t = db.report_versions
             with self.engine.begin() as conn:
@@ -236,11 +237,21 @@ class Versions:
         return self.row(job_id, version)
 
 
-def _final_fhir(src: Path, dst: Path, who: Principal, when: datetime) -> None:
-    """The bundle with the DiagnosticReport and Observations final, the signer as results interpreter."""
+def _final_fhir(src: Path, dst: Path, who: Principal, when: datetime,
+                patient: dict[str, str] | None = None) -> None:
+    """The bundle with the DiagnosticReport and Observations final, the signer as results interpreter; with
+    ``patient`` (the stored original's identity), every subject that names the pseudonym names the patient."""
     doc = json.loads(src.read_text())
+    subject = None
+    if patient and patient.get("Patient ID"):
+        subject = {"identifier": {"system": "urn:medai:site-patient-id", "value": patient["Patient ID"]}}
+        if patient.get("Patient"):
+            subject["display"] = patient["Patient"]
     for e in doc.get("entry", []):
         res = e.get("resource", {})
+        ident = (res.get("subject") or {}).get("identifier") or {}
+        if subject is not None and ident.get("system") == "urn:medai:pseudonym":
+            res["subject"] = subject
         if res.get("resourceType") in ("DiagnosticReport", "Observation") and res.get("status") == "preliminary":
             res["status"] = "final"
         if res.get("resourceType") == "DiagnosticReport":
