@@ -225,7 +225,8 @@ def test_viewer_correction_and_sign_off(users: Api, phantom_zip: bytes) -> None:
     fhir = c.get(s.json()["results"]["fhir"]).json()
     assert {e["resource"]["status"] for e in fhir["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"} \
         == {"final"}
-    subjects = {json.dumps(e["resource"]["subject"], sort_keys=True) for e in fhir["entry"] if "subject" in e["resource"]}
+    subjects = {json.dumps(e["resource"]["subject"], sort_keys=True) for e in fhir["entry"]
+                if "subject" in e["resource"]}
     assert [json.loads(x)["identifier"]["value"] for x in subjects] == [str(original.PatientID)]  # released: the
     assert "urn:medai:pseudonym" not in json.dumps(fhir)  # real patient, in every resource
     locked = c.post(f"/v1/analyses/{job['id']}/versions", headers={"X-CSRF-Token": csrf}, json={
