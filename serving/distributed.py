@@ -86,9 +86,9 @@ class Dispatcher:
     """The API side of the engine: defer and cancel ``medai.analysis`` deliveries (synchronous calls)."""
 
     def __init__(self, engine: Engine, database_url: str) -> None:
+        self.app = make_app(database_url)  # first: a clear error when the extra is not installed
         ensure_schema(engine)
         self.engine = engine
-        self.app = make_app(database_url)
         self.app.open()
         self.task = self.app.configure_task(TASK, queue=QUEUE)
 
