@@ -9,6 +9,7 @@ with params, per-epoch metrics, test metrics and the package, registered as ``sk
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from medai.derm.preprocess import dihedral_views
 from medai.errors import ConfigError
 from medai.inference.package import ModelMetadata, TrainingData, read_metadata, write_metadata
 from medai.registry import NETWORKS
+from medai.settings import REPO_ROOT
 from pipelines.derm.data import (
     AugmentConfig,
     SkinDataModule,
@@ -314,8 +316,10 @@ def write_package(
     run_id: str | None,
     encoder: MetadataEncoder | None = None,
     net_params: dict[str, Any] | None = None,
+    reproduce: str = "",
 ) -> Path:
-    """Write the model package folder (weights, inference.json, split.json, metadata.json, MODEL_CARD.md)."""
+    """Write the model package folder (weights, inference.json, split.json, metadata.json, MODEL_CARD.md);
+    ``reproduce`` is the command that trained it (recipe and overrides)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out / "weights.pt")
     inference = {
@@ -390,7 +394,7 @@ def write_package(
         else "",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         hardware=f"{hardware}; training wall time {train_seconds / 60:.1f} min",
-        reproduce="medai train configs/experiment/derm_ham10000.yaml",
+        reproduce=reproduce or "medai train configs/experiment/derm_ham10000.yaml",
     )
     write_metadata(out, meta)
     counts = cohort_counts(cohort, split)
@@ -613,6 +617,15 @@ def register_package(run_id: str, package: Path, name: str, alias: str) -> str |
     return _register(package, name, alias or None)
 
 
+def train_command(recipe_path: str | Path, overrides: list[str] | None = None) -> str:
+    """The ``medai train`` command line of a recipe and its overrides (the recipe path relative to the repository
+    when it lies inside it)."""
+    path = Path(recipe_path)
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(REPO_ROOT)
+    return " ".join(["medai train", str(path), *(overrides or [])])
+
+
 def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train, calibrate, test once, package and register the skin-lesion classifier.
 
@@ -770,6 +783,7 @@ def train_from_recipe(recipe_path: str | Path, overrides: list[str] | None = Non
             run_id,
             encoder=encoder,
             net_params=net_params,
+            reproduce=train_command(recipe_path, overrides),
         )
         # the single look at the test lesions, through the Predictor: nothing below feeds back into training or
         # selection; the evaluation JSON is the package's test result and fills the model card's figures
