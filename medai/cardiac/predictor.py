@@ -40,8 +40,9 @@ DEFAULT_LABEL_CODES: dict[str, tuple[str, str, tuple[int, int, int]]] = {
 #: Slices per forward pass (at most; see :data:`PASS_PIXELS`).
 CHUNK = 24
 #: Pixels per forward pass at most: the network's activations grow with them (24 slices of a 240x240 field of
-#: view took 150 MB; 24 heart crops of 144x144, 19 MB).
-PASS_PIXELS = 600_000
+#: view took 150 MB; 24 heart crops of 144x144, 19 MB). 200k against 600k: the peak RSS of a warm SCD0000101
+#: analysis falls by about a third at the same speed and labels (bench/cine_pass_memory.py).
+PASS_PIXELS = 200_000
 #: Slices whose class scores are mapped back to the source grid at once (full-grid float32 scores are large).
 MAP_CHUNK = 8
 #: Margin (mm) around the heart's bounding box in frame 0 within which the other frames are segmented.
