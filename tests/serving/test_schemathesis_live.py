@@ -45,7 +45,7 @@ def test_schemathesis_all_checks_against_a_live_server(tmp_path: Path) -> None:
         cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(HERE / "schemathesis.toml"), "run",
                f"{base}/openapi.json", "--checks", "all", "-H", f"X-API-Key: {key}", "--max-examples", "5",
                "--seed", "7", "--workers", "1", "--no-color"]
-        run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+        run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                              env={**env, "SCHEMATHESIS_HOOKS": "tests.serving.schemathesis_hooks"})
     finally:
         if server.poll() is None:
