@@ -56,7 +56,6 @@ def _queue(env: dict[str, str], parts: list[tuple[str, bytes]], n: int, distribu
     store = StudyStore(engine, settings.store())
     uid = store.store(parts).stored[0].study_uid
     runner = make_runner(settings, engine, store, lambda *a: {})
-    runner.n_threads = 0  # this process only queues
     ids = [runner.submit(None, uid, "bench", None)["id"] for _ in range(n)]
     if runner.dispatcher is not None:
         runner.dispatcher.close()

@@ -90,13 +90,15 @@ def writer_for(engine: Engine) -> AuditWriter:
         return w
 
 
-def _row(who: Principal, request: Request, action: str, resource_type: str, resource_id: str, status: int
+def _row(who: Principal | None, request: Request, action: str, resource_type: str, resource_id: str, status: int
          ) -> dict[str, Any]:
+    """An audit row; ``who`` None is an unauthenticated caller (``anonymous``, no role)."""
     client = request.client.host if request.client else ""
     if (state := getattr(request, "state", None)) is not None:
         state.audited = True  # the error handlers add no second row for this request
-    return {"time": time.time(), "user": who.user, "role": who.role.value, "client": client, "action": action,
-            "resource_type": resource_type, "resource_id": str(resource_id)[:128], "status": status}
+    return {"time": time.time(), "user": who.user if who else "anonymous", "role": who.role.value if who else "",
+            "client": client, "action": action, "resource_type": resource_type,
+            "resource_id": str(resource_id)[:128], "status": status}
 
 
 def record(engine: Engine, who: Principal, request: Request, action: str, resource_type: str, resource_id: str = "",
@@ -105,7 +107,7 @@ def record(engine: Engine, who: Principal, request: Request, action: str, resour
     writer_for(engine).submit(_row(who, request, action, resource_type, resource_id, status)).result()
 
 
-async def record_async(engine: Engine, who: Principal, request: Request, action: str, resource_type: str,
+async def record_async(engine: Engine, who: Principal | None, request: Request, action: str, resource_type: str,
                        resource_id: str = "", status: int = 200) -> None:
     """:func:`record` for async endpoints: awaits the commit without holding a worker thread."""
     fut = writer_for(engine).submit(_row(who, request, action, resource_type, resource_id, status))

@@ -25,6 +25,7 @@ The division of labour:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -82,6 +83,14 @@ def ensure_schema(engine: Engine) -> None:
                 cur.execute(SchemaManager.get_schema())
 
 
+def deliveries(engine: Engine, job_id: str, statuses: tuple[str, ...] = ("todo", "doing")) -> list[int]:
+    """The procrastinate deliveries of job ``job_id`` in ``statuses`` (its queueing lock is the job id)."""
+    with engine.connect() as conn:
+        return [int(r[0]) for r in conn.execute(
+            text("SELECT id FROM procrastinate_jobs WHERE task_name = :t AND queueing_lock = :l "
+                 "AND status::text = ANY(:s)"), {"t": TASK, "l": job_id, "s": list(statuses)})]
+
+
 class Dispatcher:
     """The API side of the engine: defer and cancel ``medai.analysis`` deliveries (synchronous calls)."""
 
@@ -90,7 +99,6 @@ class Dispatcher:
         ensure_schema(engine)
         self.engine = engine
         self.app.open()
-        self.task = self.app.configure_task(TASK, queue=QUEUE)
 
     def defer(self, job_id: str) -> int | None:
         """Queue one delivery of job ``job_id``; None when one is already waiting (its queueing lock)."""
@@ -104,18 +112,7 @@ class Dispatcher:
     def cancel(self, job_id: str) -> int:
         """Cancel the waiting deliveries of job ``job_id`` (running ones stop through their lease). Returns how
         many were cancelled."""
-        ids = [r[0] for r in self._jobs(job_id, ("todo",))]
-        return sum(bool(self.app.job_manager.cancel_job_by_id(i)) for i in ids)
-
-    def pending(self, job_id: str) -> int:
-        """How many deliveries of job ``job_id`` are waiting or running."""
-        return len(self._jobs(job_id, ("todo", "doing")))
-
-    def _jobs(self, job_id: str, statuses: tuple[str, ...]) -> list[tuple[int]]:
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(
-                text("SELECT id FROM procrastinate_jobs WHERE task_name = :t AND queueing_lock = :l "
-                     "AND status::text = ANY(:s)"), {"t": TASK, "l": job_id, "s": list(statuses)})]
+        return sum(bool(self.app.job_manager.cancel_job_by_id(i)) for i in deliveries(self.engine, job_id, ("todo",)))
 
     def close(self) -> None:
         """Close the engine's connection pool."""
@@ -138,14 +135,12 @@ def run_worker(runner: Any, database_url: str, *, concurrency: int = 1, sweep_se
         logger.info("job %s: %s (delivery %s)", job_id, outcome, context.job.id)
         return outcome
 
-    dispatcher = _WorkerDispatcher(app, runner.engine)
-
     async def sweeper() -> None:
         pruned = 0.0
         while True:
             await asyncio.sleep(sweep)
             try:
-                await _sweep(app, runner, dispatcher, lease)
+                await _sweep(app, runner, lease)
                 if time.monotonic() - pruned > 3600:  # finished deliveries are kept a week (the jobs table stays)
                     await app.job_manager.delete_old_jobs(nb_hours=KEEP_DELIVERIES_H, queue=QUEUE,
                                                           include_failed=True, include_cancelled=True,
@@ -168,46 +163,23 @@ def run_worker(runner: Any, database_url: str, *, concurrency: int = 1, sweep_se
     asyncio.run(main())
 
 
-class _WorkerDispatcher:
-    """The worker's own deferrals (async connector already open in its event loop)."""
-
-    def __init__(self, app: Any, engine: Engine) -> None:
-        self.app, self.engine = app, engine
-
-    async def defer(self, job_id: str) -> None:
-        from procrastinate.exceptions import AlreadyEnqueued
-
-        try:
-            await self.app.configure_task(TASK, queue=QUEUE, queueing_lock=job_id).defer_async(job_id=job_id)
-        except AlreadyEnqueued:
-            pass
-
-    def pending(self, job_id: str) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(text(
-                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = :t AND queueing_lock = :l "
-                "AND status::text IN ('todo', 'doing')"), {"t": TASK, "l": job_id}).scalar() or 0)
-
-
-async def _sweep(app: Any, runner: Any, dispatcher: _WorkerDispatcher, lease: float) -> None:
+async def _sweep(app: Any, runner: Any, lease: float) -> None:
     """Re-deliver what a dead worker held and what was never delivered."""
+    from procrastinate.exceptions import AlreadyEnqueued
+    from procrastinate.jobs import Status
+
     for job in await app.job_manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=lease):
         try:
             await app.job_manager.retry_job(job)
             logger.warning("delivery %s of job %s: its worker stopped; delivered again", job.id,
                            job.task_kwargs.get("job_id"))
         except Exception:  # noqa: BLE001 -- e.g. another delivery of that job is already waiting: drop this one
-            await app.job_manager.finish_job_by_id_async(job.id, status=_failed(), delete_job=False)
+            await app.job_manager.finish_job_by_id_async(job.id, status=Status.FAILED, delete_job=False)
     for job_id in await asyncio.to_thread(runner.unattended, lease):
-        if await asyncio.to_thread(dispatcher.pending, job_id) == 0:
+        if not await asyncio.to_thread(deliveries, runner.engine, job_id):
             logger.warning("job %s: no worker is on it; deferred again", job_id)
-            await dispatcher.defer(job_id)
-
-
-def _failed() -> Any:
-    from procrastinate.jobs import Status
-
-    return Status.FAILED
+            with contextlib.suppress(AlreadyEnqueued):
+                await app.configure_task(TASK, queue=QUEUE, queueing_lock=job_id).defer_async(job_id=job_id)
 
 
 def serve_worker(settings: Any = None, *, models: Any = None, analyse_factory: Any = None, concurrency: int = 1,

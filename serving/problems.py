@@ -82,31 +82,24 @@ async def audit_failure(request: Request, status: int) -> None:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         return
-    import asyncio
-    import time
+    from serving import audit
 
-    from serving.audit import writer_for
-
-    who = getattr(request.state, "principal", None)
-    client = request.client.host if request.client else ""
-    row = {"time": time.time(), "user": who.user if who else "anonymous", "role": who.role.value if who else "",
-           "client": client, "action": "denied" if status in (401, 403) else "failed", "resource_type": "request",
-           "resource_id": f"{request.method} {request.url.path}"[:128], "status": status}
-    request.state.audited = True
+    action = "denied" if status in (401, 403) else "failed"
     try:
-        await asyncio.wrap_future(writer_for(engine).submit(row))
+        await audit.record_async(engine, getattr(request.state, "principal", None), request, action, "request",
+                                 f"{request.method} {request.url.path}", status)
     except Exception:  # noqa: BLE001 -- the answer is an error already; a failed audit write is logged
         logger.exception("could not audit the failed request %s %s", request.method, request.url.path)
 
 
 async def _auth_problem(request: Request) -> JSONResponse | None:
-    """401/403 for a request the matched route would refuse anyway: authentication and roles are judged before
-    the body or parameters are (an anonymous caller learns nothing from validation messages)."""
+    """401/403 for a request the matched route would refuse anyway: its own authentication and role check
+    (:func:`serving.deps.require`) runs before the body or parameters are judged (an anonymous caller learns
+    nothing from validation messages)."""
     route = request.scope.get("route")
-    roles = None
-    for dep in getattr(getattr(route, "dependant", None), "dependencies", None) or []:
-        roles = getattr(dep.call, "roles", None) or roles
-    if roles is None:
+    check = next((d.call for d in getattr(getattr(route, "dependant", None), "dependencies", None) or []
+                  if getattr(d.call, "roles", None)), None)
+    if check is None:
         return None
     from fastapi.security import HTTPAuthorizationCredentials
 
@@ -115,12 +108,9 @@ async def _auth_problem(request: Request) -> JSONResponse | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     cred = HTTPAuthorizationCredentials(scheme=scheme, credentials=token) if scheme.lower() == "bearer" else None
     try:
-        who = await current_principal(request, request.headers.get("x-api-key"), cred)
+        await check(request, await current_principal(request, request.headers.get("x-api-key"), cred))
     except ApiProblem as exc:
         return problem(exc.status, exc.code, exc.detail, request, exc.errors, exc.headers)
-    if who.role not in roles:
-        return problem(403, "forbidden", f"role {who.role.value} may not do this; allowed: "
-                       + ", ".join(sorted(r.value for r in roles)), request)
     return None
 
 
