@@ -79,6 +79,9 @@ class LgeSegInferenceConfig(BaseModel):
         size_divisor: each side of the network input must be a multiple of this.
         labels: label name -> integer the network's argmax produces.
         mvo_policy: relabelling of MVO that touches no infarct (see :mod:`medai.cardiac.lge_postprocess`).
+        tta: test-time flips whose softmax is averaged with the plain pass: ``"none"``, ``"x"`` (left-right),
+            ``"xy"`` (left-right, up-down and both: 4 passes). Training flips both axes, so every view is one the
+            network was trained on.
         weights: weights file inside the package.
     """
 
@@ -93,6 +96,7 @@ class LgeSegInferenceConfig(BaseModel):
     size_divisor: int = 16
     labels: dict[str, int] = Field(default_factory=lambda: dict(LGE_LABELS))
     mvo_policy: str = "infarct"
+    tta: Literal["none", "x", "xy"] = "none"
     weights: str = "weights.pt"
 
     @model_validator(mode="after")
@@ -264,14 +268,23 @@ class LgeSegPredictor(Predictor):
         return LabelMap(volume=volume.with_array(lab.astype(np.uint8)), labels=self.labels)
 
     def _probabilities(self, x: np.ndarray) -> np.ndarray:
-        """``(N, C, h, w)`` network input -> ``(N, K, h, w)`` float32 softmax probabilities."""
+        """``(N, C, h, w)`` network input -> ``(N, K, h, w)`` float32 softmax probabilities (mean over TTA views)."""
         import torch
 
+        views: list[tuple[int, ...]] = [()]
+        if self.config.tta in ("x", "xy"):
+            views.append((-1,))
+        if self.config.tta == "xy":
+            views += [(-2,), (-2, -1)]
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), CHUNK):
                 t = torch.from_numpy(np.ascontiguousarray(x[i : i + CHUNK], dtype=np.float32)).to(self.device)
-                out.append(torch.softmax(self.net(t).float(), dim=1).cpu().numpy())
+                total = torch.zeros(())
+                for dims in views:
+                    prob = torch.softmax(self.net(t.flip(dims) if dims else t).float(), dim=1)
+                    total = total + (prob.flip(dims) if dims else prob)
+                out.append((total / len(views)).cpu().numpy())
         return np.concatenate(out)
 
     # ------------------------------------------------------------------------------------------------------------

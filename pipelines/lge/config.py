@@ -100,6 +100,7 @@ class LgeModelConfig(_Strict):
     size_divisor: int = 16
     labels: dict[str, int] = Field(default_factory=lambda: dict(LGE_LABELS))
     mvo_policy: str = "infarct"
+    tta: Literal["none", "x", "xy"] = Field(default="none", description="test-time flips averaged at inference")
 
     @model_validator(mode="after")
     def _check(self) -> LgeModelConfig:

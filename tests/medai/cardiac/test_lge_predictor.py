@@ -192,6 +192,32 @@ def test_probabilities_map_back_to_the_right_place(tiny_pkg: Path, monkeypatch: 
     assert np.ptp(yx[:, 0]) == pytest.approx(25, abs=2) and np.ptp(yx[:, 1]) == pytest.approx(37.5, abs=2)
 
 
+def test_tta_averages_flipped_views_mapped_back(tmp_path: Path) -> None:
+    """``tta="xy"`` = mean of the softmax over the 4 flips, each flipped back; a flip of the input flips the output."""
+    import json
+
+    import torch
+
+    pkg = make_tiny_lge_package(tmp_path / "tta", seed=3)
+    cfg = json.loads((pkg / "inference.json").read_text())
+    cfg["tta"] = "xy"
+    (pkg / "inference.json").write_text(json.dumps(cfg))
+    pred = load_default(pkg)
+    assert pred.config.tta == "xy"
+    x = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
+    got = pred._probabilities(x)
+    with torch.inference_mode():
+        t = torch.from_numpy(x)
+        ref = sum(torch.softmax(pred.net(t.flip(d) if d else t), 1).flip(d) if d else torch.softmax(pred.net(t), 1)
+                  for d in [(), (-1,), (-2,), (-2, -1)]) / 4
+    assert np.allclose(got, ref.numpy(), atol=1e-6)
+    assert np.allclose(got.sum(1), 1, atol=1e-5)
+    # the averaged views make the output equivariant to the flips it averages over
+    assert np.allclose(pred._probabilities(x[..., ::-1].copy()), got[..., ::-1], atol=1e-5)
+    plain = make_tiny_lge_package(tmp_path / "plain", seed=3)
+    assert not np.allclose(load_default(plain)._probabilities(x), got, atol=1e-4)
+
+
 def test_predict_on_lge_phantom(tiny_pkg: Path) -> None:
     from medai.dicom.ingest import ingest
     from medai.dicom.phantoms import make_lge_study
