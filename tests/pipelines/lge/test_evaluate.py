@@ -131,3 +131,19 @@ def test_shipped_model_on_two_real_held_out_cases(data_dir: Path) -> None:
     rows = {r["case"]: r for r in doc["cases"]}
     assert all(r["dice.myo"] > 0.6 and r["dice.lv"] > 0.7 for r in rows.values()), rows
     assert rows[pick[0]]["infarct_pct_pred"] < 10
+
+
+def test_recipe_history_lists_every_cv_with_the_shipped_one_last(tmp_path: Path) -> None:
+    from pipelines.lge.ship import recipe_history_section
+
+    ev = tmp_path / "evaluation"
+    ev.mkdir()
+    assert recipe_history_section(ev, None) == ""
+    for name, ov, ep, myo in (("emidec_cv5_e40_v1.0.json", [], 40, 0.70), ("emidec_cv5.json", ["a=1"], 200, 0.81)):
+        (ev / name).write_text(json.dumps({"overrides": ov, "pooled": {"dice.myo": myo, "dice.infarct": 0.5},
+                                           "folds": [{"epochs": ep}, {"epochs": ep}]}))
+    text = recipe_history_section(ev, "emidec_cv5.json")
+    rows = [r for r in text.splitlines() if r.startswith("| `")]
+    assert len(rows) == 2
+    assert rows[0].startswith("| `emidec_cv5_e40_v1.0.json` | none | 40 | 0.700 | 0.500 | n/a |")
+    assert rows[1].startswith("| `emidec_cv5.json` (shipped) | a=1 | 200 | 0.810 |")
