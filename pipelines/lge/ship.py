@@ -209,8 +209,8 @@ def recipe_history_section(evaluation: Path, current: str | None) -> str:
         shipped = " (shipped)" if p.name == current else ""
         epochs = sorted({int(f["epochs"]) for f in cv.get("folds", []) if f.get("epochs") is not None})
         rows.append(f"| `{p.name}`{shipped} | {' '.join(cv.get('overrides') or []) or 'none'} | "
-                    f"{'/'.join(map(str, epochs)) or 'n/a'} | {_f(pooled, 'dice.myo')} | {_f(pooled, 'dice.infarct')} | "
-                    f"{_f(pooled, 'dice.mvo')} |")
+                    f"{'/'.join(map(str, epochs)) or 'n/a'} | {_f(pooled, 'dice.myo')} | "
+                    f"{_f(pooled, 'dice.infarct')} | {_f(pooled, 'dice.mvo')} |")
     return f"""
 ## Recipe history (5-fold CV of each recipe, same folds and seed)
 A recipe replaced its predecessor only when its pooled CV Dice was higher on both myocardium and infarct, a rule
