@@ -122,6 +122,9 @@ def create_app(settings: ApiSettings | None = None, *, models: ModelRegistry | N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from medai.runtime import tune_allocator
+
+        tune_allocator()  # also when served by uvicorn directly rather than `medai serve`
         engine = make_engine(settings.db_url())
         root = settings.store()
         store = StudyStore(engine, root)

@@ -62,6 +62,9 @@ for _area in _AREAS:
 
 def main() -> None:
     """Console entry point: turns :class:`MedaiError` into a clear message and exit code 2."""
+    from medai.runtime import tune_allocator
+
+    tune_allocator()  # freed image-sized arrays go back to the system (MEDAI_MMAP_THRESHOLD; 0 leaves glibc's)
     try:
         app()
     except MedaiError as exc:

@@ -1,0 +1,56 @@
+"""The allocator setting applied by the entry points (``medai.runtime``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import medai.runtime as rt
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+
+
+def _run(code: str, env: dict[str, str]) -> str:
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k not in ("MEDAI_MMAP_THRESHOLD", rt.GLIBC_ENV)} | env
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full).stdout
+
+
+@glibc
+def test_default_and_env_and_off() -> None:
+    code = "import os, medai.runtime as r; print(r.tune_allocator(), os.environ.get(r.GLIBC_ENV))"
+    assert _run(code, {}).split() == [str(rt.DEFAULT_MMAP_THRESHOLD), str(rt.DEFAULT_MMAP_THRESHOLD)]
+    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "262144"}).split() == ["262144", "262144"]
+    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "0"}).split() == ["None", "None"]
+    # nonsense falls back to the default with a warning, never a crash
+    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "lots"}).split()[0] == str(rt.DEFAULT_MMAP_THRESHOLD)
+    assert _run(code, {"MEDAI_MMAP_THRESHOLD": str(1 << 30)}).split()[0] == str(rt.DEFAULT_MMAP_THRESHOLD)
+
+
+@glibc
+def test_freed_large_blocks_leave_the_process() -> None:
+    """With the threshold fixed, a freed 64 MiB array is returned even after glibc would have raised its threshold."""
+    code = """
+import numpy as np, sys
+import medai.runtime as r
+if sys.argv[1] == "1":
+    r.tune_allocator(1 << 20)
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) // 1024
+a = np.ones(16 << 20, np.uint8); del a  # first large free: glibc raises its dynamic threshold to 16 MiB
+base = rss()
+b, pins = [], []
+for _ in range(8):  # 64 MiB in 8 MiB blocks: heap (dynamic) or mmap (fixed), each under a small live block
+    b.append(np.ones(8 << 20, np.uint8))
+    pins.append(np.ones(64 << 10, np.uint8))
+del b  # heap holes under live blocks cannot be trimmed; mmapped blocks are unmapped
+print(rss() - base)
+"""
+    kept_dynamic = int(subprocess.run([sys.executable, "-c", code, "0"], capture_output=True, text=True,
+                                      check=True).stdout)
+    kept_fixed = int(subprocess.run([sys.executable, "-c", code, "1"], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert kept_fixed < 8 <= kept_dynamic, (kept_fixed, kept_dynamic)
