@@ -39,6 +39,8 @@ METRIC_KEYS = ("dice.myo", "dice.infarct", "dice.mvo", "dice.lv", "dice.infarct_
 #: EMIDEC 2020 challenge winner (challenge test set, as given in the issue) and the floor medai requires.
 ANCHOR = {"dice.myo": 0.879, "dice.infarct": 0.712, "dice.mvo": 0.785}
 FLOOR = {"dice.myo": 0.80, "dice.infarct": 0.55}
+TTA_TEXT = {"none": "none", "x": "mean softmax of the image and its left-right flip",
+            "xy": "mean softmax of the image and its left-right, up-down and double flips (4 forward passes)"}
 
 
 def _key(k: str) -> str:
@@ -59,7 +61,7 @@ def _f(d: dict[str, Any], k: str, nd: int = 3) -> str:
 
 
 def model_card(meta: Any, heldout: dict[str, Any], cv: dict[str, Any] | None, heldout_json: str,
-               cv_json: str | None) -> str:
+               cv_json: str | None, meta_dir: Path | None = None) -> str:
     """The model card, every figure read from the two evaluation JSONs."""
     m = heldout["mean"]
     fold = heldout.get("heldout_fold")
@@ -105,7 +107,17 @@ def model_card(meta: Any, heldout: dict[str, Any], cv: dict[str, Any] | None, he
     short = [f"{k.split('.')[1]} {ref[k]:.3f} < {v}" for k, v in FLOOR.items() if k in ref and ref[k] < v]
     verdict = (f"**Below the medai floor** ({'CV pooled' if cv else 'held-out'} Dice: {'; '.join(short)}): not fit "
                "to replace a reader's scar contours; use as a research baseline." if short else
-               f"Meets the medai floor ({', '.join(f'{k} >= {v}' for k, v in FLOOR.items())}).")
+               f"Meets the medai floor ({', '.join(f'{k} >= {v}' for k, v in FLOOR.items())}) on the "
+               f"{'CV pooled figures' if cv else 'held-out figures'}.")
+    if cv:
+        below = [f"fold {f['fold']} {k.split('.')[1]} {f['mean'][k]:.3f}" for f in cv["folds"]
+                 for k, v in FLOOR.items() if k in f["mean"] and f["mean"][k] < v]
+        if below:
+            verdict += f" Single folds below it: {', '.join(below)} (16 cases each; the folds' SD is in the table)."
+    fold_min = ([f["train_time_s"] / 60 for f in cv["folds"] if f.get("train_time_s")] if cv else [])
+    budget = (f"{min(fold_min):.0f}-{max(fold_min):.0f} min of training per fold on 2 CPUs" if fold_min
+              else "a CPU budget")
+    tta = json.loads((Path(meta_dir) / "inference.json").read_text()).get("tta", "none") if meta_dir else "none"
     return f"""# {meta.name} {meta.version} -- LGE short-axis scar segmentation (LV cavity, myocardium, infarct, MVO)
 
 {meta.description}
@@ -128,6 +140,7 @@ non-ischaemic scar patterns (EMIDEC holds only normal and post-infarct hearts), 
 ## Model
 - {meta.input_contract.get("network_input", "")} -> {meta.output_contract.get("network_output", "")}.
 - Preprocessing (`medai.cardiac.lge_predictor`, shared with training): {meta.input_contract.get("preprocessing", "")}.
+- Test-time augmentation (`inference.json` `tta`): {TTA_TEXT.get(tta, tta)}.
 - Post-processing (`medai.cardiac.lge_postprocess.clean_lge`): one 3-D myocardium (largest component; infarct and
   MVO outside it dropped), MVO not touching infarct relabelled infarct, one LV cavity enclosed by closed rings.
 - Hardware and training time: {meta.hardware}.
@@ -149,7 +162,7 @@ Infarct = labels 3+4 (MVO counted as infarct, EMIDEC-style), MVO = 4, myocardium
 {folds}
 Anchor: the EMIDEC 2020 challenge winner reached Dice 0.879 myocardium / 0.712 infarct / 0.785 MVO on the
 challenge's 50-case test set (3-D NIfTI with spacing); these figures are on a different, 2-D PNG re-release with
-5-fold CV on 80 cases and a CPU budget of ~10 min per fold, so they are not directly comparable. MVO Dice rests on
+5-fold CV on 80 cases and {budget}, so they are not directly comparable. MVO Dice rests on
 few cases and small regions ({n_mvo} cases in fold {fold}); read it with care.
 
 ## Data and licence
@@ -255,7 +268,7 @@ def ship(src: Path, out: Path, data: Path, cv_path: Path | None = None, version:
     meta = meta.model_copy(update={"name": name, "version": version, "metrics": metadata_metrics(heldout, cv),
                                    "files": files, "reproduce": reproduce})
     write_metadata(out, meta)
-    card = model_card(meta, heldout, cv, heldout_rel, cv_rel)
+    card = model_card(meta, heldout, cv, heldout_rel, cv_rel, meta_dir=out)
     if design.is_file():
         card += design_section(json.loads(design.read_text()))
     card += recipe_history_section(out / "evaluation", Path(cv_rel).name if cv_rel else None)
