@@ -64,7 +64,7 @@ def main() -> None:
     """Console entry point: turns :class:`MedaiError` into a clear message and exit code 2."""
     from medai.runtime import tune_allocator
 
-    tune_allocator()  # freed image-sized arrays go back to the system (MEDAI_MMAP_THRESHOLD; 0 leaves glibc's)
+    tune_allocator()  # MEDAI_MMAP_THRESHOLD: freed image-sized arrays go back to the system (off by default)
     try:
         app()
     except MedaiError as exc:
