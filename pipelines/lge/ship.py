@@ -61,7 +61,7 @@ def _f(d: dict[str, Any], k: str, nd: int = 3) -> str:
 
 
 def model_card(meta: Any, heldout: dict[str, Any], cv: dict[str, Any] | None, heldout_json: str,
-               cv_json: str | None, meta_dir: Path | None = None) -> str:
+               cv_json: str | None, tta: str = "none") -> str:
     """The model card, every figure read from the two evaluation JSONs."""
     m = heldout["mean"]
     fold = heldout.get("heldout_fold")
@@ -117,7 +117,6 @@ def model_card(meta: Any, heldout: dict[str, Any], cv: dict[str, Any] | None, he
     fold_min = ([f["train_time_s"] / 60 for f in cv["folds"] if f.get("train_time_s")] if cv else [])
     budget = (f"{min(fold_min):.0f}-{max(fold_min):.0f} min of training per fold on 2 CPUs" if fold_min
               else "a CPU budget")
-    tta = json.loads((Path(meta_dir) / "inference.json").read_text()).get("tta", "none") if meta_dir else "none"
     return f"""# {meta.name} {meta.version} -- LGE short-axis scar segmentation (LV cavity, myocardium, infarct, MVO)
 
 {meta.description}
@@ -268,7 +267,8 @@ def ship(src: Path, out: Path, data: Path, cv_path: Path | None = None, version:
     meta = meta.model_copy(update={"name": name, "version": version, "metrics": metadata_metrics(heldout, cv),
                                    "files": files, "reproduce": reproduce})
     write_metadata(out, meta)
-    card = model_card(meta, heldout, cv, heldout_rel, cv_rel, meta_dir=out)
+    tta = json.loads((out / "inference.json").read_text()).get("tta", "none")
+    card = model_card(meta, heldout, cv, heldout_rel, cv_rel, tta=tta)
     if design.is_file():
         card += design_section(json.loads(design.read_text()))
     card += recipe_history_section(out / "evaluation", Path(cv_rel).name if cv_rel else None)

@@ -13,24 +13,23 @@ import medai.runtime as rt
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 
 
-def _run(code: str, env: dict[str, str]) -> str:
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k not in ("MEDAI_MMAP_THRESHOLD", rt.GLIBC_ENV)} | env
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full).stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full)
 
 
 @glibc
 def test_default_and_env_and_off() -> None:
     code = "import os, medai.runtime as r; print(r.tune_allocator(), os.environ.get(r.GLIBC_ENV))"
     assert rt.DEFAULT_MMAP_THRESHOLD == 0  # off unless asked for: it costs time (module docstring)
-    assert _run(code, {}).split() == ["None", "None"]
-    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "262144"}).split() == ["262144", "262144"]
-    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "0"}).split() == ["None", "None"]
+    assert _run(code, {}).stdout.split() == ["None", "None"]
+    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "262144"}).stdout.split() == ["262144", "262144"]
+    assert _run(code, {"MEDAI_MMAP_THRESHOLD": "0"}).stdout.split() == ["None", "None"]
     # nonsense falls back to the default (off) with a warning, never a crash
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**{k: v for k, v in os.environ.items() if k != rt.GLIBC_ENV},
-                              "MEDAI_MMAP_THRESHOLD": "lots"})
+    out = _run(code, {"MEDAI_MMAP_THRESHOLD": "lots"})
     assert out.stdout.split() == ["None", "None"] and "not a whole number" in out.stderr
-    assert _run(code, {"MEDAI_MMAP_THRESHOLD": str(1 << 30)}).split() == ["None", "None"]
+    out = _run(code, {"MEDAI_MMAP_THRESHOLD": str(1 << 30)})
+    assert out.stdout.split() == ["None", "None"] and "outside" in out.stderr
 
 
 @glibc
@@ -52,8 +51,6 @@ for _ in range(8):  # 64 MiB in 8 MiB blocks: heap (dynamic) or mmap (fixed), ea
 del b  # heap holes under live blocks cannot be trimmed; mmapped blocks are unmapped
 print(rss() - base)
 """
-    kept_dynamic = int(subprocess.run([sys.executable, "-c", code, "0"], capture_output=True, text=True,
-                                      check=True).stdout)
-    kept_fixed = int(subprocess.run([sys.executable, "-c", code, "1"], capture_output=True, text=True,
-                                    check=True).stdout)
+    kept_dynamic = int(_run(code.replace("sys.argv[1]", '"0"'), {}).stdout)
+    kept_fixed = int(_run(code.replace("sys.argv[1]", '"1"'), {}).stdout)
     assert kept_fixed < 8 <= kept_dynamic, (kept_fixed, kept_dynamic)
