@@ -168,3 +168,52 @@ def seg_features(arr: np.ndarray, value: int, spacing_zyx: tuple[float, float, f
     ctx = context if context is not None else frame_context(arr, s, spacing_zyx)
     return np.array([np.log1p(vol), present.mean(), _components_2d(m), largest, irregular, unc, soft_hard,
                      ctx["enclosure"], ctx["ring"], vol / max(ctx["vol_lv"], 1e-3), worst, *art])
+
+
+#: the end-slice CNN's input: ``END_CHANNELS`` crops of ``END_INPUT_SIZE`` px over ``END_INPUT_FOV_MM`` mm
+END_INPUT_SIZE = 64
+END_INPUT_FOV_MM = 110.0
+END_CHANNELS = ("ed_end", "es_end", "ed_next", "es_next")
+
+
+def _unit_range(img: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(img, [1.0, 99.5])
+    return np.clip((img - lo) / max(float(hi - lo), 1e-6), 0.0, 1.5).astype(np.float32)
+
+
+def _crop(sl: np.ndarray, cy: float, cx: float, spacing_yx: tuple[float, float]) -> np.ndarray:
+    from scipy.ndimage import map_coordinates
+
+    step = END_INPUT_FOV_MM / END_INPUT_SIZE
+    grid = np.arange(END_INPUT_SIZE) - END_INPUT_SIZE / 2 + 0.5
+    yy, xx = np.meshgrid(cy + grid * step / spacing_yx[0], cx + grid * step / spacing_yx[1], indexing="ij")
+    return map_coordinates(sl, [yy, xx], order=1, mode="constant", cval=0.0).astype(np.float32)
+
+
+def end_slice_inputs(ed_image: np.ndarray, es_image: np.ndarray | None, arr: np.ndarray, s: Structures,
+                     spacing_zyx: tuple[float, float, float] | None = None) -> dict[str, np.ndarray | None]:
+    """``{"basal": (4, S, S), "apical": (4, S, S)}`` image inputs of the end-slice CNN (None for an end without
+    heart), the ends named as in :func:`coverage_features`.
+
+    Channels (:data:`END_CHANNELS`): the ED and ES images of the outermost slice holding LV or myocardium in the
+    ED segmentation ``arr``, then of the slice next to it towards the other end. Each is an
+    :data:`END_INPUT_FOV_MM`-mm square around the heart's centroid (projected over the stack), resampled to
+    :data:`END_INPUT_SIZE` px; intensities are scaled by the stack's 1st-99.5th percentiles.
+    """
+    z = len(arr)
+    heart_mask = (arr == s.lv) | (arr == s.myo)
+    heart = heart_mask.reshape(z, -1).any(1)
+    if not heart.any():
+        return {"basal": None, "apical": None}
+    spacing_yx = (float(spacing_zyx[1]), float(spacing_zyx[2])) if spacing_zyx is not None else (1.0, 1.0)
+    cy, cx = np.argwhere(heart_mask.any(0)).mean(0)
+    ed = _unit_range(np.asarray(ed_image, dtype=np.float32))
+    es = _unit_range(np.asarray(es_image, dtype=np.float32)) if es_image is not None else ed
+    order = np.arange(z) if base_first(arr, s) else np.arange(z)[::-1]
+    out: dict[str, np.ndarray | None] = {}
+    for name, idx in (("basal", order), ("apical", order[::-1])):
+        pos = int(np.flatnonzero(heart[idx])[0])
+        e, nxt = idx[pos], idx[min(pos + 1, z - 1)]
+        out[name] = np.stack([_crop(ed[e], cy, cx, spacing_yx), _crop(es[e], cy, cx, spacing_yx),
+                              _crop(ed[nxt], cy, cx, spacing_yx), _crop(es[nxt], cy, cx, spacing_yx)])
+    return out

@@ -5,7 +5,9 @@ Three parts, each optional in a package except the first:
 * the artefact CNN (``weights.pt``): per slice, the probability and severity of motion, ghosting/wrap,
   spike/noise and low contrast; "good" is ``1 - max`` of the four;
 * the coverage classifier (``coverage.json``, logistic regressions on :data:`~medai.quality.features.
-  COVERAGE_FEATURES`): probability that basal / apical LV slices are missing from a short-axis stack;
+  COVERAGE_FEATURES` of the segmentation and, when the images are given, on the logit of the end-slice CNN
+  ensemble ``coverage_cnn.pt`` over the end slices' images): probability that basal / apical LV slices are
+  missing from a short-axis stack;
 * the segmentation-quality regressors (``seg_quality.skops``, one per structure on :data:`~medai.quality.
   features.SEG_FEATURES`): the Dice a segmentation would score against a reader, predicted without one.
 
@@ -28,7 +30,7 @@ from medai.domain.prediction import Prediction
 from medai.domain.study import Series, SeriesType, Study
 from medai.errors import ConfigError
 from medai.inference.predictor import Predictor
-from medai.quality.features import Structures, coverage_features, seg_features
+from medai.quality.features import Structures, coverage_features, end_slice_inputs, seg_features
 from medai.quality.preprocess import INPUT_SIZE, prepare_slices
 from medai.quality.simulate import ARTEFACTS
 from medai.registry import PREDICTORS
@@ -98,8 +100,21 @@ class QualityPredictor(Predictor):
                                 self.config.weights, device)
         self.device = torch.device(device)
         self.coverage_model: dict[str, Any] | None = None
+        self.coverage_nets: dict[str, list[Any]] = {}
         if self.config.coverage:
             self.coverage_model = json.loads((self.package_dir / self.config.coverage).read_text())
+            cnn = self.coverage_model.get("end_cnn")
+            if cnn:
+                from medai.registry import NETWORKS
+
+                states = torch.load(self.package_dir / cnn["weights"], map_location="cpu", weights_only=True)
+                for end, per_fold in states.items():
+                    nets = []
+                    for st in per_fold:
+                        net = NETWORKS.get(cnn["network"]["name"])(**cnn["network"]["params"])
+                        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in st.items()})
+                        nets.append(net.eval())
+                    self.coverage_nets[end] = nets
         self.seg_models: dict[str, Any] | None = None
         if self.config.seg_quality:
             import skops.io as sio
@@ -133,29 +148,71 @@ class QualityPredictor(Predictor):
 
     # -- coverage --------------------------------------------------------------------------------------------------
     def coverage(self, labels: np.ndarray, structures: Structures, es: np.ndarray | None = None,
-                 spacing_zyx: tuple[float, float, float] | None = None) -> dict[str, float] | None:
+                 spacing_zyx: tuple[float, float, float] | None = None,
+                 images: tuple[np.ndarray, np.ndarray | None] | None = None) -> dict[str, float] | None:
         """``{"basal": p, "apical": p}``: probability that LV slices are missing at each end of the ED
-        ``(Z, Y, X)`` label map (``es``: the ES one, when known); None when the package has no coverage model."""
+        ``(Z, Y, X)`` label map (``es``: the ES one, when known); None when the package has no coverage model.
+
+        ``images``: the ED and ES ``(Z, Y, X)`` image stacks on the label map's grid (ES may be None). With them,
+        and a package that has the end-slice CNN, the judgement uses the end slices' images as well as the
+        segmentation; without them, the segmentation alone (see :meth:`coverage_threshold`)."""
         if self.coverage_model is None:
             return None
         feats = coverage_features(labels, structures, es, spacing_zyx)
-        if len(feats["basal"]) != len(self.coverage_model["features"]):
-            raise ConfigError(f"{self.package_dir}: the coverage model was fitted on "
-                              f"{len(self.coverage_model['features'])} features, this medai computes "
-                              f"{len(feats['basal'])}; refit it (python -m pipelines.quality.fit_gate)")
+        from_images = self._uses_images(images)
+        logits = self._end_logits(labels, structures, spacing_zyx, images) if from_images else {}
         out = {}
         for end in ("basal", "apical"):
-            m = self.coverage_model[end]
-            z = (feats[end] - np.asarray(m["mean"])) / np.asarray(m["scale"])
+            m = self._coverage_lr(end, from_images)
+            x = np.r_[feats[end], [logits[end]]] if from_images else feats[end]
+            if len(x) != len(m.get("features", self.coverage_model["features"])):
+                raise ConfigError(f"{self.package_dir}: the coverage model was fitted on "
+                                  f"{len(m.get('features', self.coverage_model['features']))} features, this medai "
+                                  f"computes {len(x)}; refit it (python -m pipelines.quality.fit_gate)")
+            z = (x - np.asarray(m["mean"])) / np.asarray(m["scale"])
             out[end] = float(1.0 / (1.0 + np.exp(-(z @ np.asarray(m["coef"]) + m["intercept"]))))
         return out
 
-    def coverage_threshold(self, end: str, override: float | None = None) -> float:
+    def _uses_images(self, images: tuple[np.ndarray, np.ndarray | None] | None) -> bool:
+        return images is not None and bool(self.coverage_nets)
+
+    def _coverage_lr(self, end: str, from_images: bool) -> dict[str, Any]:
+        assert self.coverage_model is not None
+        if from_images or "seg_only" not in self.coverage_model:
+            return self.coverage_model[end]
+        return self.coverage_model["seg_only"][end]
+
+    def _end_logits(self, labels: np.ndarray, structures: Structures, spacing_zyx: tuple[float, float, float] | None,
+                    images: tuple[np.ndarray, np.ndarray | None] | None) -> dict[str, float]:
+        """The end-slice CNN ensemble's mean logit per end (4 rotations x fold networks; 0 for an end without
+        heart)."""
+        import torch
+
+        assert images is not None
+        ed, es = images
+        if ed.shape != labels.shape or (es is not None and es.shape != labels.shape):
+            raise ConfigError(f"coverage: the images {ed.shape} are not on the label map's grid {labels.shape}")
+        inputs = end_slice_inputs(ed, es, labels, structures, spacing_zyx)
+        out = {}
+        with torch.inference_mode():
+            for end, x in inputs.items():
+                if x is None:
+                    out[end] = 0.0
+                    continue
+                xt = torch.from_numpy(x[None])
+                views = torch.cat([torch.rot90(xt, k, (2, 3)) for k in range(4)])  # one batch per network
+                out[end] = float(torch.stack([net(views) for net in self.coverage_nets[end]]).mean())
+        return out
+
+    def coverage_threshold(self, end: str, override: float | None = None, from_images: bool = True) -> float:
         """The probability from which ``end`` (``basal`` / ``apical``) counts as missing: ``override``, else the
-        threshold the package chose on its training data, else 0.5."""
+        threshold the package chose on its training data for the judgement from images and segmentation
+        (``from_images``) or from the segmentation alone, else 0.5."""
         if override is not None:
             return float(override)
-        return float((self.coverage_model or {}).get(end, {}).get("threshold", 0.5))
+        if self.coverage_model is None:
+            return 0.5
+        return float(self._coverage_lr(end, from_images and bool(self.coverage_nets)).get("threshold", 0.5))
 
     # -- segmentation quality --------------------------------------------------------------------------------------
     def predicted_dice(self, labels: np.ndarray, spacing_zyx: tuple[float, float, float], stats: np.ndarray | None,

@@ -75,15 +75,16 @@ def artefact_metrics(predictor: Any, slices: list[Any], threshold: float, seed: 
     return out
 
 
-def coverage_metrics(rows: list[dict[str, Any]], thresholds: dict[str, float]) -> dict[str, Any]:
+def coverage_metrics(rows: list[dict[str, Any]], thresholds: dict[str, float], key: str = "") -> dict[str, Any]:
     """Error rates of the basal / apical decisions over the truncation rows, at the gate's thresholds per end
-    (and, for reference, at 0.5)."""
+    (and, for reference, at 0.5). ``key``: which probabilities (``""``: from images and segmentation, as the gate
+    judges; ``"_seg_only"``: from the segmentation alone)."""
     out: dict[str, Any] = {"n_stacks": len({r["case"] for r in rows}), "n_variants": len(rows)}
     errs, errs05 = [], []
     for end in ("basal", "apical"):
         t = thresholds[end]
         y = np.array([r[f"{end}_missing"] for r in rows], dtype=bool)
-        p = np.array([r[f"p_{end}"] for r in rows], dtype=float)
+        p = np.array([r[f"p_{end}{key}"] for r in rows], dtype=float)
         wrong = (p >= t) != y
         errs.append(wrong)
         errs05.append((p >= 0.5) != y)
@@ -165,8 +166,14 @@ def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cin
         out["segmentation_model"] = f"{cine.metadata.name} {cine.metadata.version}"
         if fmt == "acdc" and predictor.coverage_model is not None:
             say(f"coverage: {len(cases)} stacks segmented, then truncated")
+            rows = coverage_rows(cine, cases, predictor)
             thresholds = {e: predictor.coverage_threshold(e, params.coverage_threshold) for e in ("basal", "apical")}
-            out["coverage"] = coverage_metrics(coverage_rows(cine, cases, predictor), thresholds)
+            out["coverage"] = coverage_metrics(rows, thresholds)
+            out["coverage"]["judged_from"] = "images and segmentation" if predictor.coverage_nets else "segmentation"
+            if predictor.coverage_nets:  # the same rows judged without the images, for comparison
+                seg_t = {e: predictor.coverage_threshold(e, params.coverage_threshold, from_images=False)
+                         for e in ("basal", "apical")}
+                out["coverage"]["segmentation_only"] = coverage_metrics(rows, seg_t, key="_seg_only")
         if predictor.seg_models is not None:
             say(f"segmentation quality: {len(cases)} stacks x {variants} variants segmented")
             rows = seg_quality_rows(cine, predictor, cases, variants, SEED)

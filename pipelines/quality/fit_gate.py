@@ -5,8 +5,9 @@ training patients (never on the held-out ``val`` split), and add them to the pac
         --data ../shared/data/cardiac/acdc [--cine heart_mr_cine_seg] [--variants 4]
 
 The cine model segments every stack (and corrupted copies of it, see :mod:`pipelines.quality.gate_data`); the
-artefact CNN of the same package gives the artefact feature. Sample tables go to
-``<MEDAI_HOME>/quality_fit/`` for review.
+artefact CNN of the same package gives the artefact feature. The coverage model also trains the end-slice CNN
+(:mod:`pipelines.quality.coverage_cnn`, 5 patient-grouped folds, about 5 min on 2 CPU threads) and ships its fold
+networks as ``coverage_cnn.pt``. Sample tables go to ``<MEDAI_HOME>/quality_fit/`` for review.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medai.quality.features import COVERAGE_FEATURES
+from medai.quality.features import COVERAGE_FEATURES, END_CHANNELS, END_INPUT_FOV_MM, END_INPUT_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,12 @@ SEED = 11
 #: the review threshold of each end is the lowest probability whose patient-grouped cross-validated false-alarm
 #: rate on the training rows (complete ends flagged) is at most this
 MAX_FALSE_ALARMS = 0.10
+#: the end-slice CNN's fold networks in the package
+END_CNN_WEIGHTS = "coverage_cnn.pt"
 
 
-def fit_coverage(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """One standardised logistic regression per end (class-balanced, L2, C=1) and its review threshold.
+def _fit_lr(x: np.ndarray, y: np.ndarray, groups: np.ndarray, features: list[str]) -> dict[str, Any]:
+    """One standardised logistic regression (class-balanced, L2, C=1) and its review threshold.
 
     The threshold is chosen on the training rows only, by 5-fold cross-validation grouped by patient, as the
     lowest probability with at most :data:`MAX_FALSE_ALARMS` of complete ends flagged.
@@ -43,26 +46,61 @@ def fit_coverage(rows: list[dict[str, Any]]) -> dict[str, Any]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale < 1e-9] = 1.0
+    lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit((x - mean) / scale, y)
+    cv = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(
+        C=1.0, class_weight="balanced", max_iter=2000)), x, y, groups=groups, cv=GroupKFold(5),
+        method="predict_proba")[:, 1]
+    grid = np.round(np.arange(0.5, 0.96, 0.01), 2)
+    fpr = np.array([((cv >= t) & (y == 0)).sum() / max((y == 0).sum(), 1) for t in grid])
+    threshold = float(grid[np.argmax(fpr <= MAX_FALSE_ALARMS)]) if (fpr <= MAX_FALSE_ALARMS).any() else 0.95
+    return {"features": features, "mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
+            "intercept": float(lr.intercept_[0]), "n": int(len(y)), "n_missing": int(y.sum()),
+            "threshold": threshold,
+            "cv_error_at_threshold": float(((cv >= threshold) != y).mean()),
+            "cv_error_at_0.5": float(((cv >= 0.5) != y).mean()),
+            "cv_sensitivity_at_threshold": float((cv[y == 1] >= threshold).mean())}
+
+
+def fit_coverage(rows: list[dict[str, Any]], inputs: dict[str, np.ndarray] | None = None,
+                 cnn_epochs: int | None = None) -> tuple[dict[str, Any], dict[str, list[Any]] | None]:
+    """The coverage model: per end, a logistic regression on the segmentation's end-slice features
+    (:data:`COVERAGE_FEATURES`) and, with ``inputs`` (``{"basal": (N, 4, S, S), "apical": ...}``, one per row,
+    zeros for an end without heart), on the end-slice CNN's out-of-fold logit as well.
+
+    Returns:
+        the ``coverage.json`` content (``<end>``: the regression with the CNN logit, or without it when no
+        ``inputs``; ``seg_only.<end>``: the regression without it, used when a caller has no images) and the
+        CNN fold networks' state dicts per end, in float16 (None without ``inputs``).
+    """
+    from pipelines.quality import coverage_cnn
+
     out: dict[str, Any] = {"features": list(COVERAGE_FEATURES), "max_false_alarms": MAX_FALSE_ALARMS}
     groups = np.array([r["patient"] for r in rows])
+    states: dict[str, list[Any]] | None = {} if inputs is not None else None
+    if inputs is not None:
+        out["end_cnn"] = {"weights": END_CNN_WEIGHTS, "network": coverage_cnn.NETWORK, "feature": "end_cnn_logit",
+                          "epochs": cnn_epochs or coverage_cnn.EPOCHS,
+                          "input": {"size": END_INPUT_SIZE, "fov_mm": END_INPUT_FOV_MM, "channels": list(END_CHANNELS)}}
+        out["seg_only"] = {}
     for end in ("basal", "apical"):
         x = np.array([r[end] for r in rows], dtype=float)
         y = np.array([r[f"{end}_missing"] for r in rows], dtype=int)
-        mean, scale = x.mean(0), x.std(0)
-        scale[scale < 1e-9] = 1.0
-        lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit((x - mean) / scale, y)
-        cv = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(
-            C=1.0, class_weight="balanced", max_iter=2000)), x, y, groups=groups, cv=GroupKFold(5),
-            method="predict_proba")[:, 1]
-        grid = np.round(np.arange(0.5, 0.96, 0.01), 2)
-        fpr = np.array([((cv >= t) & (y == 0)).sum() / max((y == 0).sum(), 1) for t in grid])
-        threshold = float(grid[np.argmax(fpr <= MAX_FALSE_ALARMS)]) if (fpr <= MAX_FALSE_ALARMS).any() else 0.95
-        out[end] = {"mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
-                    "intercept": float(lr.intercept_[0]), "n": int(len(y)), "n_missing": int(y.sum()),
-                    "threshold": threshold,
-                    "cv_error_at_threshold": float(((cv >= threshold) != y).mean()),
-                    "cv_sensitivity_at_threshold": float((cv[y == 1] >= threshold).mean())}
-    return out
+        seg_only = _fit_lr(x, y, groups, list(COVERAGE_FEATURES))
+        if inputs is None or states is None:
+            out[end] = seg_only
+            continue
+        oof, nets = coverage_cnn.fit_end(groups, inputs[end], y, seed=SEED,
+                                         epochs=cnn_epochs or coverage_cnn.EPOCHS)
+        # float16 on disk (the package stays small; inference runs in float32)
+        states[end] = [{k: v.half() if v.is_floating_point() else v.clone() for k, v in n.state_dict().items()}
+                       for n in nets]
+        out["seg_only"][end] = seg_only
+        out[end] = _fit_lr(np.c_[x, oof], y, groups, [*COVERAGE_FEATURES, "end_cnn_logit"])
+        logger.info("coverage %s: CV error %.3f with the end-slice CNN, %.3f without", end,
+                    out[end]["cv_error_at_0.5"], seg_only["cv_error_at_0.5"])
+    return out, states
 
 
 def fit_seg_quality(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,6 +120,7 @@ def fit_seg_quality(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     import skops.io as sio
+    import torch
 
     from medai.cardiac.predictor import load_default
     from medai.datasets.acdc import load_acdc_release
@@ -96,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=8, help="segmentations per stack: clean + corrupted copies")
     ap.add_argument("--only", choices=("coverage", "seg_quality"), default=None,
                     help="refit only this part (the other keeps its file)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
     cine = load_default(args.cine)
@@ -112,9 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     seg: list[dict[str, Any]] = []
     if args.only in (None, "coverage"):
         logger.info("coverage samples from %d stacks", len(cases))
-        cov = coverage_rows(cine, cases)
+        cov = coverage_rows(cine, cases, with_inputs=True)
+        inputs = {end: np.stack([r.pop(f"input_{end}") for r in cov]) for end in ("basal", "apical")}
         (fit_dir / "coverage_rows.json").write_text(json.dumps(cov))
-        (args.package / "coverage.json").write_text(json.dumps(fit_coverage(cov), indent=1))
+        np.savez_compressed(fit_dir / "coverage_inputs.npz", **inputs)
+        model, states = fit_coverage(cov, inputs)
+        torch.save(states, args.package / END_CNN_WEIGHTS)
+        (args.package / "coverage.json").write_text(json.dumps(model, indent=1))
     if args.only in (None, "seg_quality"):
         logger.info("segmentation-quality samples: %d stacks x %d variants", len(cases), args.variants)
         seg = seg_quality_rows(cine, quality, cases, args.variants, SEED)
@@ -125,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.update(coverage="coverage.json", seg_quality="seg_quality.skops")
     cfg_path.write_text(json.dumps(cfg, indent=2))
     meta = read_metadata(args.package)
-    meta.files = sorted({*meta.files, "coverage.json", "seg_quality.skops"})
+    meta.files = sorted({*meta.files, "coverage.json", "seg_quality.skops",
+                         *([END_CNN_WEIGHTS] if (args.package / END_CNN_WEIGHTS).is_file() else [])})
     base = meta.training_data[0].description.split("; coverage")[0]
     meta.training_data[0].description = (
         f"{base}; coverage and segmentation quality fitted on the same 80 patients, segmented by "

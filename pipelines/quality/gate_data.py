@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from medai.datasets.base import SegCase
-from medai.quality.features import Structures, base_first, coverage_features, seg_features
+from medai.quality.features import (
+    END_CHANNELS,
+    END_INPUT_SIZE,
+    Structures,
+    base_first,
+    coverage_features,
+    end_slice_inputs,
+    seg_features,
+)
 from medai.quality.simulate import ARTEFACTS, corrupt
 
 #: the structures whose Dice is predicted, by their names in the cine model's labels
@@ -84,12 +92,15 @@ def seg_quality_rows(cine: Any, quality: Any, cases: Iterable[SegCase], variants
     return rows
 
 
-def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None) -> list[dict[str, Any]]:
+def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with_inputs: bool = False
+                  ) -> list[dict[str, Any]]:
     """One row per (patient, truncation): features of both ends and whether basal / apical LV slices are missing.
 
     The ED and ES stacks of a patient are segmented as they are and cut at the same positions; the ED reference
     labels say where the LV ends. With a ``quality`` predictor that has a coverage model, each row also holds its
-    probabilities (``p_basal``, ``p_apical``).
+    probabilities from the images and segmentation (``p_basal``, ``p_apical``) and from the segmentation alone
+    (``p_basal_seg_only``, ``p_apical_seg_only``). ``with_inputs``: each row also holds the end-slice CNN's inputs
+    (``input_basal``, ``input_apical``: ``(4, S, S)`` arrays, zeros for an end without heart).
     """
     from medai.datasets.base import CardiacPhase
 
@@ -106,8 +117,9 @@ def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None) -> l
             continue
         pred = segment_case(cine, None, case, case.image)["labels"]
         es_case = phases.get("ES")
-        pred_es = (segment_case(cine, None, es_case, es_case.image)["labels"]
-                   if es_case is not None and es_case.image.shape == case.image.shape else None)
+        same_grid = es_case is not None and es_case.image.shape == case.image.shape
+        pred_es = segment_case(cine, None, es_case, es_case.image)["labels"] if same_grid else None
+        image_es = es_case.image if same_grid else None
         ref = np.zeros_like(case.label)
         for name in ("lv", "myo", "rv"):
             if name in case.labels and name in values:
@@ -133,11 +145,22 @@ def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None) -> l
                 continue
             keep = np.sort(keep)
             es = pred_es[keep] if pred_es is not None else None
+            images = (case.image[keep], image_es[keep] if image_es is not None else None)
             feats = coverage_features(pred[keep], s, es, spacing)
-            probs = quality.coverage(pred[keep], s, es, spacing) if getattr(quality, "coverage_model", None) else None
-            rows.append({"p_basal": probs and probs["basal"], "p_apical": probs and probs["apical"],
-                         "case": case.case_id, "patient": pid, "cut_basal": int(cut_b),
-                         "cut_apical": int(cut_a), "basal_missing": bool(cut_b > first),
-                         "apical_missing": bool(cut_a > z - 1 - last),
-                         "basal": feats["basal"].tolist(), "apical": feats["apical"].tolist()})
+            row: dict[str, Any] = {"p_basal": None, "p_apical": None}
+            if getattr(quality, "coverage_model", None):
+                probs = quality.coverage(pred[keep], s, es, spacing, images=images)
+                seg_only = quality.coverage(pred[keep], s, es, spacing)
+                row = {"p_basal": probs["basal"], "p_apical": probs["apical"],
+                       "p_basal_seg_only": seg_only["basal"], "p_apical_seg_only": seg_only["apical"]}
+            row.update({"case": case.case_id, "patient": pid, "cut_basal": int(cut_b),
+                        "cut_apical": int(cut_a), "basal_missing": bool(cut_b > first),
+                        "apical_missing": bool(cut_a > z - 1 - last),
+                        "basal": feats["basal"].tolist(), "apical": feats["apical"].tolist()})
+            if with_inputs:
+                ins = end_slice_inputs(images[0], images[1], pred[keep], s, spacing)
+                for end in ("basal", "apical"):
+                    row[f"input_{end}"] = (ins[end] if ins[end] is not None else
+                                           np.zeros((len(END_CHANNELS), END_INPUT_SIZE, END_INPUT_SIZE), np.float32))
+            rows.append(row)
     return rows

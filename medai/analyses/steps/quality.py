@@ -138,6 +138,19 @@ class QualityGate(Step):
         return {"groups": groups, "artefacts": per_class, "seconds": time.perf_counter() - t0, "predictor": qp}
 
     @staticmethod
+    def _images(result: AnalysisResult, frames: list[int], shape: tuple[int, ...]
+                ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The ED and ES image stacks behind the label map (the prediction's ``image`` extra), for the end-slice
+        coverage CNN; None when the analysis kept no image on the label map's grid."""
+        img = result.prediction.extras.get("image")
+        arr = getattr(img, "array", None)
+        if arr is None or arr.shape != shape:
+            return None
+        if arr.ndim == 3:
+            return arr, None
+        return arr[frames[0]], (arr[frames[1]] if len(frames) > 1 else None)
+
+    @staticmethod
     def _artefact_text(g: SeriesQuality) -> str:
         names = sorted(g.artefacts, key=lambda n: -g.artefacts[n].share)
         return ", ".join(f"{_ARTEFACT_WORDS.get(n, n)} ({_pct(g.artefacts[n].share)})" for n in names
@@ -176,6 +189,7 @@ class QualityGate(Step):
                     f"{self._artefact_text(g)}: check the images before using the values.",
                     measurements=all_names))
         coverage = None
+        from_images = False
         predicted: dict[str, float] = {}
         types = set(self._types(analysis))
         lm = next(iter(result.prediction.label_maps.values()), None)
@@ -192,7 +206,9 @@ class QualityGate(Step):
                 if types & set(p.coverage_series):
                     ed = arr[frames[0]] if lm.volume.is_temporal else arr
                     es = arr[frames[1]] if lm.volume.is_temporal and len(frames) > 1 else None
-                    coverage = qp.coverage(ed, s, es, spacing)
+                    images = self._images(result, frames, arr.shape)
+                    coverage = qp.coverage(ed, s, es, spacing, images=images)
+                    from_images = images is not None
                 if types & set(p.seg_quality_series):
                     per_frame = []
                     for f in frames:
@@ -207,7 +223,7 @@ class QualityGate(Step):
             section.flags = [f for f in section.flags if f.code not in _RULE_COVERAGE_FLAGS]
             vol_names = [m.name for m in section.measurements if m.segment in ("lv", "myo", "rv")]
             for end, where in (("basal", "the mitral valve plane"), ("apical", "the apex")):
-                if coverage[end] >= qp.coverage_threshold(end, p.coverage_threshold):
+                if coverage[end] >= qp.coverage_threshold(end, p.coverage_threshold, from_images):
                     findings.append(QualityFinding(
                         code=f"{end}_coverage_missing",
                         message=f"{end.capitalize()} LV slices are likely missing (probability {coverage[end]:.2f}): "

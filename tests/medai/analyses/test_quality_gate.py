@@ -267,3 +267,26 @@ def test_lge_gets_the_artefact_verdict(tmp_path: Path) -> None:
     q = out.report.section("lge_scar").quality
     assert q is not None and q.status == QualityStatus.REVIEW and q.findings[0].code == "quality_not_assessed"
     assert out.report.review.required
+
+
+def test_the_gate_hands_the_coverage_model_the_images_behind_the_label_map() -> None:
+    from types import SimpleNamespace
+
+    from medai.analyses.steps.quality import QualityGate
+
+    cine = np.arange(3 * 4 * 5 * 6, dtype=np.float32).reshape(3, 4, 5, 6)
+
+    def result(image: object) -> object:
+        return SimpleNamespace(prediction=SimpleNamespace(extras={"image": image}))
+
+    ed, es = QualityGate._images(result(SimpleNamespace(array=cine)), [0, 2], cine.shape)  # type: ignore[arg-type,misc]
+    assert np.array_equal(ed, cine[0]) and es is not None and np.array_equal(es, cine[2])
+    one = QualityGate._images(result(SimpleNamespace(array=cine)), [1], cine.shape)  # type: ignore[arg-type]
+    assert one is not None and np.array_equal(one[0], cine[1]) and one[1] is None
+    stack = QualityGate._images(result(SimpleNamespace(array=cine[0])), [0], cine[0].shape)  # type: ignore[arg-type]
+    assert stack is not None and stack[1] is None
+    # no image, or one on another grid: the coverage model judges from the segmentation alone
+    assert QualityGate._images(result(None), [0, 2], cine.shape) is None  # type: ignore[arg-type]
+    assert QualityGate._images(result(SimpleNamespace(array=cine[:, :2])), [0, 2], cine.shape) is None  # type: ignore[arg-type]
+    qp = Predictor.from_package("heart_mr_quality")
+    assert qp.coverage_nets and qp.coverage_threshold("basal") != qp.coverage_threshold("basal", from_images=False)  # type: ignore[attr-defined]

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from medai.quality import simulate as S
-from medai.quality.features import COVERAGE_FEATURES, SEG_FEATURES, Structures, coverage_features, seg_features
+from medai.quality.features import (
+    COVERAGE_FEATURES,
+    END_CHANNELS,
+    END_INPUT_SIZE,
+    SEG_FEATURES,
+    Structures,
+    coverage_features,
+    end_slice_inputs,
+    seg_features,
+)
 from medai.quality.preprocess import prepare_slices
 from medai.quality.uncertainty import slice_stats
 
@@ -91,6 +100,33 @@ def test_coverage_features_tell_a_truncated_stack_from_a_complete_one() -> None:
     assert cut["basal"][i_beyond] == 0 and cut["apical"][i_beyond] == 0
     i_end = COVERAGE_FEATURES.index("end_lv_frac")
     assert cut["apical"][i_end] > full["apical"][i_end]
+
+
+def test_end_slice_inputs_crop_the_outermost_heart_slices_in_mm_whichever_way_the_stack_runs() -> None:
+    s = Structures(lv=3, myo=2, rv=1)
+    arr = _stack()
+    z = len(arr)
+    code = np.arange(1, z + 1, dtype=np.float32)[:, None, None] * np.ones(arr.shape[1:], np.float32)
+    ed, es = code, code[::-1].copy()  # each slice's intensity says which slice it is (ES counted the other way)
+    ins = end_slice_inputs(ed, es, arr, s, (8.0, 1.5, 1.5))
+    assert set(ins) == {"basal", "apical"}
+    b, a = ins["basal"], ins["apical"]
+    assert b is not None and a is not None
+    for x in (b, a):
+        assert x.shape == (len(END_CHANNELS), END_INPUT_SIZE, END_INPUT_SIZE) and x.dtype == np.float32
+    mid = (slice(None), slice(24, 40), slice(24, 40))
+    vb, va = b[mid].mean((1, 2)), a[mid].mean((1, 2))
+    # basal: slice 1 (slice 0 is atrium, no LV) then slice 2; apical: slice z-2 then z-3
+    assert vb[0] < vb[2] and vb[1] > vb[3] and va[0] > va[2] and va[1] < va[3]
+    assert vb[0] < va[0] and vb[1] > va[1]
+    # the same anatomy stored apex-first gives the same inputs
+    flipped = end_slice_inputs(ed[::-1], es[::-1], arr[::-1], s, (8.0, 1.5, 1.5))
+    assert np.allclose(flipped["basal"], b) and np.allclose(flipped["apical"], a)
+    # 110 mm at 1.5 mm/px spans 73 px, more than the 64-px slice: the crop's edges are padding
+    assert (b[0][:, :3] == 0).all() and (b[0][24:40, 24:40] > 0).all()
+    coarse = end_slice_inputs(ed, es, arr, s, (8.0, 3.0, 3.0))["basal"]
+    assert coarse is not None and (coarse[0] > 0).all()  # at 3 mm/px the 110 mm are 37 px, inside the slice
+    assert end_slice_inputs(ed, es, np.zeros_like(arr), s, (8.0, 1.5, 1.5)) == {"basal": None, "apical": None}
 
 
 def test_seg_features_see_fragmented_and_uncertain_segmentations() -> None:
