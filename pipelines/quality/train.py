@@ -146,8 +146,8 @@ def export_package(recipe: QualityRecipe, net: Any, out_dir: Path, extra_meta: d
     meta = ModelMetadata(
         name=recipe.package.name, version=recipe.package.version, predictor="mr_quality", task="quality",
         description="Image quality of short-axis cardiac MR (cine and LGE): artefact CNN (motion, ghosting/wrap, "
-        "spike/noise, low contrast; presence and severity per slice), LV coverage classifier and per-structure "
-        "segmentation-quality (predicted Dice) regressors.",
+        "spike/noise, low contrast; presence and severity per slice), LV coverage classifier (end-slice images and "
+        "segmentation) and per-structure segmentation-quality (predicted Dice) regressors.",
         intended_use="Research use only; not a medical device. Flags slices and studies whose measurements need "
         "review; it does not replace a reader's check of the images.",
         input_contract={"modality": "MR", "series": "cine or LGE short-axis slices, any size",
