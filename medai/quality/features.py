@@ -207,8 +207,8 @@ def end_slice_inputs(ed_image: np.ndarray, es_image: np.ndarray | None, arr: np.
         return {"basal": None, "apical": None}
     spacing_yx = (float(spacing_zyx[1]), float(spacing_zyx[2])) if spacing_zyx is not None else (1.0, 1.0)
     cy, cx = np.argwhere(heart_mask.any(0)).mean(0)
-    ed = _unit_range(np.asarray(ed_image, dtype=np.float32))
-    es = _unit_range(np.asarray(es_image, dtype=np.float32)) if es_image is not None else ed
+    ed = _unit_range(np.nan_to_num(np.asarray(ed_image, dtype=np.float32)))
+    es = _unit_range(np.nan_to_num(np.asarray(es_image, dtype=np.float32))) if es_image is not None else ed
     order = np.arange(z) if base_first(arr, s) else np.arange(z)[::-1]
     out: dict[str, np.ndarray | None] = {}
     for name, idx in (("basal", order), ("apical", order[::-1])):

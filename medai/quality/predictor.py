@@ -77,6 +77,18 @@ def sample_instances(series: Series, limit: int) -> list[Any]:
     return [inst[i] for i in idx]
 
 
+def end_cnn_logits(nets: Sequence[Any], x: np.ndarray) -> np.ndarray:
+    """Mean logit of the end-slice CNN networks ``nets`` over the four 90-degree rotations of ``x``
+    ``(N, 4, S, S)`` (one batch per network); used by the predictor and by the fit that makes its training rows."""
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    views = torch.cat([torch.rot90(xt, k, (2, 3)) for k in range(4)])
+    with torch.inference_mode():
+        out = torch.stack([net(views) for net in nets]).mean(0)
+    return out.reshape(4, len(x)).mean(0).numpy()
+
+
 @PREDICTORS.register("mr_quality")
 class QualityPredictor(Predictor):
     """Artefact, coverage and segmentation-quality models of short-axis cardiac MR."""
@@ -186,23 +198,13 @@ class QualityPredictor(Predictor):
                     images: tuple[np.ndarray, np.ndarray | None] | None) -> dict[str, float]:
         """The end-slice CNN ensemble's mean logit per end (4 rotations x fold networks; 0 for an end without
         heart)."""
-        import torch
-
         assert images is not None
         ed, es = images
         if ed.shape != labels.shape or (es is not None and es.shape != labels.shape):
-            raise ConfigError(f"coverage: the images {ed.shape} are not on the label map's grid {labels.shape}")
+            raise ValueError(f"coverage: the images {ed.shape} are not on the label map's grid {labels.shape}")
         inputs = end_slice_inputs(ed, es, labels, structures, spacing_zyx)
-        out = {}
-        with torch.inference_mode():
-            for end, x in inputs.items():
-                if x is None:
-                    out[end] = 0.0
-                    continue
-                xt = torch.from_numpy(x[None])
-                views = torch.cat([torch.rot90(xt, k, (2, 3)) for k in range(4)])  # one batch per network
-                out[end] = float(torch.stack([net(views) for net in self.coverage_nets[end]]).mean())
-        return out
+        return {end: 0.0 if x is None else float(end_cnn_logits(self.coverage_nets[end], x[None])[0])
+                for end, x in inputs.items()}
 
     def coverage_threshold(self, end: str, override: float | None = None, from_images: bool = True) -> float:
         """The probability from which ``end`` (``basal`` / ``apical``) counts as missing: ``override``, else the

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from medai.quality.predictor import end_cnn_logits
+
 logger = logging.getLogger(__name__)
 
 #: the recipe (chosen by patient-grouped cross-validation on the ACDC training patients only)
@@ -111,14 +113,6 @@ def recalibrate_batch_norm(net: nn.Module, x: torch.Tensor) -> nn.Module:
     return net.eval()
 
 
-def ensemble_logits(nets: list[nn.Module], x: np.ndarray) -> np.ndarray:
-    """Mean logit over the networks and the four 90-degree rotations of ``x`` ``(N, 4, S, S)``."""
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    with torch.inference_mode():
-        out = [net(torch.rot90(xt, k, (2, 3))) for net in nets for k in range(4)]
-    return torch.stack(out).mean(0).numpy()
-
-
 def distinct(patients: np.ndarray, x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """The rows of ``idx`` with a distinct (patient, input, label): a stack end repeated across rows counts once."""
     seen: dict[tuple[str, bytes, int], int] = {}
@@ -145,5 +139,5 @@ def fit_end(patients: np.ndarray, x: np.ndarray, y: np.ndarray, folds: int = 5, 
         nets.append(net)
         sel = te[has[te]]
         if len(sel):
-            oof[sel] = ensemble_logits([net], x[sel])
+            oof[sel] = end_cnn_logits([net], x[sel])
     return oof, nets

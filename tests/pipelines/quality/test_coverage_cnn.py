@@ -20,7 +20,7 @@ from medai.quality.features import (
     coverage_features,
     end_slice_inputs,
 )
-from medai.quality.predictor import QualityPredictor
+from medai.quality.predictor import QualityPredictor, end_cnn_logits
 from medai.registry import NETWORKS
 from pipelines.quality import coverage_cnn
 from pipelines.quality.fit_gate import END_CNN_WEIGHTS, fit_coverage
@@ -122,7 +122,10 @@ def test_the_predictor_runs_the_fitted_ensemble_and_falls_back_without_images(tm
             net = NETWORKS.get("coverage_cnn")(**coverage_cnn.NETWORK["params"])
             net.load_state_dict({k: v.float() for k, v in st.items()})
             nets.append(net.eval())
-        logit = float(coverage_cnn.ensemble_logits(nets, ins[end][None])[0])
+        xt = torch.from_numpy(ins[end][None])
+        with torch.no_grad():
+            logit = float(torch.stack([net(torch.rot90(xt, k, (2, 3))) for net in nets for k in range(4)]).mean())
+        assert end_cnn_logits(nets, np.stack([ins[end], ins[end]])) == pytest.approx([logit, logit], rel=1e-5)
         for m, x, p in ((model[end], np.r_[feats[end], logit], got[end]),
                         (model["seg_only"][end], feats[end], alone[end])):
             z = (x - np.asarray(m["mean"])) / np.asarray(m["scale"])
