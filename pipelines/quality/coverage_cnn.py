@@ -86,10 +86,15 @@ def fit_network(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = EPOCH
     torch.manual_seed(seed)
     loader = DataLoader(TensorDataset(xt, yt), batch_size=BATCH, shuffle=True, drop_last=len(xt) % BATCH == 1,
                         generator=torch.Generator().manual_seed(seed))
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # ten small fits: no banner per fit
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(EndModule(), loader)
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # ten small fits: no banner per fit (the caller's level comes back)
+    try:
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(EndModule(), loader)
+    finally:
+        lightning_log.setLevel(level)
     return recalibrate_batch_norm(net, xt)
 
 

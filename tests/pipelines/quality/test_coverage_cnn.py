@@ -74,6 +74,18 @@ def test_without_images_only_the_segmentation_regression_is_fitted() -> None:
     assert model["basal"]["features"] == list(COVERAGE_FEATURES)
 
 
+def test_fitting_leaves_the_callers_lightning_log_level_as_it_was() -> None:
+    import logging
+
+    log = logging.getLogger("lightning.pytorch")
+    log.setLevel(logging.DEBUG)
+    rows, inputs = _cohort(n_patients=2)
+    y = np.array([r["basal_missing"] for r in rows], int)
+    net = coverage_cnn.fit_network(inputs["basal"], y, epochs=1)
+    assert log.level == logging.DEBUG and not net.training
+    log.setLevel(logging.NOTSET)
+
+
 def test_one_class_training_set_is_refused() -> None:
     x = np.zeros((4, len(END_CHANNELS), END_INPUT_SIZE, END_INPUT_SIZE), np.float32)
     with pytest.raises(ValueError, match="both classes"):
