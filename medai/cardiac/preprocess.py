@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from medai.percentiles import percentiles
+
 #: Stable label names of the cine segmentation and the values the shipped model emits (ACDC convention).
 CINE_LABELS: dict[str, int] = {"rv": 1, "myo": 2, "lv": 3}
 
@@ -88,7 +90,7 @@ def normalize_intensity(array: np.ndarray, p_low: float = 1.0, p_high: float = 9
         float32 array of the same shape, zero mean and unit variance inside the clipped range.
     """
     a = np.asarray(array, dtype=np.float32)
-    lo, hi = np.percentile(a, [p_low, p_high])
+    lo, hi = percentiles(a, [p_low, p_high])
     a = np.clip(a, lo, hi)
     std = float(a.std())
     return ((a - float(a.mean())) / (std if std > 1e-6 else 1.0)).astype(np.float32)

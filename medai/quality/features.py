@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medai.percentiles import percentiles
+
 #: angular bins of the myocardial ring test
 RING_BINS = 24
 
@@ -177,7 +179,7 @@ END_CHANNELS = ("ed_end", "es_end", "ed_next", "es_next")
 
 
 def _unit_range(img: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(img, [1.0, 99.5])
+    lo, hi = percentiles(img, [1.0, 99.5])
     return np.clip((img - lo) / max(float(hi - lo), 1e-6), 0.0, 1.5).astype(np.float32)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from medai.domain.volume import LabelMap, Volume
 from medai.errors import InputValidationError
+from medai.percentiles import percentiles
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def _window(image: np.ndarray) -> tuple[float, float]:
     finite = image[np.isfinite(image)]
     if finite.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(finite, [1.0, 99.5])
+    lo, hi = percentiles(finite, [1.0, 99.5])
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 
