@@ -260,6 +260,38 @@ def acdc_split_patients(root: Path, split: str) -> list[str]:
     return ids
 
 
+#: seed of the patient folds shared by medai's ACDC cross-validations (cine segmentation and diagnosis)
+FOLD_SEED = 2017
+
+
+def acdc_folds(root: Path, n_folds: int = 5, seed: int = FOLD_SEED) -> dict[str, int]:
+    """Patient id -> fold (``0 .. n_folds - 1``) of every patient of an official-layout folder whose ``Info.cfg``
+    names its group: scikit-learn's ``StratifiedKFold(n_folds, shuffle=True, random_state=seed)`` over the sorted
+    ids, stratified by group (5 folds of the 100 training patients: 4 per group in each).
+
+    Raises:
+        ConfigError: no patient folders, or too few patients per group for ``n_folds`` folds.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    dirs = _patient_dirs(Path(root))
+    groups = {d.name: read_info_cfg(d / "Info.cfg").get("Group", "") for d in dirs if (d / "Info.cfg").is_file()}
+    ids = [p for p, g in groups.items() if g]
+    if not ids:
+        raise ConfigError(f"no patientNNN/Info.cfg with a Group in {root}; expected the official ACDC layout")
+    y = [groups[p] for p in ids]
+    smallest = min(y.count(g) for g in set(y))
+    if n_folds < 2 or smallest < n_folds:
+        raise ConfigError(f"{n_folds}-fold cross-validation needs at least {max(n_folds, 2)} patients per group; "
+                          f"{root} has {smallest} in its smallest group",
+                          details=[{"field": "n_folds", "problem": "too many folds", "value": n_folds}])
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    out: dict[str, int] = {}
+    for k, (_, held) in enumerate(skf.split(np.zeros(len(ids)), y)):
+        out.update({ids[i]: k for i in held})
+    return dict(sorted(out.items()))
+
+
 def load_acdc_release(
     root: Path, split: str | None = None, patients: Iterable[str] | None = None
 ) -> list[SegCase]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medai.cardiac.preprocess import CINE_LABELS, NetworkSpec
 from medai.errors import ConfigError
@@ -59,6 +59,11 @@ class DataConfig(_Strict):
     * ``acdc`` without ``root``: folders of official-layout patient folders (every patient in each);
     * ``acdc-h5``: folders of ``patientNNN_frameXX.h5`` files (each folder is a split);
     * ``manifest``: unused (the manifest's ``split`` column, ``train``/``val``, selects).
+
+    ``fold`` (official release with ``root`` only) replaces the ``splits.csv`` split by a cross-validation fold:
+    fold ``k`` of :func:`medai.datasets.acdc.acdc_folds` over every patient of the release (train and val alike)
+    is held out and never trained on. It is validated on as curves only: no checkpoint selection and no early
+    stopping; the package gets the last epoch's weights (:mod:`pipelines.cmr.cv`).
     """
 
     format: DataFormat = DataFormat.ACDC
@@ -67,6 +72,9 @@ class DataConfig(_Strict):
     val: str = "val"
     manifest: str | None = None
     max_cases: int | None = Field(default=None, description="use only the first N cases per split (smoke tests)")
+    fold: int | None = Field(default=None, ge=0, description="hold out this cross-validation fold of every patient "
+                             "of the release (train and val of splits.csv); None: the train/val split")
+    n_folds: int = Field(default=5, ge=2, description="folds of the cross-validation (with fold)")
     resample: bool = Field(
         default=True,
         description="resample in-plane to model.target_spacing_mm, as the predictor does, when the data has a "
@@ -79,6 +87,16 @@ class DataConfig(_Strict):
     num_workers: int = 1
     samples_per_epoch: int | None = Field(default=None, description="None: one pass over all training slices")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="after")
+    def _fold_needs_the_release(self) -> DataConfig:
+        if self.fold is None:
+            return self
+        if self.format != DataFormat.ACDC or self.root is None:
+            raise ValueError("data.fold needs the official ACDC release (data.format acdc with data.root)")
+        if self.fold >= self.n_folds:
+            raise ValueError(f"data.fold={self.fold} but data.n_folds={self.n_folds} (folds are 0..{self.n_folds - 1})")
+        return self
 
 
 class ModelConfig(_Strict):

@@ -85,10 +85,25 @@ def _load_acdc(cfg: DataConfig, split: str) -> list[SegCase]:
     if cfg.root is None:
         return load_acdc(resolve_data_path(name))
     root = resolve_data_path(cfg.root)
+    if cfg.fold is not None:  # a cross-validation fold of every patient: held out (val) or the others (train)
+        folds = fold_patients(cfg)
+        keep = [p for p, k in folds.items() if (k == cfg.fold) == (split == "val")]
+        if cfg.max_cases:
+            keep = keep[: math.ceil(cfg.max_cases / 2)]
+        return load_acdc(root, patients=keep)
     patients = None
     if cfg.max_cases:  # read only the patients needed (two cases, ED and ES, each)
         patients = acdc_split_patients(root, name)[: math.ceil(cfg.max_cases / 2)]
     return load_acdc(root, split=name, patients=patients)
+
+
+def fold_patients(cfg: DataConfig) -> dict[str, int]:
+    """Patient id -> cross-validation fold of the recipe's ACDC release (:func:`medai.datasets.acdc.acdc_folds`)."""
+    from medai.datasets.acdc import acdc_folds
+
+    if cfg.root is None:
+        raise ConfigError("data.fold needs data.root (the official ACDC release)")
+    return acdc_folds(resolve_data_path(cfg.root), cfg.n_folds)
 
 
 def resample_case(case: SegCase, target_spacing_mm: float) -> SegCase:

@@ -80,17 +80,19 @@ def _ef(edv: float, esv: float) -> float:
     return 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
 
 
-def evaluate_acdc(predictor: CineSegPredictor, data: Path, fmt: str, split: str | None = None) -> dict[str, Any]:
+def evaluate_acdc(predictor: CineSegPredictor, data: Path, fmt: str, split: str | None = None,
+                  patients: list[str] | None = None) -> dict[str, Any]:
     """Per-case Dice/HD95 and per-patient EF/volume errors on ACDC (HDF5 or official release).
 
     Args:
         split: official release only: the ``splits.csv`` split to evaluate (e.g. ``"val"``); None: every patient.
+        patients: official release only: evaluate only these patient ids (a cross-validation fold).
     """
     from medai.datasets.acdc import load_acdc, load_acdc_h5
 
-    if fmt == "acdc-h5" and split is not None:
+    if fmt == "acdc-h5" and (split is not None or patients is not None):
         raise ConfigError("--split applies to the official ACDC layout (splits.csv); an HDF5 folder is one split")
-    cases = load_acdc_h5(data) if fmt == "acdc-h5" else load_acdc(data, split=split)
+    cases = load_acdc_h5(data) if fmt == "acdc-h5" else load_acdc(data, split=split, patients=patients)
     values = predictor.config.labels
     per_case: list[dict[str, Any]] = []
     vols: dict[str, dict[str, dict[str, float]]] = {}
@@ -276,18 +278,20 @@ def bland_altman(result: dict[str, Any], path: Path, title: str) -> Path | None:
     return path
 
 
-def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto", split: str | None = None) -> dict[str, Any]:
+def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto", split: str | None = None,
+             patients: list[str] | None = None) -> dict[str, Any]:
     """Run the evaluation and return the JSON document (without writing it).
 
     Args:
         split: ACDC official layout only: evaluate this ``splits.csv`` split (``"val"``); None: all of ``data``.
+        patients: ACDC official layout only: evaluate only these patient ids (a cross-validation fold).
     """
     data = Path(data)
     fmt = detect_format(data) if fmt == "auto" else fmt
     t0 = time.perf_counter()
     if fmt in ("acdc-h5", "acdc"):
-        result = evaluate_acdc(predictor, data, fmt, split)
-    elif split is not None:
+        result = evaluate_acdc(predictor, data, fmt, split, patients)
+    elif split is not None or patients is not None:
         raise ConfigError(f"--split is for the official ACDC layout (splits.csv), not for --format {fmt}")
     elif fmt == "sunnybrook":
         result = evaluate_sunnybrook(predictor, data)
@@ -298,6 +302,7 @@ def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto", split: 
         "data": str(data),
         "format": fmt,
         "split": split,
+        **({"patients_selected": sorted(patients)} if patients is not None else {}),
         "n_cases": len(result["cases"]),
         "n_patients": len(result["patients"]),
         "hd95_unit": result["hd95_unit"],

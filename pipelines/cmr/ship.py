@@ -50,6 +50,29 @@ def section(name: str, doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cv_section(name: str, doc: dict[str, Any]) -> list[str]:
+    """The card lines of a cross-validation JSON (:mod:`pipelines.cmr.cv`): pooled held-out figures, then folds."""
+    n, run = doc["n_folds"], doc["folds_run"]
+    status = (f"all {n} folds" if doc["complete"] else
+              f"PARTIAL: {len(run)} of {n} folds run ({', '.join(map(str, run))}); the others are still to run")
+    pooled = {**doc, "mean": doc["pooled"], "format": "acdc", "split": None}
+    lines = section(name, pooled)
+    lines[0] = (f"### `evaluation/{name}.json`: {n}-fold cross-validation on the ACDC release, {status} "
+                f"({doc['n_patients']} held-out patients, {doc['n_cases']} cases)")
+    lines[2] = f"    {doc.get('command') or 'python -m pipelines.cmr.cv'}"
+    lines.insert(4, f"Protocol: {doc['protocol']}. Pooled over the held-out patients:")
+    lines.insert(5, "")
+    lines += ["| fold | patients | epochs | training (min) | Dice LV | Dice MYO | Dice RV | LVEF MAE |",
+              "|---|---|---|---|---|---|---|---|"]
+    for f in doc["folds"]:
+        m = f["mean"]
+        minutes = f"{f['train_time_s'] / 60:.0f}" if f.get("train_time_s") else "-"
+        epochs = f"{f['epochs']:.0f}" if f.get("epochs") is not None else "-"
+        lines.append(f"| {f['fold']} | {f['n_patients']} | {epochs} | {minutes} | {_f(m, 'dice.lv')} | "
+                     f"{_f(m, 'dice.myo')} | {_f(m, 'dice.rv')} | {_f(m, 'ef_mae', '{:.2f}')} |")
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: refresh the card's evaluation sections and the metadata ``eval/`` metrics."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,15 +83,17 @@ def main(argv: list[str] | None = None) -> None:
     card = card.split(MARK)[0].rstrip() + "\n\n"
     lines = [MARK, "", "Every figure here comes from the JSON named, written by `medai evaluate` through "
              "`CineSegPredictor` (resampling, normalisation, consistency step and measurement exactly as "
-             "`medai analyze`). The ACDC `val` split selected the checkpoint: a validation figure, not a test. "
+             "`medai analyze`). The ACDC `val` split selected the shipped checkpoint: a validation figure, not a test; "
+             "a cross-validation fold's package never saw its held-out patients. "
              "Floor on the official test set (not available here): Dice " + ", ".join(
                  f"{k.upper()} {v}" for k, v in FLOOR.items()) + "; goal " + ", ".join(
                  f"{k.upper()} {v}" for k, v in GOAL.items()) + ".", ""]
     meta = read_metadata(pkg)
     meta.metrics = {k: v for k, v in meta.metrics.items() if not k.startswith("eval/")}
     for name, doc in docs.items():
-        lines += section(name, doc)
-        meta.metrics.update({f"eval/{name}/{k}": float(v) for k, v in doc["mean"].items()
+        cv = "folds_run" in doc
+        lines += cv_section(name, doc) if cv else section(name, doc)
+        meta.metrics.update({f"eval/{name}/{k}": float(v) for k, v in (doc["pooled"] if cv else doc["mean"]).items()
                              if k.startswith(("dice.", "ef_", "rvef_", "lv_mass_", "edv_"))})
     (pkg / "MODEL_CARD.md").write_text(card + "\n".join(lines))
     meta.files = sorted({*meta.files, *(f"evaluation/{n}.json" for n in docs)})

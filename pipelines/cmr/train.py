@@ -6,6 +6,8 @@ checkpoint (ED/ES Dice, HD95) -> :func:`export_package` -> plots and package log
 model ``heart_mr_cine_seg`` with alias ``candidate``.
 
 The validation split is the model-selection split: its figures are *validation* figures, not a test result.
+With ``data.fold`` (cross-validation, :mod:`pipelines.cmr.cv`) the held-out fold takes the validation split's
+place as curves only: no selection, no early stopping, and the package holds the last epoch's weights.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 
 from medai.cardiac.preprocess import CineSegInferenceConfig
+from medai.datasets.acdc import FOLD_SEED
 from medai.inference.package import ModelMetadata, TrainingData, write_metadata
 from medai.settings import REPO_ROOT, get_settings
 from pipelines import mlflow_utils
@@ -55,12 +58,14 @@ def _count_patients(recipe: CmrSegRecipe, split: str) -> int | None:
     """Patients of a split of an ACDC recipe (from splits.csv or the folder), None when it cannot be told."""
     from medai.datasets.acdc import acdc_split_patients
     from medai.errors import ConfigError
-    from pipelines.cmr.data import resolve_data_path
+    from pipelines.cmr.data import fold_patients, resolve_data_path
 
     d = recipe.data
     name = d.train if split == "train" else d.val
     try:
-        if d.format == DataFormat.ACDC and d.root is not None:
+        if d.fold is not None:
+            n = sum((k == d.fold) == (split == "val") for k in fold_patients(d).values())
+        elif d.format == DataFormat.ACDC and d.root is not None:
             n = len(acdc_split_patients(resolve_data_path(d.root), name))
         else:
             folder = resolve_data_path(name)
@@ -82,6 +87,9 @@ def split_description(recipe: CmrSegRecipe, split: str) -> str:
     if d.max_cases:
         count += f", data.max_cases={d.max_cases}"
     name = d.train if split == "train" else d.val
+    if d.fold is not None:
+        which = f"fold {d.fold} of {d.n_folds}" if split == "val" else f"every patient but fold {d.fold} of {d.n_folds}"
+        return f"ACDC official training set, {d.root}: {which} (group-stratified, seed {FOLD_SEED}; {count})"
     if d.format == DataFormat.ACDC and d.root is not None:
         return f"ACDC official training set, {d.root}/splits.csv {name!r} ({count})"
     if d.format == DataFormat.ACDC_H5:
@@ -96,7 +104,10 @@ def acdc_training_data(recipe: CmrSegRecipe) -> TrainingData:
     n = _count_patients(recipe, "train")
     return TrainingData(
         name=f"{split_description(recipe, 'train')}, ED+ES",
-        description=f"{ACDC_DESCRIPTION} Model selection on {split_description(recipe, 'val')}.",
+        description=f"{ACDC_DESCRIPTION} " + (
+            f"Held out, never trained on and not used for selection (last-epoch weights): "
+            f"{split_description(recipe, 'val')}." if recipe.data.fold is not None
+            else f"Model selection on {split_description(recipe, 'val')}."),
         licence="CC BY-NC-SA 4.0",
         n_cases=n,
         citation=ACDC_CITATION,
@@ -277,6 +288,8 @@ def model_card(meta: ModelMetadata, recipe: CmrSegRecipe, n_params: int) -> str:
     td = meta.training_data[0] if meta.training_data else None
     d = recipe.data
     val_desc = split_description(recipe, "val")
+    val_heading = (f"held-out cross-validation fold, not trained on and not used for selection: {val_desc}"
+                   if d.fold is not None else f"model-selection split: {val_desc}; NOT an independent test")
     if d.format in (DataFormat.ACDC_H5, DataFormat.SYNTHETIC):
         hd_unit, grid_note = "voxels", " as stored (no spacing is known; HD95 in voxels)"
     elif d.resample:
@@ -308,7 +321,7 @@ Failure modes to expect: basal slices (LV outflow / atria), apical slices with p
 - Licence of the data and therefore of these weights: **{meta.licence or "see training data"}** (non-commercial).
 - Citation: {td.citation if td else ""}
 
-## Validation (model-selection split: {val_desc}; NOT an independent test)
+## Validation ({val_heading})
 3-D Dice per volume, mean over the patients x {{ED, ES}}, after the predictor's consistency step
 (`medai.cardiac.postprocess.clean_frame`: largest component per structure, no RV inside the LV), on the
 training grid{grid_note}. The checkpoint was selected on these figures, so they are optimistic for unseen data.
@@ -424,14 +437,27 @@ def _launched_worker_rank() -> int:
     return node * 1000 + local
 
 
+def _selection(recipe: CmrSegRecipe, ckpt_dir: Path | None = None) -> tuple[ModelCheckpoint, list[Callback]]:
+    """The checkpoint callback and the callbacks to train with: the best ``val/dice/mean`` checkpoint and early
+    stopping on it; with ``data.fold`` (a cross-validation fold held out), the last epoch's and nothing that looks
+    at the held-out fold."""
+    where = {"dirpath": str(ckpt_dir)} if ckpt_dir is not None else {}
+    if recipe.data.fold is not None:
+        ckpt = ModelCheckpoint(**where, save_last=True, filename="epoch-{epoch:03d}")
+        return ckpt, [ckpt]
+    ckpt = ModelCheckpoint(**where, monitor="val/dice/mean", mode="max", save_top_k=1, save_last=True,
+                           filename="best-{epoch:03d}")
+    early = EarlyStopping(monitor="val/dice/mean", mode="max", patience=recipe.trainer.early_stopping_patience,
+                          check_on_train_epoch_end=False)
+    return ckpt, [ckpt, early]
+
+
 def _fit_only(recipe: CmrSegRecipe) -> dict[str, Any]:
     dm = CineSegDataModule(recipe.data, recipe.model.target_spacing_mm)
     module = CineSegModule(recipe.model, recipe.optim, max_epochs=recipe.trainer.max_epochs,
                            divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
-    ckpt = ModelCheckpoint(monitor="val/dice/mean", mode="max", save_top_k=1)
-    early = EarlyStopping(monitor="val/dice/mean", mode="max", patience=recipe.trainer.early_stopping_patience,
-                          check_on_train_epoch_end=False)
-    _trainer(recipe, [ckpt, early], get_settings().home / "runs" / recipe.name / "worker").fit(module, datamodule=dm)
+    _, callbacks = _selection(recipe)
+    _trainer(recipe, callbacks, get_settings().home / "runs" / recipe.name / "worker").fit(module, datamodule=dm)
     return {}
 
 
@@ -472,17 +498,14 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
         module = CineSegModule(recipe.model, recipe.optim, max_epochs=recipe.trainer.max_epochs,
                                divisor=recipe.model.size_divisor, val_chunk=recipe.data.val_batch_slices)
         history = HistoryCallback(run_id, mlflow_utils.setup_tracking())
-        ckpt = ModelCheckpoint(dirpath=str(work / "checkpoints"), monitor="val/dice/mean", mode="max",
-                               save_top_k=1, save_last=True, filename="best-{epoch:03d}")
-        early = EarlyStopping(monitor="val/dice/mean", mode="max", patience=recipe.trainer.early_stopping_patience,
-                              check_on_train_epoch_end=False)
-        trainer = _trainer(recipe, [history, ckpt, early], work)
+        ckpt, selection = _selection(recipe, work / "checkpoints")
+        trainer = _trainer(recipe, [history, *selection], work)
         t0 = time.time()
         trainer.fit(module, datamodule=dm)
         train_time = time.time() - t0
         if not trainer.is_global_zero:
             return {"run_id": run_id}
-        best = ckpt.best_model_path
+        best = ckpt.best_model_path if recipe.data.fold is None else ""  # a CV fold keeps the last epoch's weights
         if best:
             state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
             module.load_state_dict(state)

@@ -3,11 +3,13 @@
     python -m pipelines.dx.cv --recipe configs/experiment/dx_acdc.yaml \
         --out models/packages/heart_mr_cine_dx/evaluation/acdc_cv5.json
 
-The recipe's segmentation package segments all patients once (features cached). Five stratified folds (seed
-2017, fixed before any result was seen); for each, :func:`pipelines.dx.train.fit_package` fits both estimators on
-the other four folds and picks the primary by its own inner CV (nested: no fold scores its own choice), writes a
-fold package, and ``Predictor.from_package(fold package, estimator=...).predict(...)`` classifies the held-out
-fold, with every modality subset of the recipe. Hyper-parameters are the recipe's; nothing is tuned on the folds.
+The recipe's segmentation package segments all patients once (features cached). Five group-stratified folds
+(:func:`medai.datasets.acdc.acdc_folds`, seed 2017, fixed before any result was seen; the cine segmentation's CV,
+:mod:`pipelines.cmr.cv`, holds out the same folds); for each, :func:`pipelines.dx.train.fit_package` fits both
+estimators on the other four folds and picks the primary by its own inner CV (nested: no fold scores its own
+choice), writes a fold package, and ``Predictor.from_package(fold package, estimator=...).predict(...)`` classifies
+the held-out fold, with every modality subset of the recipe. Hyper-parameters are the recipe's; nothing is tuned
+on the folds.
 
 Caveat written into the JSON: the shipped cine segmentation was trained on the 80 ``train`` patients, so their
 features come from a segmentation that has seen them (closer to reference masks than on new patients); the 20
@@ -26,20 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from medai.datasets.acdc import FOLD_SEED
 from medai.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SEED = 2017
+SEED = FOLD_SEED
 
 
 def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the CV and write ``out`` (JSON) plus a confusion-matrix PNG beside it."""
-    from sklearn.model_selection import StratifiedKFold
-
     from medai.cardiac.dx_predictor import load_dx
     from medai.cardiac.predictor import load_default
-    from medai.datasets.acdc import acdc_split_patients
+    from medai.datasets.acdc import acdc_folds, acdc_split_patients
     from medai.settings import get_settings
     from pipelines.cmr.data import resolve_data_path
     from pipelines.dx.config import load_recipe
@@ -66,9 +67,10 @@ def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | 
     names = ("baseline", "fusion")
     probs = {f"{e}/{s}": np.zeros((len(y), len(classes))) for e in [*names, "primary"] for s in sets}
     fold_info = []
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    fold_of = table["patient"].map(acdc_folds(root, folds, SEED)).to_numpy()
     with tempfile.TemporaryDirectory(prefix="dx_cv_") as tmp:
-        for k, (tr, te) in enumerate(skf.split(table, y)):
+        for k in range(folds):
+            tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
             pkg, info = fit_package(recipe, table.iloc[tr], Path(tmp) / f"fold{k}")
             fold_info.append({"fold": k, "n_train": len(tr), "n_test": len(te), "primary": info["primary"],
                               "test_patients": table["patient"].iloc[te].tolist()})

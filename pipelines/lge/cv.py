@@ -17,47 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medai.cardiac.lge_predictor import load_default
 from medai.errors import ConfigError
 from medai.inference.package import read_metadata
 from medai.settings import REPO_ROOT, get_settings
+from pipelines.crossval import fold_summary, log_to_run
 from pipelines.lge.config import load_recipe
 from pipelines.lge.evaluate import CONVENTIONS, evaluate, summarize, write
 
 logger = logging.getLogger(__name__)
-
-
-def _log_to_run(run_id: str | None, doc: dict[str, Any], path: Path) -> None:
-    if not run_id:
-        return
-    import mlflow
-
-    from pipelines import mlflow_utils
-
-    mlflow_utils.setup_tracking()
-    with mlflow.start_run(run_id=run_id):
-        mlflow_utils.log_metrics({f"eval/{k.replace('.', '/')}": v for k, v in doc["mean"].items()})
-        mlflow.log_artifact(str(path), artifact_path="evaluation")
-
-
-def fold_summary(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and SD over folds of each fold-level mean."""
-    keys = sorted({k for f in folds for k in f["mean"]} - {"n_cases", "n_infarct_cases", "n_mvo_cases"})
-    mean, sd = {}, {}
-    for k in keys:
-        v = [f["mean"][k] for f in folds if k in f["mean"] and math.isfinite(f["mean"][k])]
-        if v:
-            mean[k] = float(np.mean(v))
-            sd[k] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
-    return mean, sd
 
 
 def run_cv(
@@ -93,7 +66,7 @@ def run_cv(
             raise ConfigError(f"fold {k}: evaluated cases differ from the package's held-out fold")
         fold_json = write(doc, pkg / "evaluation" / "emidec_heldout.json",
                           f"medai evaluate heart_mr_lge_seg --model {pkg} --data {data} --format emidec")
-        _log_to_run(run_id, doc, fold_json)
+        log_to_run(run_id, doc, fold_json)
         results.append({"fold": k, "n_cases": doc["n_cases"], "mean": doc["mean"], "package": str(pkg),
                         "mlflow_run_id": run_id, "train_time_s": meta.metrics.get("train/wall_time_s"),
                         "epochs": meta.metrics.get("train/epochs"), "heldout_cases": got})

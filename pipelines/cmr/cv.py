@@ -1,0 +1,167 @@
+"""k-fold cross-validation of the cine segmentation recipe on every patient of the official ACDC training set.
+
+``python -m pipelines.cmr.cv configs/experiment/cmr_seg_2d.yaml [overrides...] [--folds 0 1 2 3 4] \
+    [--out models/packages/heart_mr_cine_seg/evaluation/acdc_cv5.json]``
+
+The folds are :func:`medai.datasets.acdc.acdc_folds` (5 group-stratified folds of the 100 patients, 4 per group in
+each, seed 2017), the same folds as the diagnosis CV (:mod:`pipelines.dx.cv`). For every fold ``k``:
+``train_from_recipe(recipe, data.fold=k)`` (its own MLflow run under ``MEDAI_HOME``) trains on the other 80
+patients, with the held-out fold logged as curves only (no checkpoint selection, no early stopping: the last
+epoch's weights), and writes a fold package to ``--work``/``fold<k>``. Then ``Predictor.from_package(fold
+package)`` segments the held-out patients' ED and ES volumes (:func:`pipelines.cmr.evaluate.evaluate`: Dice, HD95,
+EF, volume and mass errors against the reference masks); that JSON goes beside the package
+(``evaluation/acdc_heldout.json``) and its means to the fold's run.
+
+The output JSON holds each fold's means, the mean and SD over folds, and the pooled means over every held-out case
+(each patient is held out exactly once when all folds ran). It is rewritten after each fold, so a partial run leaves
+honest partial results (``complete`` says whether all folds ran); ``--skip-existing`` reuses fold packages already
+trained, so a run can be resumed fold by fold. Hyperparameters are the recipe's, identical for every fold.
+
+On CPU each fold takes the recipe's ``trainer.max_time_minutes`` (85 min on 2 threads); on a GPU add
+``trainer.preset=gpu trainer.accelerator=gpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from medai.errors import ConfigError
+from medai.inference.package import read_metadata
+from medai.settings import REPO_ROOT, get_settings
+from pipelines.cmr.config import load_recipe
+from pipelines.crossval import fold_summary, log_to_run
+
+logger = logging.getLogger(__name__)
+
+#: the model-card headline figures, logged after each fold
+HEADLINE = ("dice.lv", "dice.myo", "dice.rv", "ef_mae")
+
+
+def _write(doc: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=float))
+    tmp.replace(path)
+    return path
+
+
+def run_cv(
+    recipe_path: Path, folds: list[int], data: Path, out: Path, work: Path, overrides: list[str] | None = None,
+    *, skip_existing: bool = False, command: str = "",
+) -> dict[str, Any]:
+    """Train and evaluate ``folds``; write and return the CV document (see the module docstring)."""
+    from medai.cardiac.predictor import load_default
+    from pipelines.cmr.data import fold_patients
+    from pipelines.cmr.evaluate import evaluate, summarize
+    from pipelines.cmr.train import train_from_recipe
+
+    overrides = list(overrides or [])
+    recipe = load_recipe(recipe_path, [*overrides, f"data.root={Path(data).resolve()}", "data.fold=0"])  # foldable?
+    n_folds = recipe.data.n_folds
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise ConfigError(f"folds {bad} do not exist: the recipe has data.n_folds={n_folds} (0..{n_folds - 1})")
+    assignment = fold_patients(recipe.data)
+    results: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []
+    patients: list[dict[str, Any]] = []
+    t_all = time.time()
+    cv: dict[str, Any] = {}
+    for k in folds:
+        pkg = Path(work) / f"fold{k}"
+        fold_ov = [*overrides, f"data.root={Path(data).resolve()}", f"data.fold={k}", f"package.out_dir={pkg}",
+                   "package.register_model=false", f"package.version={recipe.package.version}-fold{k}"]
+        if skip_existing and (pkg / "metadata.json").is_file():
+            logger.info("fold %d: reusing %s", k, pkg)
+            run_id = read_metadata(pkg).mlflow_run_id
+        else:
+            logger.info("fold %d: training (%s)", k, " ".join(fold_ov))
+            run_id = train_from_recipe(recipe_path, fold_ov)["run_id"]
+        meta = read_metadata(pkg)
+        held = sorted(p for p, f in assignment.items() if f == k)
+        doc = evaluate(load_default(pkg), data, "acdc", patients=held)  # Predictor.from_package(fold package)
+        got = sorted({p["patient"] for p in doc["patients"]})
+        if got != held:
+            raise ConfigError(f"fold {k}: the evaluated patients differ from the held-out fold ({len(got)} vs "
+                              f"{len(held)})")
+        doc["command"] = (f"medai evaluate heart_mr_cine_seg --model {pkg} --data {data} --format acdc "
+                          f"(patients of fold {k})")
+        fold_json = _write(doc, pkg / "evaluation" / "acdc_heldout.json")
+        log_to_run(run_id, doc, fold_json)
+        results.append({"fold": k, "n_patients": doc["n_patients"], "n_cases": doc["n_cases"], "mean": doc["mean"],
+                        "package": str(pkg), "mlflow_run_id": run_id,
+                        "train_time_s": meta.metrics.get("train/wall_time_s"),
+                        "epochs": meta.metrics.get("train/epochs"), "heldout_patients": held})
+        cases += [{"fold": k, **c} for c in doc["cases"]]
+        patients += [{"fold": k, **p} for p in doc["patients"]]
+        fmean, fsd = fold_summary(results)
+        cv = {
+            "command": command,
+            "recipe": str(recipe_path),
+            "overrides": overrides,
+            "data": str(data),
+            "n_folds": n_folds,
+            "fold_seed": "medai.datasets.acdc.FOLD_SEED (2017)",
+            "folds_run": [r["fold"] for r in results],
+            "complete": sorted(r["fold"] for r in results) == list(range(n_folds)),
+            "protocol": "each fold's package (trained on the other folds' patients with the recipe's fixed "
+            "hyperparameters, last-epoch weights, the held-out fold never used for selection) evaluated through "
+            "Predictor.from_package(...).segment_volume on the held-out patients' ED and ES volumes",
+            "n_patients": len(patients),
+            "n_cases": len(cases),
+            "hd95_unit": doc["hd95_unit"],
+            "pooled": summarize({"cases": cases, "patients": patients}),
+            "fold_mean": fmean,
+            "fold_sd": fsd,
+            "folds": results,
+            "cases": cases,
+            "patients": patients,
+            "seconds": time.time() - t_all,
+        }
+        _write(cv, out)
+        logger.info("fold %d: %s", k, {m: round(doc["mean"][m], 3) for m in HEADLINE if m in doc["mean"]})
+    return cv
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line of :func:`run_cv`."""
+    ap = argparse.ArgumentParser(description="k-fold CV of a cine segmentation recipe on the ACDC release")
+    ap.add_argument("recipe", type=Path)
+    ap.add_argument("overrides", nargs="*", help="dotted overrides applied to every fold")
+    ap.add_argument("--folds", type=int, nargs="+", default=None, help="default: all folds of the recipe")
+    ap.add_argument("--data", type=Path, default=None, help="ACDC release root (default: the recipe's data.root)")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "models/packages/heart_mr_cine_seg/evaluation/"
+                    "acdc_cv5.json")
+    ap.add_argument("--work", type=Path, default=None, help="fold packages (default: MEDAI_HOME/packages/<name>_cv)")
+    ap.add_argument("--skip-existing", action="store_true", help="reuse fold packages already in --work")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    recipe = load_recipe(args.recipe, args.overrides)
+    from pipelines.cmr.data import resolve_data_path
+
+    if recipe.data.root is None:
+        raise ConfigError("the cine CV needs the official ACDC release: set data.root")
+    data = args.data or resolve_data_path(recipe.data.root)
+    work = args.work or get_settings().home / "packages" / f"{recipe.package.name}_cv"
+    folds = args.folds if args.folds is not None else list(range(recipe.data.n_folds))
+    try:
+        rel = args.recipe.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        rel = args.recipe
+    command = " ".join(["python -m pipelines.cmr.cv", shlex.quote(str(rel)), *map(shlex.quote, args.overrides),
+                        "--folds", *map(str, folds), *(["--data", str(args.data)] if args.data else []),
+                        "--out", str(args.out)])
+    run_cv(args.recipe, folds, data, args.out, work, args.overrides, skip_existing=args.skip_existing,
+           command=command)
+
+
+if __name__ == "__main__":
+    main()
