@@ -11,7 +11,9 @@ choice), writes a fold package, and ``Predictor.from_package(fold package, estim
 the held-out fold, with every modality subset of the recipe. Hyper-parameters are the recipe's; nothing is tuned
 on the folds.
 
-Caveat written into the JSON: the shipped cine segmentation was trained on the 80 ``train`` patients, so their
+With ``--seg-cv DIR`` (the fold packages of :mod:`pipelines.cmr.cv`, same folds) every patient is segmented by the
+cine fold package that never trained on it, and the caveat below goes away. Without it, the caveat written into the
+JSON: the shipped cine segmentation was trained on the 80 ``train`` patients, so their
 features come from a segmentation that has seen them (closer to reference masks than on new patients); the 20
 ``val`` patients' features do not, and the JSON also reports the folds' scores on those 20 alone.
 """
@@ -36,8 +38,45 @@ logger = logging.getLogger(__name__)
 SEED = FOLD_SEED
 
 
-def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Run the CV and write ``out`` (JSON) plus a confusion-matrix PNG beside it."""
+def out_of_fold_features(seg_cv: Path, root: Path, folds: int, cache_dir: Path | None = None) -> Any:
+    """The feature table of every patient, each segmented by the cine fold package that held it out.
+
+    ``seg_cv`` is the folder of :mod:`pipelines.cmr.cv`'s fold packages (``fold0`` .. ``fold<folds-1>``); each
+    package's ``evaluation/acdc_heldout.json`` must name exactly the patients this CV holds out in that fold.
+
+    Raises:
+        ConfigError: a fold package is missing, or it held out other patients.
+    """
+    import pandas as pd
+
+    from medai.cardiac.predictor import load_default
+    from medai.datasets.acdc import acdc_folds
+    from pipelines.dx.data import feature_table
+
+    assignment = acdc_folds(root, folds, SEED)
+    parts = []
+    for k in range(folds):
+        pkg = Path(seg_cv) / f"fold{k}"
+        held = sorted(p for p, f in assignment.items() if f == k)
+        evaluation = pkg / "evaluation" / "acdc_heldout.json"
+        if not evaluation.is_file():
+            raise ConfigError(f"--seg-cv {seg_cv}: no scored fold {k} package ({evaluation} is missing); run "
+                              f"python -m pipelines.cmr.cv configs/experiment/cmr_seg_2d.yaml --folds {k} "
+                              f"--work {seg_cv} first")
+        if json.loads(evaluation.read_text()).get("patients_selected") != held:
+            raise ConfigError(f"--seg-cv {seg_cv}: fold {k}'s package held out other patients than this "
+                              f"{folds}-fold CV's fold {k}; train the cine CV with data.n_folds={folds}")
+        parts.append(feature_table(load_default(pkg), root, patients=held, cache_dir=cache_dir,
+                                   progress=logger.info))
+    return pd.concat(parts).sort_values("patient").reset_index(drop=True)
+
+
+def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | None = None,
+           seg_cv: Path | None = None) -> dict[str, Any]:
+    """Run the CV and write ``out`` (JSON) plus a confusion-matrix PNG beside it.
+
+    ``seg_cv``: a folder of the cine segmentation's CV fold packages (:mod:`pipelines.cmr.cv`): every patient's
+    features then come from the fold package that never trained on it, instead of the shipped segmentation."""
     from medai.cardiac.dx_predictor import load_dx
     from medai.cardiac.predictor import load_default
     from medai.datasets.acdc import acdc_folds, acdc_split_patients
@@ -53,7 +92,11 @@ def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | 
     seg = load_default(recipe.data.seg_model)
     root = resolve_data_path(recipe.data.root)
     t0 = time.perf_counter()
-    table = feature_table(seg, root, cache_dir=get_settings().home / "cache", progress=logger.info)
+    cache = get_settings().home / "cache"
+    if seg_cv is None:
+        table = feature_table(seg, root, cache_dir=cache, progress=logger.info)
+    else:
+        table = out_of_fold_features(seg_cv, root, folds, cache)
     table = table[table["group"].notna()].reset_index(drop=True)
     if len(table) < 2 * folds:
         raise ConfigError(f"{len(table)} labelled patients: too few for {folds}-fold CV")
@@ -87,11 +130,15 @@ def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | 
             logger.info("fold %d/%d done (primary %s, %.0f s)", k + 1, folds, info["primary"], time.perf_counter() - t0)
     res: dict[str, Any] = {
         "recipe": str(recipe_path), "folds": folds, "seed": SEED, "n_patients": len(y), "classes": classes,
-        "segmentation": {"name": seg.metadata.name, "version": seg.metadata.version},
+        "segmentation": ({"name": seg.metadata.name, "version": seg.metadata.version} if seg_cv is None else
+                         {"cross_validated": str(seg_cv), "folds": folds}),
         "caveat": ("features of the 80 'train' patients come from a segmentation model trained on them; "
-                   "'val_patients_only' scores the 20 whose segmentation never saw them"),
+                   "'val_patients_only' scores the 20 whose segmentation never saw them" if seg_cv is None else
+                   "none from the segmentation: every patient's features come from the cine fold package that "
+                   "held it out (out-of-fold segmentation, the same folds)"),
         "code_path": "fit_package per fold -> Predictor.from_package(fold package, estimator=...).predict(features)",
-        "command": f"python -m pipelines.dx.cv --recipe {recipe_path} --out {out}",
+        "command": f"python -m pipelines.dx.cv --recipe {recipe_path} --out {out}"
+        + (f" --seg-cv {seg_cv}" if seg_cv is not None else ""),
         "estimators": {}, "missing_modality": {}, "fold_info": fold_info,
     }
     val_idx = np.array([p in val_ids for p in table["patient"]])
@@ -123,11 +170,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipe", type=Path, default=Path("configs/experiment/dx_acdc.yaml"))
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seg-cv", type=Path, default=None,
+                    help="fold packages of the cine CV (python -m pipelines.cmr.cv --work DIR): out-of-fold features")
     ap.add_argument("overrides", nargs="*", help="dotted recipe overrides")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(1)
-    res = run_cv(args.recipe, args.out, args.folds, args.overrides)
+    res = run_cv(args.recipe, args.out, args.folds, args.overrides, args.seg_cv)
     for name, m in res["estimators"].items():
         logger.info("%s: accuracy %.3f, balanced %.3f, log loss %.3f", name, m["accuracy"], m["balanced_accuracy"],
                     m["log_loss"])

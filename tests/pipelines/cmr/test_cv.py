@@ -112,3 +112,24 @@ def test_cv_trains_each_fold_without_selection_and_scores_its_held_out_patients(
     assert run_id
     ckpts = sorted(p.name for p in (get_settings().home / "runs" / "cmr_seg_2d" / run_id / "checkpoints").glob("*"))
     assert "last.ckpt" in ckpts and not any(n.startswith("best") for n in ckpts)
+    # the diagnosis CV can take its features from these fold packages: each patient from the one that held it out
+    import pandas as pd
+
+    from medai.cardiac.predictor import load_default
+    from pipelines.dx.cv import out_of_fold_features
+    from pipelines.dx.data import feature_table
+
+    table = out_of_fold_features(tmp_path / "work", root, 2)
+    assert table["patient"].tolist() == sorted(PATIENTS)
+    for p in ("patient001", "patient062"):
+        own = feature_table(load_default(tmp_path / "work" / f"fold{folds[p]}"), root, patients=[p])
+        pd.testing.assert_frame_equal(table[table["patient"] == p].reset_index(drop=True), own)
+    ev = tmp_path / "work" / "fold0" / "evaluation" / "acdc_heldout.json"
+    fold0 = json.loads(ev.read_text())
+    ev.write_text(json.dumps({**fold0, "patients_selected": fold0["patients_selected"][:1]}))
+    with pytest.raises(ConfigError, match="held out other patients"):
+        out_of_fold_features(tmp_path / "work", root, 2)
+    ev.write_text(json.dumps(fold0))
+    (tmp_path / "work" / "fold1" / "evaluation" / "acdc_heldout.json").unlink()
+    with pytest.raises(ConfigError, match="no scored fold 1 package"):
+        out_of_fold_features(tmp_path / "work", root, 2)
