@@ -51,6 +51,33 @@ def _write(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def fold_packages(work: Path, root: Path, n_folds: int = 5) -> list[tuple[Path, list[str]]]:
+    """``(package, held-out patients)`` of each fold package of a finished cine CV in ``work`` (``fold<k>``), checked
+    against ``root``'s folds: for models fitted on segmentations of patients the segmentation never trained on
+    (the diagnosis CV's and the quality gate's ``--seg-cv``).
+
+    Raises:
+        ConfigError: a fold package is missing or unscored, or it held out other patients than fold ``k``.
+    """
+    from medai.datasets.acdc import acdc_folds
+
+    assignment = acdc_folds(root, n_folds)
+    out = []
+    for k in range(n_folds):
+        pkg = Path(work) / f"fold{k}"
+        held = sorted(p for p, f in assignment.items() if f == k)
+        evaluation = pkg / "evaluation" / "acdc_heldout.json"
+        if not evaluation.is_file():
+            raise ConfigError(f"--seg-cv {work}: no scored fold {k} package ({evaluation} is missing); run "
+                              f"python -m pipelines.cmr.cv configs/experiment/cmr_seg_2d.yaml --folds {k} "
+                              f"--work {work} first")
+        if json.loads(evaluation.read_text()).get("patients_selected") != held:
+            raise ConfigError(f"--seg-cv {work}: fold {k}'s package held out other patients than fold {k} of "
+                              f"{n_folds}; train the cine CV with data.n_folds={n_folds}")
+        out.append((pkg, held))
+    return out
+
+
 def run_cv(
     recipe_path: Path, folds: list[int], data: Path, out: Path, work: Path, overrides: list[str] | None = None,
     *, skip_existing: bool = False, command: str = "",

@@ -50,24 +50,11 @@ def out_of_fold_features(seg_cv: Path, root: Path, folds: int, cache_dir: Path |
     import pandas as pd
 
     from medai.cardiac.predictor import load_default
-    from medai.datasets.acdc import acdc_folds
+    from pipelines.cmr.cv import fold_packages
     from pipelines.dx.data import feature_table
 
-    assignment = acdc_folds(root, folds, SEED)
-    parts = []
-    for k in range(folds):
-        pkg = Path(seg_cv) / f"fold{k}"
-        held = sorted(p for p, f in assignment.items() if f == k)
-        evaluation = pkg / "evaluation" / "acdc_heldout.json"
-        if not evaluation.is_file():
-            raise ConfigError(f"--seg-cv {seg_cv}: no scored fold {k} package ({evaluation} is missing); run "
-                              f"python -m pipelines.cmr.cv configs/experiment/cmr_seg_2d.yaml --folds {k} "
-                              f"--work {seg_cv} first")
-        if json.loads(evaluation.read_text()).get("patients_selected") != held:
-            raise ConfigError(f"--seg-cv {seg_cv}: fold {k}'s package held out other patients than this "
-                              f"{folds}-fold CV's fold {k}; train the cine CV with data.n_folds={folds}")
-        parts.append(feature_table(load_default(pkg), root, patients=held, cache_dir=cache_dir,
-                                   progress=logger.info))
+    parts = [feature_table(load_default(pkg), root, patients=held, cache_dir=cache_dir, progress=logger.info)
+             for pkg, held in fold_packages(seg_cv, root, folds)]
     return pd.concat(parts).sort_values("patient").reset_index(drop=True)
 
 

@@ -4,7 +4,10 @@ training patients (never on the held-out ``val`` split), and add them to the pac
     python -m pipelines.quality.fit_gate --package models/packages/heart_mr_quality \
         --data ../shared/data/cardiac/acdc [--cine heart_mr_cine_seg] [--variants 4]
 
-The cine model segments every stack (and corrupted copies of it, see :mod:`pipelines.quality.gate_data`); the
+The cine model segments every stack (and corrupted copies of it, see :mod:`pipelines.quality.gate_data`); with
+``--seg-cv DIR`` (the fold packages of :mod:`pipelines.cmr.cv`) the segmentation-quality rows come from the fold
+package that never trained on the patient, as the shipped model segments new patients. Those fold models trained
+on the ``val`` patients too (the CV folds span the release), but no ``val`` row enters the fit. The
 artefact CNN of the same package gives the artefact feature. The coverage model also trains the end-slice CNN
 (:mod:`pipelines.quality.coverage_cnn`, 5 patient-grouped folds, about 5 min on 2 CPU threads) and ships its fold
 networks as ``coverage_cnn.pt``. Sample tables go to ``<MEDAI_HOME>/quality_fit/`` for review.
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("coverage", "seg_quality"), default=None,
                     help="refit only this part (the other keeps its file)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--seg-cv", type=Path, default=None,
+                    help="fold packages of the cine CV (python -m pipelines.cmr.cv --work DIR): the segmentation-"
+                    "quality rows come from segmentations of patients the segmenting model never trained on")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         (args.package / "coverage.json").write_text(json.dumps(model, indent=1))
     if args.only in (None, "seg_quality"):
         logger.info("segmentation-quality samples: %d stacks x %d variants", len(cases), args.variants)
-        seg = seg_quality_rows(cine, quality, cases, args.variants, SEED)
+        by_patient = None
+        if args.seg_cv is not None:
+            from pipelines.cmr.cv import fold_packages
+
+            fold_models = [(load_default(pkg), held) for pkg, held in fold_packages(args.seg_cv, args.data)]
+            by_patient = {p: model for model, held in fold_models for p in held}
+        seg = seg_quality_rows(cine, quality, cases, args.variants, SEED, by_patient)
         (fit_dir / "seg_quality_rows.json").write_text(json.dumps(seg))
         sio.dump(fit_seg_quality(seg), args.package / "seg_quality.skops")
     cfg_path = args.package / "inference.json"
@@ -178,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{base}; coverage and segmentation quality fitted on the same 80 patients, segmented by "
         f"{cine.metadata.name} {cine.metadata.version}")
     extra = (f"python -m pipelines.quality.fit_gate --package {args.package} --data {args.data} "
-             f"--cine {args.cine} --variants {args.variants}")
+             f"--cine {args.cine} --variants {args.variants}" + (f" --seg-cv {args.seg_cv}" if args.seg_cv else ""))
     if extra not in meta.reproduce:
         meta.reproduce = (meta.reproduce + "\n" + extra).strip()
     write_metadata(args.package, meta)

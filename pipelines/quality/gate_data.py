@@ -8,7 +8,7 @@ reference labels say where the LV ends).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -56,9 +56,12 @@ def segment_case(cine: Any, quality: Any, case: SegCase, image: np.ndarray) -> d
     return {"labels": lm.volume.array, "stats": stats[0] if stats is not None else None, "artefact": art}
 
 
-def seg_quality_rows(cine: Any, quality: Any, cases: Iterable[SegCase], variants: int, seed: int
-                     ) -> list[dict[str, Any]]:
-    """One row per (case, variant, structure): ``features``, ``dice`` (real), case / variant / artefact ids."""
+def seg_quality_rows(cine: Any, quality: Any, cases: Iterable[SegCase], variants: int, seed: int,
+                     cine_by_patient: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per (case, variant, structure): ``features``, ``dice`` (real), case / variant / artefact ids.
+
+    ``cine_by_patient``: patient id -> the cine predictor that segments that patient (out-of-fold packages of the
+    cine CV); ``cine`` segments the others."""
     values = cine.config.labels
     s = Structures(lv=values["lv"], myo=values["myo"], rv=values.get("rv"))
     rows = []
@@ -71,7 +74,7 @@ def seg_quality_rows(cine: Any, quality: Any, cases: Iterable[SegCase], variants
             kind = None if v == 0 else str(ARTEFACTS[int(rng.integers(0, len(ARTEFACTS)))])
             strength = float(rng.uniform(0.3, 1.0)) if kind else 0.0
             img = corrupted_stack(case.image, rng, kind, strength) if kind else case.image
-            seg = segment_case(cine, quality, case, img)
+            seg = segment_case((cine_by_patient or {}).get(case.patient_id, cine), quality, case, img)
             pred = seg["labels"]
             for name in STRUCTURES:
                 if name not in values or name not in case.labels:

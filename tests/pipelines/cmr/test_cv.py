@@ -124,6 +124,22 @@ def test_cv_trains_each_fold_without_selection_and_scores_its_held_out_patients(
     for p in ("patient001", "patient062"):
         own = feature_table(load_default(tmp_path / "work" / f"fold{folds[p]}"), root, patients=[p])
         pd.testing.assert_frame_equal(table[table["patient"] == p].reset_index(drop=True), own)
+    # ... and so can the quality gate's segmentation-quality rows (clean variant: no random corruption)
+    from medai.datasets.acdc import load_acdc
+    from medai.inference.predictor import Predictor
+    from pipelines.cmr.cv import fold_packages
+    from pipelines.quality.gate_data import seg_quality_rows
+
+    quality = Predictor.from_package("heart_mr_quality")
+    models = {pkg.name: load_default(pkg) for pkg, _ in fold_packages(tmp_path / "work", root, 2)}
+    by_patient = {p: models[f"fold{k}"] for p, k in folds.items()}
+    cases = load_acdc(root)
+    rows = seg_quality_rows(models["fold0"], quality, cases, 1, 0, by_patient)
+    assert len({r["case"] for r in rows}) == len(cases)
+    for case in cases:
+        alone = seg_quality_rows(by_patient[case.patient_id], quality, [case], 1, 0)
+        assert [(r["structure"], r["dice"]) for r in rows if r["case"] == case.case_id] == [
+            (r["structure"], r["dice"]) for r in alone]
     ev = tmp_path / "work" / "fold0" / "evaluation" / "acdc_heldout.json"
     fold0 = json.loads(ev.read_text())
     ev.write_text(json.dumps({**fold0, "patients_selected": fold0["patients_selected"][:1]}))
