@@ -1,13 +1,18 @@
 """What the k-fold cross-validations of the segmentation recipes share (:mod:`pipelines.cmr.cv`,
-:mod:`pipelines.lge.cv`): the per-fold summary and logging a fold's held-out evaluation to its training run."""
+:mod:`pipelines.lge.cv`): training (or reusing) a fold's package, the per-fold summary, logging a fold's held-out
+evaluation to its training run, and the command line."""
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 def log_to_run(run_id: str | None, doc: dict[str, Any], path: Path) -> None:
@@ -34,3 +39,65 @@ def fold_summary(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[st
             mean[k] = float(np.mean(v))
             sd[k] = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
     return mean, sd
+
+
+def train_fold(k: int, recipe_path: Path, overrides: list[str], work: Path, version: str,
+               train: Callable[[Path, list[str]], dict[str, Any]], *, skip_existing: bool = False
+               ) -> tuple[Path, str | None]:
+    """Train fold ``k``'s package into ``work``/``fold<k>`` with the recipe's entry point ``train`` (``data.fold=k``,
+    not registered, version ``<version>-fold<k>``), or reuse the one there with ``skip_existing``.
+
+    Returns:
+        The package folder and its MLflow run id.
+    """
+    from medai.inference.package import read_metadata
+
+    pkg = Path(work) / f"fold{k}"
+    if skip_existing and (pkg / "metadata.json").is_file():
+        logger.info("fold %d: reusing %s", k, pkg)
+        return pkg, read_metadata(pkg).mlflow_run_id
+    fold_ov = [*overrides, f"data.fold={k}", f"package.out_dir={pkg}", "package.register_model=false",
+               f"package.version={version}-fold{k}"]
+    logger.info("fold %d: training (%s)", k, " ".join(fold_ov))
+    return pkg, train(recipe_path, fold_ov)["run_id"]
+
+
+def cli(argv: list[str] | None, *, module: str, description: str, default_out: Path, data_help: str,
+        load_recipe: Callable[[Path, list[str]], Any], run_cv: Callable[..., dict[str, Any]]) -> None:
+    """The command line every ``pipelines.<task>.cv`` shares: recipe, overrides, ``--folds``, ``--data``, ``--out``,
+    ``--work``, ``--skip-existing``; the reproducing command is recorded in the output JSON."""
+    import argparse
+    import logging as _logging
+    import shlex
+
+    from medai.errors import ConfigError
+    from medai.settings import REPO_ROOT, get_settings
+    from pipelines.cmr.data import resolve_data_path
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("recipe", type=Path)
+    ap.add_argument("overrides", nargs="*", help="dotted overrides applied to every fold")
+    ap.add_argument("--folds", type=int, nargs="+", default=None, help="default: all folds of the recipe")
+    ap.add_argument("--data", type=Path, default=None, help=data_help)
+    ap.add_argument("--out", type=Path, default=default_out)
+    ap.add_argument("--work", type=Path, default=None, help="fold packages (default: MEDAI_HOME/packages/<name>_cv)")
+    ap.add_argument("--skip-existing", action="store_true", help="reuse fold packages already in --work")
+    args = ap.parse_args(argv)
+    _logging.basicConfig(level=_logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        _logging.getLogger(noisy).setLevel(_logging.WARNING)
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.data is None and recipe.data.root is None:
+        raise ConfigError("cross-validation needs the data: set data.root or pass --data")
+    data = args.data or resolve_data_path(recipe.data.root)
+    work = args.work or get_settings().home / "packages" / f"{recipe.package.name}_cv"
+    folds = args.folds if args.folds is not None else list(range(recipe.data.n_folds))
+    try:
+        rel = args.recipe.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        rel = args.recipe
+    command = " ".join([f"python -m {module}", shlex.quote(str(rel)), *map(shlex.quote, args.overrides),
+                        "--folds", *map(str, folds), *(["--data", str(args.data)] if args.data else []),
+                        "--out", str(args.out)])
+    run_cv(args.recipe, folds, data, args.out, work, args.overrides, skip_existing=args.skip_existing,
+           command=command)

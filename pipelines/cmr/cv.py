@@ -23,19 +23,17 @@ On CPU each fold takes the recipe's ``trainer.max_time_minutes`` (85 min on 2 th
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import shlex
 import time
 from pathlib import Path
 from typing import Any
 
 from medai.errors import ConfigError
 from medai.inference.package import read_metadata
-from medai.settings import REPO_ROOT, get_settings
+from medai.settings import REPO_ROOT
 from pipelines.cmr.config import load_recipe
-from pipelines.crossval import fold_summary, log_to_run
+from pipelines.crossval import cli, fold_summary, log_to_run, train_fold
 
 logger = logging.getLogger(__name__)
 
@@ -101,15 +99,8 @@ def run_cv(
     t_all = time.time()
     cv: dict[str, Any] = {}
     for k in folds:
-        pkg = Path(work) / f"fold{k}"
-        fold_ov = [*overrides, f"data.root={Path(data).resolve()}", f"data.fold={k}", f"package.out_dir={pkg}",
-                   "package.register_model=false", f"package.version={recipe.package.version}-fold{k}"]
-        if skip_existing and (pkg / "metadata.json").is_file():
-            logger.info("fold %d: reusing %s", k, pkg)
-            run_id = read_metadata(pkg).mlflow_run_id
-        else:
-            logger.info("fold %d: training (%s)", k, " ".join(fold_ov))
-            run_id = train_from_recipe(recipe_path, fold_ov)["run_id"]
+        pkg, run_id = train_fold(k, recipe_path, [*overrides, f"data.root={Path(data).resolve()}"], work,
+                                 recipe.package.version, train_from_recipe, skip_existing=skip_existing)
         meta = read_metadata(pkg)
         held = sorted(p for p, f in assignment.items() if f == k)
         doc = evaluate(load_default(pkg), data, "acdc", patients=held)  # Predictor.from_package(fold package)
@@ -158,36 +149,9 @@ def run_cv(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line of :func:`run_cv`."""
-    ap = argparse.ArgumentParser(description="k-fold CV of a cine segmentation recipe on the ACDC release")
-    ap.add_argument("recipe", type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides applied to every fold")
-    ap.add_argument("--folds", type=int, nargs="+", default=None, help="default: all folds of the recipe")
-    ap.add_argument("--data", type=Path, default=None, help="ACDC release root (default: the recipe's data.root)")
-    ap.add_argument("--out", type=Path, default=REPO_ROOT / "models/packages/heart_mr_cine_seg/evaluation/"
-                    "acdc_cv5.json")
-    ap.add_argument("--work", type=Path, default=None, help="fold packages (default: MEDAI_HOME/packages/<name>_cv)")
-    ap.add_argument("--skip-existing", action="store_true", help="reuse fold packages already in --work")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    recipe = load_recipe(args.recipe, args.overrides)
-    from pipelines.cmr.data import resolve_data_path
-
-    if recipe.data.root is None:
-        raise ConfigError("the cine CV needs the official ACDC release: set data.root")
-    data = args.data or resolve_data_path(recipe.data.root)
-    work = args.work or get_settings().home / "packages" / f"{recipe.package.name}_cv"
-    folds = args.folds if args.folds is not None else list(range(recipe.data.n_folds))
-    try:
-        rel = args.recipe.resolve().relative_to(REPO_ROOT)
-    except ValueError:
-        rel = args.recipe
-    command = " ".join(["python -m pipelines.cmr.cv", shlex.quote(str(rel)), *map(shlex.quote, args.overrides),
-                        "--folds", *map(str, folds), *(["--data", str(args.data)] if args.data else []),
-                        "--out", str(args.out)])
-    run_cv(args.recipe, folds, data, args.out, work, args.overrides, skip_existing=args.skip_existing,
-           command=command)
+    cli(argv, module="pipelines.cmr.cv", description="k-fold CV of a cine segmentation recipe on the ACDC release",
+        default_out=REPO_ROOT / "models/packages/heart_mr_cine_seg/evaluation/acdc_cv5.json",
+        data_help="ACDC release root (default: the recipe's data.root)", load_recipe=load_recipe, run_cv=run_cv)
 
 
 if __name__ == "__main__":

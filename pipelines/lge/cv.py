@@ -14,10 +14,8 @@ Hyperparameters are the recipe's, identical for every fold.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ from typing import Any
 from medai.cardiac.lge_predictor import load_default
 from medai.errors import ConfigError
 from medai.inference.package import read_metadata
-from medai.settings import REPO_ROOT, get_settings
-from pipelines.crossval import fold_summary, log_to_run
+from medai.settings import REPO_ROOT
+from pipelines.crossval import cli, fold_summary, log_to_run, train_fold
 from pipelines.lge.config import load_recipe
 from pipelines.lge.evaluate import CONVENTIONS, evaluate, summarize, write
 
@@ -48,15 +46,8 @@ def run_cv(
     rows: list[dict[str, Any]] = []
     t_all = time.time()
     for k in folds:
-        pkg = Path(work) / f"fold{k}"
-        fold_ov = [*overrides, f"data.fold={k}", f"package.out_dir={pkg}", "package.register_model=false",
-                   f"package.version={recipe.package.version}-fold{k}"]
-        if skip_existing and (pkg / "metadata.json").is_file():
-            logger.info("fold %d: reusing %s", k, pkg)
-            run_id = read_metadata(pkg).mlflow_run_id
-        else:
-            logger.info("fold %d: training (%s)", k, " ".join(fold_ov))
-            run_id = train_from_recipe(recipe_path, fold_ov)["run_id"]
+        pkg, run_id = train_fold(k, recipe_path, overrides, work, recipe.package.version, train_from_recipe,
+                                 skip_existing=skip_existing)
         meta = read_metadata(pkg)
         predictor = load_default(pkg)  # Predictor.from_package(...)
         doc = evaluate(predictor, data, "emidec")
@@ -99,34 +90,9 @@ def run_cv(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line of :func:`run_cv`."""
-    ap = argparse.ArgumentParser(description="k-fold CV of an LGE segmentation recipe (train + held-out evaluation)")
-    ap.add_argument("recipe", type=Path)
-    ap.add_argument("overrides", nargs="*", help="dotted overrides applied to every fold")
-    ap.add_argument("--folds", type=int, nargs="+", default=None, help="default: all folds of the recipe")
-    ap.add_argument("--data", type=Path, default=None, help="EMIDEC folder (default: the recipe's data.root)")
-    ap.add_argument("--out", type=Path, default=REPO_ROOT / "models/packages/heart_mr_lge_seg/evaluation/"
-                    "emidec_cv5.json")
-    ap.add_argument("--work", type=Path, default=None, help="fold packages (default: MEDAI_HOME/packages/<name>_cv)")
-    ap.add_argument("--skip-existing", action="store_true", help="reuse fold packages already in --work")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    recipe = load_recipe(args.recipe, args.overrides)
-    from pipelines.cmr.data import resolve_data_path
-
-    data = args.data or resolve_data_path(recipe.data.root)
-    work = args.work or get_settings().home / "packages" / f"{recipe.package.name}_cv"
-    folds = args.folds if args.folds is not None else list(range(recipe.data.n_folds))
-    try:
-        rel = args.recipe.resolve().relative_to(REPO_ROOT)
-    except ValueError:
-        rel = args.recipe
-    command = " ".join(["python -m pipelines.lge.cv", shlex.quote(str(rel)), *map(shlex.quote, args.overrides),
-                        "--folds", *map(str, folds), *(["--data", str(args.data)] if args.data else []),
-                        "--out", str(args.out)])
-    run_cv(args.recipe, folds, data, args.out, work, args.overrides, skip_existing=args.skip_existing,
-           command=command)
+    cli(argv, module="pipelines.lge.cv", description="k-fold CV of an LGE segmentation recipe (train + held-out "
+        "evaluation)", default_out=REPO_ROOT / "models/packages/heart_mr_lge_seg/evaluation/emidec_cv5.json",
+        data_help="EMIDEC folder (default: the recipe's data.root)", load_recipe=load_recipe, run_cv=run_cv)
 
 
 if __name__ == "__main__":
