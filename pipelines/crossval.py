@@ -29,6 +29,24 @@ def log_to_run(run_id: str | None, doc: dict[str, Any], path: Path) -> None:
         mlflow.log_artifact(str(path), artifact_path="evaluation")
 
 
+def training_facts(meta: Any) -> dict[str, float | None]:
+    """``train_time_s`` and ``epochs`` of a fold package: from its metadata, else from its MLflow training run."""
+    keys = {"train_time_s": "train/wall_time_s", "epochs": "train/epochs"}
+    found: dict[str, float | None] = {k: meta.metrics.get(v) for k, v in keys.items()}
+    if any(v is None for v in found.values()) and meta.mlflow_run_id:
+        from mlflow.tracking import MlflowClient
+
+        from pipelines import mlflow_utils
+
+        mlflow_utils.setup_tracking()
+        try:
+            logged = MlflowClient().get_run(meta.mlflow_run_id).data.metrics
+        except Exception:  # noqa: BLE001 -- a run from another tracking store: the facts stay unknown
+            logged = {}
+        found = {k: found[k] if found[k] is not None else logged.get(v) for k, v in keys.items()}
+    return found
+
+
 def fold_summary(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
     """Mean and SD over folds of each fold-level mean (counts, ``n_*``, are left out)."""
     keys = sorted({k for f in folds for k in f["mean"] if not k.startswith("n_")})

@@ -33,7 +33,7 @@ from medai.errors import ConfigError
 from medai.inference.package import read_metadata
 from medai.settings import REPO_ROOT
 from pipelines.cmr.config import load_recipe
-from pipelines.crossval import cli, fold_summary, log_to_run, train_fold
+from pipelines.crossval import cli, fold_summary, log_to_run, train_fold, training_facts
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ def run_cv(
         log_to_run(run_id, doc, fold_json)
         results.append({"fold": k, "n_patients": doc["n_patients"], "n_cases": doc["n_cases"], "mean": doc["mean"],
                         "package": str(pkg), "mlflow_run_id": run_id,
-                        "train_time_s": meta.metrics.get("train/wall_time_s"),
-                        "epochs": meta.metrics.get("train/epochs"), "heldout_patients": held})
+                        **training_facts(meta),
+                        "heldout_patients": held})
         cases += [{"fold": k, **c} for c in doc["cases"]]
         patients += [{"fold": k, **p} for p in doc["patients"]]
         fmean, fsd = fold_summary(results)

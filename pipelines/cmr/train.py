@@ -526,7 +526,8 @@ def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> 
                    else home / "packages" / recipe.package.name / run_id)
         if not pkg_dir.is_absolute():
             pkg_dir = REPO_ROOT / pkg_dir
-        export_package(module.net, recipe, pkg_dir, {k: v for k, v in metrics.items() if k.startswith("val/")},
+        export_package(module.net, recipe, pkg_dir,
+                       {k: v for k, v in metrics.items() if k.startswith(("val/", "train/"))},
                        run_id=run_id, hardware=hw, train_time_s=train_time, reproduce=reproduce)
         plots = work / "plots"
         plots.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ from medai.cardiac.lge_predictor import load_default
 from medai.errors import ConfigError
 from medai.inference.package import read_metadata
 from medai.settings import REPO_ROOT
-from pipelines.crossval import cli, fold_summary, log_to_run, train_fold
+from pipelines.crossval import cli, fold_summary, log_to_run, train_fold, training_facts
 from pipelines.lge.config import load_recipe
 from pipelines.lge.evaluate import CONVENTIONS, evaluate, summarize, write
 
@@ -59,8 +59,8 @@ def run_cv(
                           f"medai evaluate heart_mr_lge_seg --model {pkg} --data {data} --format emidec")
         log_to_run(run_id, doc, fold_json)
         results.append({"fold": k, "n_cases": doc["n_cases"], "mean": doc["mean"], "package": str(pkg),
-                        "mlflow_run_id": run_id, "train_time_s": meta.metrics.get("train/wall_time_s"),
-                        "epochs": meta.metrics.get("train/epochs"), "heldout_cases": got})
+                        "mlflow_run_id": run_id, **training_facts(meta),
+                        "heldout_cases": got})
         rows += [{"fold": k, **r} for r in doc["cases"]]
         fmean, fsd = fold_summary(results)
         cv = {

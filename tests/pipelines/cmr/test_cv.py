@@ -93,6 +93,7 @@ def test_cv_trains_each_fold_without_selection_and_scores_its_held_out_patients(
     for f in doc["folds"]:
         held = sorted(p for p, k in folds.items() if k == f["fold"])
         assert f["heldout_patients"] == held
+        assert f["epochs"] is not None and f["train_time_s"] > 0
         assert {p["patient"] for p in doc["patients"] if p["fold"] == f["fold"]} == set(held)
         meta = read_metadata(Path(f["package"]))
         assert meta.version.endswith(f"-fold{f['fold']}") and meta.training_data[0].n_cases == 3
