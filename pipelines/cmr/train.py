@@ -290,6 +290,10 @@ def model_card(meta: ModelMetadata, recipe: CmrSegRecipe, n_params: int) -> str:
     val_desc = split_description(recipe, "val")
     val_heading = (f"held-out cross-validation fold, not trained on and not used for selection: {val_desc}"
                    if d.fold is not None else f"model-selection split: {val_desc}; NOT an independent test")
+    kept = ("last epoch kept (cross-validation fold)" if d.fold is not None
+            else "checkpoint selected on validation mean Dice")
+    selection_note = ("These are the last epoch's weights; nothing was chosen on these figures." if d.fold is not None
+                      else "The checkpoint was selected on these figures, so they are optimistic for unseen data.")
     if d.format in (DataFormat.ACDC_H5, DataFormat.SYNTHETIC):
         hd_unit, grid_note = "voxels", " as stored (no spacing is known; HD95 in voxels)"
     elif d.resample:
@@ -313,7 +317,7 @@ Failure modes to expect: basal slices (LV outflow / atria), apical slices with p
 - Training: DiceCE loss, AdamW (lr {recipe.optim.lr}, weight decay {recipe.optim.weight_decay}), warm-up + cosine,
   batch {recipe.data.batch_size} random {recipe.data.patch_size[0]}x{recipe.data.patch_size[1]} crops,
   MONAI augmentation (rotation, flips, zoom {recipe.data.augment.zoom[0]}-{recipe.data.augment.zoom[1]}, intensity
-  scale/shift, gamma, noise); checkpoint selected on validation mean Dice.
+  scale/shift, gamma, noise); {kept}.
 - Hardware and time: {meta.hardware}.
 
 ## Data and licence
@@ -324,7 +328,7 @@ Failure modes to expect: basal slices (LV outflow / atria), apical slices with p
 ## Validation ({val_heading})
 3-D Dice per volume, mean over the patients x {{ED, ES}}, after the predictor's consistency step
 (`medai.cardiac.postprocess.clean_frame`: largest component per structure, no RV inside the LV), on the
-training grid{grid_note}. The checkpoint was selected on these figures, so they are optimistic for unseen data.
+training grid{grid_note}. {selection_note}
 
 | structure | Dice ED | Dice ES | Dice ED+ES | HD95 ({hd_unit}) |
 |---|---|---|---|---|

@@ -99,6 +99,9 @@ def test_cv_trains_each_fold_without_selection_and_scores_its_held_out_patients(
         assert meta.version.endswith(f"-fold{f['fold']}") and meta.training_data[0].n_cases == 3
         assert f"every patient but fold {f['fold']} of 2" in meta.training_data[0].name
         assert "not used for selection" in meta.training_data[0].description
+        card = (Path(f["package"]) / "MODEL_CARD.md").read_text()
+        assert "nothing was chosen on these figures" in card and "last epoch kept" in card
+        assert "optimistic" not in card and "selected on validation" not in card
         fold_eval = json.loads((Path(f["package"]) / "evaluation" / "acdc_heldout.json").read_text())
         assert fold_eval["patients_selected"] == held and fold_eval["mean"] == f["mean"]
     assert len(doc["cases"]) == 2 * len(PATIENTS)  # ED and ES of every patient
