@@ -47,6 +47,21 @@ def training_facts(meta: Any) -> dict[str, float | None]:
     return found
 
 
+def fold_result(k: int, doc: dict[str, Any], pkg: Path, run_id: str | None, meta: Any, **extra: Any
+                ) -> dict[str, Any]:
+    """One fold's entry of a CV document: its held-out means, package, run and training facts (plus ``extra``)."""
+    return {"fold": k, "n_cases": doc["n_cases"], "mean": doc["mean"], "package": str(pkg), "mlflow_run_id": run_id,
+            **training_facts(meta), **extra}
+
+
+def cv_header(command: str, recipe_path: Path, overrides: list[str], data: Path, n_folds: int, fold_seed: Any,
+              results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The opening fields of a CV document: how to reproduce it, and which folds ran (``complete`` when all)."""
+    return {"command": command, "recipe": str(recipe_path), "overrides": overrides, "data": str(data),
+            "n_folds": n_folds, "fold_seed": fold_seed, "folds_run": [r["fold"] for r in results],
+            "complete": sorted(r["fold"] for r in results) == list(range(n_folds))}
+
+
 def fold_summary(folds: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
     """Mean and SD over folds of each fold-level mean (counts, ``n_*``, are left out)."""
     keys = sorted({k for f in folds for k in f["mean"] if not k.startswith("n_")})

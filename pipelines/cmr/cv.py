@@ -33,7 +33,7 @@ from medai.errors import ConfigError
 from medai.inference.package import read_metadata
 from medai.settings import REPO_ROOT
 from pipelines.cmr.config import load_recipe
-from pipelines.crossval import cli, fold_summary, log_to_run, train_fold, training_facts
+from pipelines.crossval import cli, cv_header, fold_result, fold_summary, log_to_run, train_fold
 
 logger = logging.getLogger(__name__)
 
@@ -112,22 +112,13 @@ def run_cv(
                           f"(patients of fold {k})")
         fold_json = _write(doc, pkg / "evaluation" / "acdc_heldout.json")
         log_to_run(run_id, doc, fold_json)
-        results.append({"fold": k, "n_patients": doc["n_patients"], "n_cases": doc["n_cases"], "mean": doc["mean"],
-                        "package": str(pkg), "mlflow_run_id": run_id,
-                        **training_facts(meta),
-                        "heldout_patients": held})
+        results.append(fold_result(k, doc, pkg, run_id, meta, n_patients=doc["n_patients"], heldout_patients=held))
         cases += [{"fold": k, **c} for c in doc["cases"]]
         patients += [{"fold": k, **p} for p in doc["patients"]]
         fmean, fsd = fold_summary(results)
         cv = {
-            "command": command,
-            "recipe": str(recipe_path),
-            "overrides": overrides,
-            "data": str(data),
-            "n_folds": n_folds,
-            "fold_seed": "medai.datasets.acdc.FOLD_SEED (2017)",
-            "folds_run": [r["fold"] for r in results],
-            "complete": sorted(r["fold"] for r in results) == list(range(n_folds)),
+            **cv_header(command, recipe_path, overrides, data, n_folds, "medai.datasets.acdc.FOLD_SEED (2017)",
+                        results),
             "protocol": "each fold's package (trained on the other folds' patients with the recipe's fixed "
             "hyperparameters, last-epoch weights, the held-out fold never used for selection) evaluated through "
             "Predictor.from_package(...).segment_volume on the held-out patients' ED and ES volumes",

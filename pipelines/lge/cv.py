@@ -24,7 +24,7 @@ from medai.cardiac.lge_predictor import load_default
 from medai.errors import ConfigError
 from medai.inference.package import read_metadata
 from medai.settings import REPO_ROOT
-from pipelines.crossval import cli, fold_summary, log_to_run, train_fold, training_facts
+from pipelines.crossval import cli, cv_header, fold_result, fold_summary, log_to_run, train_fold
 from pipelines.lge.config import load_recipe
 from pipelines.lge.evaluate import CONVENTIONS, evaluate, summarize, write
 
@@ -58,20 +58,11 @@ def run_cv(
         fold_json = write(doc, pkg / "evaluation" / "emidec_heldout.json",
                           f"medai evaluate heart_mr_lge_seg --model {pkg} --data {data} --format emidec")
         log_to_run(run_id, doc, fold_json)
-        results.append({"fold": k, "n_cases": doc["n_cases"], "mean": doc["mean"], "package": str(pkg),
-                        "mlflow_run_id": run_id, **training_facts(meta),
-                        "heldout_cases": got})
+        results.append(fold_result(k, doc, pkg, run_id, meta, heldout_cases=got))
         rows += [{"fold": k, **r} for r in doc["cases"]]
         fmean, fsd = fold_summary(results)
         cv = {
-            "command": command,
-            "recipe": str(recipe_path),
-            "overrides": overrides,
-            "data": str(data),
-            "n_folds": recipe.data.n_folds,
-            "fold_seed": recipe.data.fold_seed,
-            "folds_run": [r["fold"] for r in results],
-            "complete": sorted(r["fold"] for r in results) == list(range(recipe.data.n_folds)),
+            **cv_header(command, recipe_path, overrides, data, recipe.data.n_folds, recipe.data.fold_seed, results),
             "protocol": "each fold's package (trained without its held-out fold, fixed hyperparameters, last-epoch "
             "weights) evaluated through Predictor.from_package(...).segment_volume on its held-out fold",
             "conventions": CONVENTIONS,
