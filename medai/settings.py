@@ -27,6 +27,10 @@ class MedaiSettings(BaseSettings):
     """The cine segmentation network's arithmetic: ``float32`` (the reference) or ``bfloat16`` (CPU autocast, about
     2x faster inference where the CPU has native bf16, AVX512-BF16/AMX; ACDC val Dice within 0.0002 of float32,
     checked by ``bench/cmr_analyze.py``; slower than float32 on CPUs without it)."""
+    runtime: str = "auto"
+    """How package networks run (:mod:`medai.inference.compiled`): ``auto`` (ONNX Runtime where the package has a
+    current ONNX export and the arithmetic is float32 on the CPU, else torch), ``torch`` (the reference) or
+    ``onnx`` (ONNX Runtime or an error)."""
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from medai.cardiac.lge_postprocess import MVO_POLICIES, clean_lge
-from medai.cardiac.preprocess import NetworkSpec, load_network
+from medai.cardiac.preprocess import NetworkSpec, export_network, load_network
 from medai.domain.codes import Code
 from medai.domain.prediction import Prediction, QualityFlag, Severity
 from medai.domain.study import Series, SeriesType, Study
@@ -201,8 +201,9 @@ class LgeSegPredictor(Predictor):
 
     input_kind = "study"
 
-    def load(self, device: str = "cpu", **kwargs: Any) -> None:
-        """Read ``inference.json`` and the weights; build the registered network in eval mode."""
+    def load(self, device: str = "cpu", runtime: str | None = None, **kwargs: Any) -> None:
+        """Read ``inference.json`` and the network (its ONNX export or the registered torch network, by ``runtime``,
+        default ``MEDAI_RUNTIME``: :mod:`medai.inference.compiled`)."""
         import torch
 
         cfg_path = self.package_dir / "inference.json"
@@ -217,8 +218,15 @@ class LgeSegPredictor(Predictor):
                               f"but context={self.config.context} needs {self.config.in_channels}")
         self.device = torch.device(device)
         self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
-                                device)
+                                device, runtime=runtime)
+        self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
         self.labels = label_table(self.config, self.metadata.labels)
+
+    def export_onnx(self) -> list[Path]:
+        """``weights.onnx`` at the network's input size (the crop, or the canonical grid), batch dynamic."""
+        c = self.config
+        size = c.crop_size or c.canonical_size
+        return [export_network(self.package_dir, c.network, 2, c.weights, (2, c.in_channels, *size), None)]
 
     # ------------------------------------------------------------------------------------------------------------
     def segment_volume(

@@ -18,7 +18,13 @@ import numpy as np
 
 from medai.cardiac.phases import CardiacPhases, declared_phases, select_phases
 from medai.cardiac.postprocess import apply_basal_ring_rule, clean_cine
-from medai.cardiac.preprocess import CineSegInferenceConfig, load_network, normalize_intensity, pad_to_divisor
+from medai.cardiac.preprocess import (
+    CineSegInferenceConfig,
+    export_network,
+    load_network,
+    normalize_intensity,
+    pad_to_divisor,
+)
 from medai.cardiac.quality import curve_flags, input_flags, result_flags
 from medai.domain.codes import Code
 from medai.domain.prediction import Prediction, QualityFlag, Severity
@@ -88,12 +94,18 @@ class CineSegPredictor(Predictor):
     #: where the CPU has native bf16 (AVX512-BF16/AMX); labels may differ at a few boundary pixels, so
     #: ``bench/cmr_analyze.py`` checks ACDC val Dice against float32)
     precision: str = "float32"
+    #: ``"onnx"`` (ONNX Runtime, the package's export) or ``"torch"``: set by :meth:`load`
+    runtime: str = "torch"
 
-    def load(self, device: str = "cpu", precision: str | None = None, **kwargs: Any) -> None:
-        """Read ``inference.json`` and the weights; build the registered network in eval mode, channels-last
-        (the same arithmetic as contiguous NCHW, about 25% faster on CPU convolutions).
+    def load(self, device: str = "cpu", precision: str | None = None, runtime: str | None = None, **kwargs: Any
+             ) -> None:
+        """Read ``inference.json`` and the network: the package's ONNX export under ONNX Runtime, or the registered
+        torch network in eval mode, channels-last (the same arithmetic as contiguous NCHW, about 25% faster on CPU
+        convolutions than NCHW under torch).
 
-        ``precision``: ``"float32"`` or ``"bfloat16"``; default ``MEDAI_PRECISION`` (float32)."""
+        ``precision``: ``"float32"`` or ``"bfloat16"``; default ``MEDAI_PRECISION`` (float32).
+        ``runtime``: ``"auto"``, ``"torch"`` or ``"onnx"`` (:mod:`medai.inference.compiled`); default
+        ``MEDAI_RUNTIME`` (auto)."""
         import torch
 
         if precision is None:
@@ -116,8 +128,17 @@ class CineSegPredictor(Predictor):
                               "(slice-wise) networks only")
         self.device = torch.device(device)
         self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
-                                device).to(memory_format=torch.channels_last)
+                                device, runtime=runtime, precision=precision)
+        self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
+        if self.runtime == "torch":
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.labels = _label_table(self.config, self.metadata.labels)
+
+    def export_onnx(self) -> list[Path]:
+        """``weights.onnx``: batch and in-plane size dynamic (multiples of ``size_divisor``)."""
+        d = self.config.size_divisor
+        return [export_network(self.package_dir, self.config.network, 2, self.config.weights,
+                               (2, int(self.config.network.params.get("in_channels", 1)), 7 * d, 6 * d), d)]
 
     # ------------------------------------------------------------------------------------------------------------
     def segment_volume(
@@ -252,7 +273,8 @@ class CineSegPredictor(Predictor):
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                         enabled=self.precision == "bfloat16"):
                 t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
-                t = t.contiguous(memory_format=torch.channels_last)
+                if self.runtime == "torch":
+                    t = t.contiguous(memory_format=torch.channels_last)
                 prob_t = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx]
                 if stats is not None:
                     from medai.quality.uncertainty import slice_stats

@@ -34,8 +34,8 @@ class NetworkSpec(BaseModel):
     params: dict[str, object] = Field(default_factory=dict)
 
 
-def load_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weights: str, device: str = "cpu") -> Any:
-    """Build the registered network of ``spec`` and load a package's weights (float32, eval mode, on ``device``).
+def build_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weights: str) -> Any:
+    """The registered torch network of ``spec`` with a package's weights loaded (float32, eval mode, CPU).
 
     Raises:
         ConfigError: the weights file is missing.
@@ -53,7 +53,39 @@ def load_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weight
         raise ConfigError(f"{package_dir} lacks its weights file {weights}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})  # type: ignore
-    return net.to(torch.device(device)).eval()  # type: ignore[attr-defined]
+    return net.eval()  # type: ignore[attr-defined]
+
+
+def load_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weights: str, device: str = "cpu", *,
+                 runtime: str | None = None, precision: str = "float32") -> Any:
+    """A package's network, ready to call: its ONNX export under ONNX Runtime when the runtime allows it
+    (:mod:`medai.inference.compiled`; ``runtime`` defaults to ``MEDAI_RUNTIME``), else the registered torch network
+    with the weights (float32, eval mode, on ``device``). Either is called with a float32 tensor and returns logits.
+
+    Raises:
+        ConfigError: the weights file is missing, or ``runtime="onnx"`` and the package has no current export.
+    """
+    from medai.inference import compiled
+
+    mode = compiled.resolve_runtime(runtime, device=device, precision=precision)
+    if mode != "torch":
+        signature = compiled.network_signature(spec.name, {"spatial_dims": spatial_dims, **spec.params})
+        net = compiled.load_onnx(Path(package_dir), weights, signature, required=mode == "onnx")
+        if net is not None:
+            return net
+    import torch
+
+    return build_network(package_dir, spec, spatial_dims, weights).to(torch.device(device))
+
+
+def export_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weights: str,
+                   example_shape: tuple[int, ...], spatial_divisor: int | None) -> Path:
+    """Export a package's network to ONNX beside its weights (:func:`medai.inference.compiled.export_onnx`)."""
+    from medai.inference import compiled
+
+    net = build_network(package_dir, spec, spatial_dims, weights)
+    signature = compiled.network_signature(spec.name, {"spatial_dims": spatial_dims, **spec.params})
+    return compiled.export_onnx(net, Path(package_dir), weights, signature, example_shape, spatial_divisor)
 
 
 class CineSegInferenceConfig(BaseModel):

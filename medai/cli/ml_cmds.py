@@ -79,6 +79,20 @@ def register(app: typer.Typer) -> None:
             table.add_row(m.name, m.version, m.task, m.predictor, m.licence, metrics)
         Console().print(table)
 
+    @models_app.command("export-onnx")
+    def export_onnx(
+        packages: list[Path] = typer.Argument(..., exists=True, file_okay=False,
+                                              help="model package folders whose networks to export"),
+    ) -> None:
+        """Export each package's networks to ONNX beside their weights, checked against torch, and list the files in
+        its metadata. Predictors then run them under ONNX Runtime (MEDAI_RUNTIME=auto); a later change of the
+        weights makes them fall back to torch until the next export."""
+        from medai.inference import export_package
+
+        for pkg in packages:
+            written = export_package(pkg)
+            typer.echo(f"{pkg}: " + (", ".join(p.name for p in written) if written else "no network to export"))
+
     @models_app.command("promote")
     def promote(
         name: str = typer.Argument(..., help="registered model name, e.g. cardio_hf299_death"),

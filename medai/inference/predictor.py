@@ -57,3 +57,12 @@ class Predictor(ABC):
     @abstractmethod
     def predict(self, inputs: Any) -> Prediction:
         """Run the model on one input (a Study, an image, or patient factors per :attr:`input_kind`)."""
+
+    def export_onnx(self) -> list[Path]:
+        """Export the package's networks to ONNX beside their weights (:mod:`medai.inference.compiled`) and list
+        the files written. Predictors without a network export nothing.
+
+        Raises:
+            ConfigError: an export's outputs differ from torch's.
+        """
+        return []

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,8 +96,10 @@ class QualityPredictor(Predictor):
 
     input_kind = "study"
 
-    def load(self, device: str = "cpu", **kwargs: Any) -> None:
-        """Read ``inference.json``, the CNN weights, and the coverage / segmentation-quality files it names."""
+    def load(self, device: str = "cpu", runtime: str | None = None, **kwargs: Any) -> None:
+        """Read ``inference.json``, the CNN (its ONNX export or the torch network, by ``runtime``, default
+        ``MEDAI_RUNTIME``: :mod:`medai.inference.compiled`), and the coverage / segmentation-quality files it
+        names."""
         import torch
 
         from medai.cardiac.preprocess import NetworkSpec, load_network
@@ -109,7 +112,8 @@ class QualityPredictor(Predictor):
         except ValueError as exc:
             raise ConfigError(f"invalid {path}: {exc}") from exc
         self.net = load_network(self.package_dir, NetworkSpec.model_validate(self.config.network), 2,
-                                self.config.weights, device)
+                                self.config.weights, device, runtime=runtime)
+        self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
         self.device = torch.device(device)
         self.coverage_model: dict[str, Any] | None = None
         self.coverage_nets: dict[str, list[Any]] = {}
@@ -133,6 +137,15 @@ class QualityPredictor(Predictor):
 
             p = self.package_dir / self.config.seg_quality
             self.seg_models = sio.load(p, trusted=sio.get_untrusted_types(file=p))
+
+    def export_onnx(self) -> list[Path]:
+        """``weights.onnx`` of the artefact CNN (``input_size`` square slices, batch dynamic). The coverage end-slice
+        CNNs (a few small networks per fold) stay on torch."""
+        from medai.cardiac.preprocess import NetworkSpec, export_network
+
+        n = self.config.input_size
+        return [export_network(self.package_dir, NetworkSpec.model_validate(self.config.network), 2,
+                               self.config.weights, (2, 1, n, n), None)]
 
     # -- artefacts -------------------------------------------------------------------------------------------------
     def score_slices(self, slices: Sequence[np.ndarray] | np.ndarray) -> SliceScores:

@@ -31,6 +31,7 @@ from torch import nn
 
 from medai.cardiac.preprocess import CineSegInferenceConfig
 from medai.datasets.acdc import FOLD_SEED
+from medai.inference.compiled import export_package as export_onnx
 from medai.inference.package import ModelMetadata, TrainingData, write_metadata
 from medai.settings import REPO_ROOT, get_settings
 from pipelines import mlflow_utils
@@ -270,6 +271,7 @@ def export_package(
     )
     write_metadata(out_dir, meta)
     (out_dir / "MODEL_CARD.md").write_text(model_card(meta, recipe, n_params))
+    export_onnx(out_dir)  # weights.onnx: what the predictor runs on CPU (medai.inference.compiled)
     return out_dir
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medai.datasets.emidec import CITATION
+from medai.inference.compiled import export_package as export_onnx
 from medai.inference.package import read_metadata, write_metadata
 from medai.settings import REPO_ROOT
 from pipelines.lge.evaluate import INFARCT_CALL_THRESHOLD_PCT, evaluate_cli
@@ -267,6 +268,7 @@ def ship(src: Path, out: Path, data: Path, cv_path: Path | None = None, version:
     meta = meta.model_copy(update={"name": name, "version": version, "metrics": metadata_metrics(heldout, cv),
                                    "files": files, "reproduce": reproduce})
     write_metadata(out, meta)
+    export_onnx(out)  # the copied weights' ONNX export (medai.inference.compiled); adds weights.onnx to files
     tta = json.loads((out / "inference.json").read_text()).get("tta", "none")
     card = model_card(meta, heldout, cv, heldout_rel, cv_rel, tta=tta)
     if design.is_file():

@@ -28,6 +28,7 @@ from torch import nn
 
 from medai.cardiac.lge_predictor import metadata_labels
 from medai.datasets.emidec import CITATION, LICENCE
+from medai.inference.compiled import export_package as export_onnx
 from medai.inference.package import ModelMetadata, TrainingData, write_metadata
 from medai.settings import REPO_ROOT, get_settings
 from pipelines import mlflow_utils
@@ -138,6 +139,7 @@ def export_package(
     )
     write_metadata(out_dir, meta)
     (out_dir / "MODEL_CARD.md").write_text(training_card(meta, recipe, n_params, len(heldout_ids)))
+    export_onnx(out_dir)  # weights.onnx: what the predictor runs on CPU (medai.inference.compiled)
     return out_dir
 
 

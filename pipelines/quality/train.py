@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from medai.inference.compiled import export_package as export_onnx
 from medai.quality.simulate import ARTEFACTS
 from pipelines.cmr.config import PackageConfig, TrainerConfig, read_recipe
 
@@ -165,6 +166,7 @@ def export_package(recipe: QualityRecipe, net: Any, out_dir: Path, extra_meta: d
         **extra_meta,
     )
     write_metadata(out_dir, meta)
+    export_onnx(out_dir)  # weights.onnx: what the predictor runs on CPU (medai.inference.compiled)
     return out_dir
 
 

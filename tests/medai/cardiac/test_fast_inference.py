@@ -30,9 +30,9 @@ def test_argmax_classes_is_numpy_argmax_ties_included(shape: tuple[int, ...]) ->
 
 def test_channels_last_and_slab_argmax_reproduce_the_reference_labels(phantom_volume: Volume,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = load_default("heart_mr_cine_seg", precision="float32")
+    fast = load_default("heart_mr_cine_seg", precision="float32", runtime="torch")
     got = fast.segment_volume(phantom_volume).volume.array
-    ref_pred = load_default("heart_mr_cine_seg", precision="float32")
+    ref_pred = load_default("heart_mr_cine_seg", precision="float32", runtime="torch")
     ref_pred.net = ref_pred.net.to(memory_format=torch.contiguous_format)
     monkeypatch.setattr(cine, "argmax_classes", lambda prob: prob.argmax(1))
     real_contig = torch.Tensor.contiguous
