@@ -7,7 +7,9 @@ them, :func:`medai.analyses.runner.package_provider`):
   ingest, volume (4-D cine build), preprocessing (in-plane resampling + normalisation), inference (network + class
   scores mapped back to the source grid), postprocessing (3-D consistency cleaning), measurement, quality (the
   image-quality gate and segmentation-quality estimate), rendering (report.json, SEG, SR, PDF, FHIR, label maps);
-  also with ``MEDAI_PRECISION=bfloat16`` (``--bf16``) where the CPU has native bf16;
+  once per engine: ``onnx`` (the default, ``MEDAI_RUNTIME=auto``: the package's ONNX export under ONNX Runtime,
+  :mod:`medai.inference.compiled`), ``float32`` (torch eager, the reference) and, where the CPU has native bf16,
+  ``bfloat16`` (torch autocast, ``MEDAI_PRECISION=bfloat16``);
 * **nnU-Net v2** (:mod:`bench.baselines.nnunet_cine`, a subprocess between medai's runs): its own 2-D plan for an
   ACDC-like dataset, random weights, no mirroring, ``predict_single_npy_array`` per phase. It segments only, so the
   like-for-like ratio is against medai's segmentation (volume + preprocessing + inference); the ratio against the
@@ -16,7 +18,7 @@ them, :func:`medai.analyses.runner.package_provider`):
 Then: peak RSS of a warm analysis above the idle process (heap trimmed first) against ``2 x`` the study's float32
 bytes plus the model, and the numpy + Python allocation peak of one run (``tracemalloc``); ``medai analyze`` cold
 (a fresh process, models loaded from disk) ``--cold`` times; and the Dice check: ACDC val (``splits.csv``) through
-the predictor (float32 and bfloat16) against the committed
+the predictor (each engine) against the committed
 ``models/packages/heart_mr_cine_seg/evaluation/acdc_val.json`` (must not move by more than 0.002).
 
 Usage::
@@ -105,6 +107,14 @@ def nnunet(folder: Path, plan_dir: Path, threads: int) -> dict[str, Any]:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+#: the engines a run compares: runtime and precision passed to the cine predictor's ``load``
+ENGINES: dict[str, dict[str, str]] = {"onnx": {"runtime": "onnx", "precision": "float32"},
+                                      "float32": {"runtime": "torch", "precision": "float32"},
+                                      "bfloat16": {"runtime": "torch", "precision": "bfloat16"}}
+SHORT = {"onnx": "onnx", "float32": "torch f32", "bfloat16": "torch bf16"}
+DEFAULT_ENGINE = "onnx"
+
+
 def dice_check(console: Console, precisions: list[str]) -> dict[str, Any]:
     from medai.cardiac.predictor import load_default
     from pipelines.cmr.evaluate import evaluate
@@ -117,7 +127,7 @@ def dice_check(console: Console, precisions: list[str]) -> dict[str, Any]:
     ref = json.loads(ref_path.read_text())["mean"]
     out: dict[str, Any] = {"reference": str(ref_path.relative_to(REPO)), "tolerance": DICE_TOL}
     for prec in precisions:
-        doc = evaluate(load_default("heart_mr_cine_seg", precision=prec), acdc, "acdc", "val")
+        doc = evaluate(load_default("heart_mr_cine_seg", **ENGINES[prec]), acdc, "acdc", "val")
         deltas = {k: doc["mean"][k] - ref[k] for k in DICE_KEYS}
         ok = all(abs(d) <= DICE_TOL for d in deltas.values())
         out[prec] = {"dice": {k: doc["mean"][k] for k in DICE_KEYS}, "delta": deltas, "ok": ok,
@@ -169,9 +179,9 @@ def main() -> None:
                       "torchvision; its row is skipped[/]")
     from medai.cardiac.predictor import load_default
 
-    precisions = ["float32"] + (["bfloat16"] if bf16 else [])
+    precisions = [DEFAULT_ENGINE, "float32"] + (["bfloat16"] if bf16 else [])
     t0 = time.perf_counter()
-    providers = {p: package_provider({"heart_mr_cine_seg": load_default("heart_mr_cine_seg", precision=p)})
+    providers = {p: package_provider({"heart_mr_cine_seg": load_default("heart_mr_cine_seg", **ENGINES[p])})
                  for p in precisions}
     load_s = time.perf_counter() - t0
     n_images = len(list(folder.glob("*.dcm")))
@@ -208,8 +218,7 @@ def main() -> None:
 
     table = Table(title=f"warm cine analysis of {folder.name} ({n_images} images, study "
                         f"{'x'.join(map(str, summary['study_shape']))}), median (min) of {args.repeat} runs, seconds")
-    short = {"float32": "f32", "bfloat16": "bf16"}
-    cols = [f"{t} thr {short[p]}" for t in threads for p in precisions]
+    cols = [f"{t} thr {SHORT[p]}" for t in threads for p in precisions]
     table.add_column("stage")
     for c in cols:
         table.add_column(c, justify="right")
@@ -227,7 +236,7 @@ def main() -> None:
             cells = []
             for tt in threads:
                 for p in precisions:
-                    cells.append(f"{nn_s:.1f}" if tt == t and p == "float32" else "")
+                    cells.append(f"{nn_s:.1f}" if tt == t and p == DEFAULT_ENGINE else "")
             table.add_row(f"nnU-Net v2 2d ({nn['phases']}x{nn['slices']} slices)", *cells)
     console.print(table)
     ratios: dict[str, float] = {}
@@ -250,22 +259,28 @@ def main() -> None:
     budget_mib = (2 * study_bytes + model_bytes) / 2**20
     mem = {}
     for t in threads:
-        rs = summary["runs"][t]["float32"]
+        rs = summary["runs"][t][DEFAULT_ENGINE]
         mem[t] = {"median": med(rs, "peak_above_idle_mib"), "max": max(r["peak_above_idle_mib"] for r in rs)}
         console.print(f"memory at {t} thread(s): peak RSS of a warm analysis above the trimmed idle process: median "
                       f"{mem[t]['median']:.0f} MiB, max {mem[t]['max']:.0f} MiB; goal <= 2 x study "
                       f"{study_bytes / 2**20:.0f} MiB + model {model_bytes / 2**20:.1f} MiB = {budget_mib:.0f} MiB: "
                       f"{'met' if mem[t]['max'] <= budget_mib else 'NOT met'}")
     with tempfile.TemporaryDirectory() as tmp:
-        traced = traced_peak(folder, providers["float32"], Path(tmp) / "traced")
+        traced = traced_peak(folder, providers[DEFAULT_ENGINE], Path(tmp) / "traced")
     console.print(f"numpy + Python allocations (tracemalloc) peak during a warm analysis: {traced:.0f} MiB "
-                  f"(the rest of the RSS peak is torch's activations and allocator slack)")
+                  f"(the rest of the RSS peak is the network's activations and allocator slack)")
     summary["memory"] = {"study_float32_mib": study_bytes / 2**20, "model_mib": model_bytes / 2**20,
                          "budget_mib": budget_mib, "rss_peak_above_idle_mib": mem, "traced_peak_mib": traced}
     t2 = max(threads)
-    total2 = med(summary["runs"][t2]["float32"], "total")
-    console.print(f"warm total at {t2} threads (float32): {total2:.2f} s, goal <= 5 s: "
-                  f"{'met' if total2 <= 5 else 'NOT met'}; LV EF {summary['runs'][t2]['float32'][-1]['lv_ef']:.1f}%")
+    total2 = med(summary["runs"][t2][DEFAULT_ENGINE], "total")
+    console.print(f"warm total at {t2} threads ({DEFAULT_ENGINE}, the default): {total2:.2f} s, goal <= 5 s: "
+                  f"{'met' if total2 <= 5 else 'NOT met'}; LV EF "
+                  f"{summary['runs'][t2][DEFAULT_ENGINE][-1]['lv_ef']:.1f}%")
+    speed = {f"{t}thr": med(summary["runs"][t]["float32"], "inference") / med(summary["runs"][t][DEFAULT_ENGINE],
+                                                                              "inference") for t in threads}
+    summary["inference_speedup_onnx_vs_torch"] = speed
+    console.print("inference stage, torch float32 / ONNX Runtime (same run): "
+                  + ", ".join(f"{k} {v:.2f}x" for k, v in speed.items()))
     if args.cold:
         secs = cold(folder, args.cold)
         summary["cold_s"] = secs

@@ -78,16 +78,21 @@ def sample_instances(series: Series, limit: int) -> list[Any]:
     return [inst[i] for i in idx]
 
 
-def end_cnn_logits(nets: Sequence[Any], x: np.ndarray) -> np.ndarray:
-    """Mean logit of the end-slice CNN networks ``nets`` over the four 90-degree rotations of ``x``
-    ``(N, 4, S, S)`` (one batch per network); used by the predictor and by the fit that makes its training rows."""
+def end_cnn_logits(nets: Sequence[Any] | Any, x: np.ndarray) -> np.ndarray:
+    """Mean logit of the end-slice CNN networks over the four 90-degree rotations of ``x`` ``(N, 4, S, S)``:
+    ``nets`` is a list of fold networks, or an ensemble already built (:class:`medai.quality.ensemble.
+    EndSliceEnsemble`, or its ONNX export); used by the predictor and by the fit that makes its training rows."""
     import torch
 
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    views = torch.cat([torch.rot90(xt, k, (2, 3)) for k in range(4)])
+    from medai.quality.ensemble import EndSliceEnsemble
+
+    net = EndSliceEnsemble(list(nets)).eval() if isinstance(nets, list | tuple) else nets
     with torch.inference_mode():
-        out = torch.stack([net(views) for net in nets]).mean(0)
-    return out.reshape(4, len(x)).mean(0).numpy()
+        return net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+#: the ONNX export of one end's coverage ensemble (beside the coverage CNN weights)
+END_ONNX = "coverage_cnn.{end}.onnx"
 
 
 @PREDICTORS.register("mr_quality")
@@ -116,21 +121,11 @@ class QualityPredictor(Predictor):
         self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
         self.device = torch.device(device)
         self.coverage_model: dict[str, Any] | None = None
-        self.coverage_nets: dict[str, list[Any]] = {}
+        self.coverage_nets: dict[str, Any] = {}
         if self.config.coverage:
             self.coverage_model = json.loads((self.package_dir / self.config.coverage).read_text())
-            cnn = self.coverage_model.get("end_cnn")
-            if cnn:
-                from medai.registry import NETWORKS
-
-                states = torch.load(self.package_dir / cnn["weights"], map_location="cpu", weights_only=True)
-                for end, per_fold in states.items():
-                    nets = []
-                    for st in per_fold:
-                        net = NETWORKS.get(cnn["network"]["name"])(**cnn["network"]["params"])
-                        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in st.items()})
-                        nets.append(net.eval())
-                    self.coverage_nets[end] = nets
+            if self.coverage_model.get("end_cnn"):
+                self.coverage_nets = self._coverage_ensembles(runtime)
         self.seg_models: dict[str, Any] | None = None
         if self.config.seg_quality:
             import skops.io as sio
@@ -138,14 +133,61 @@ class QualityPredictor(Predictor):
             p = self.package_dir / self.config.seg_quality
             self.seg_models = sio.load(p, trusted=sio.get_untrusted_types(file=p))
 
+    def _coverage_ensembles(self, runtime: str | None, *, torch_only: bool = False) -> dict[str, Any]:
+        """Per end, the fold networks of the end-slice CNN as one ensemble: its ONNX export (:data:`END_ONNX`) when
+        the runtime allows and the export is current, else the torch :class:`~medai.quality.ensemble.
+        EndSliceEnsemble`."""
+        import torch
+
+        from medai.inference import compiled
+        from medai.quality.ensemble import EndSliceEnsemble
+        from medai.registry import NETWORKS
+
+        assert self.coverage_model is not None
+        cnn = self.coverage_model["end_cnn"]
+        mode = "torch" if torch_only else compiled.resolve_runtime(runtime)
+        states = torch.load(self.package_dir / cnn["weights"], map_location="cpu", weights_only=True)
+        out: dict[str, Any] = {}
+        for end, per_fold in states.items():
+            if mode != "torch":
+                out[end] = compiled.load_onnx(self.package_dir, cnn["weights"], self._ensemble_signature(end, per_fold),
+                                              required=mode == "onnx", name=END_ONNX.format(end=end))
+                if out[end] is not None:
+                    continue
+            nets = []
+            for st in per_fold:
+                net = NETWORKS.get(cnn["network"]["name"])(**cnn["network"]["params"])
+                net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in st.items()})
+                nets.append(net.eval())
+            out[end] = EndSliceEnsemble(nets).eval()
+        return out
+
+    def _ensemble_signature(self, end: str, per_fold: Sequence[Any]) -> str:
+        from medai.inference import compiled
+
+        assert self.coverage_model is not None
+        cnn = self.coverage_model["end_cnn"]["network"]
+        return compiled.network_signature(cnn["name"], {**cnn["params"], "end": end, "members": len(per_fold)})
+
     def export_onnx(self) -> list[Path]:
-        """``weights.onnx`` of the artefact CNN (``input_size`` square slices, batch dynamic). The coverage end-slice
-        CNNs (a few small networks per fold) stay on torch."""
+        """``weights.onnx`` of the artefact CNN (``input_size`` square slices, batch dynamic), and one
+        :data:`END_ONNX` per end of the coverage model's end-slice CNN ensemble (about 2.5x faster than torch for
+        these small networks: 14 ms against 36 ms per end on 1 thread, measured with the machine otherwise idle)."""
         from medai.cardiac.preprocess import NetworkSpec, export_network
+        from medai.inference import compiled
 
         n = self.config.input_size
-        return [export_network(self.package_dir, NetworkSpec.model_validate(self.config.network), 2,
-                               self.config.weights, (2, 1, n, n), None)]
+        out = [export_network(self.package_dir, NetworkSpec.model_validate(self.config.network), 2,
+                              self.config.weights, (2, 1, n, n), None)]
+        if self.coverage_model is not None and self.coverage_model.get("end_cnn"):
+            cnn = self.coverage_model["end_cnn"]
+            size = int(cnn.get("input", {}).get("size", 64))
+            for end, ens in self._coverage_ensembles(None, torch_only=True).items():
+                out.append(compiled.export_onnx(
+                    ens, self.package_dir, cnn["weights"], self._ensemble_signature(end, list(ens.nets)),
+                    (2, int(cnn["network"]["params"].get("in_channels", 4)), size, size), None,
+                    name=END_ONNX.format(end=end)))
+        return out
 
     # -- artefacts -------------------------------------------------------------------------------------------------
     def score_slices(self, slices: Sequence[np.ndarray] | np.ndarray) -> SliceScores:

@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from medai.cardiac.predictor import load_default
     from medai.datasets.acdc import load_acdc_release
+    from medai.inference.compiled import export_package
     from medai.inference.package import read_metadata, write_metadata
     from medai.quality.predictor import QualityPredictor
     from pipelines.quality.gate_data import coverage_rows, seg_quality_rows
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra not in meta.reproduce:
         meta.reproduce = (meta.reproduce + "\n" + extra).strip()
     write_metadata(args.package, meta)
+    export_package(args.package)  # the artefact CNN and the end-slice ensembles on ONNX (medai.inference.compiled)
     logger.info("done in %.1f min: %d coverage rows, %d seg-quality rows", (time.perf_counter() - t0) / 60,
                 len(cov), len(seg))
     return 0

@@ -47,6 +47,21 @@ def test_each_export_matches_torch_logits(name: str) -> None:
     assert meta["medai.weights_sha256"] and meta["medai.network"]
 
 
+def test_the_coverage_ensembles_run_on_onnx_and_match_torch() -> None:
+    from medai.quality.ensemble import EndSliceEnsemble
+    from medai.quality.predictor import end_cnn_logits
+
+    fast = Predictor.from_package("heart_mr_quality")
+    ref = Predictor.from_package("heart_mr_quality", runtime="torch")
+    x = np.random.default_rng(5).normal(size=(3, 4, 64, 64)).astype(np.float32)
+    for end in ("basal", "apical"):
+        assert isinstance(fast.coverage_nets[end], OnnxNet)  # type: ignore[attr-defined]
+        assert isinstance(ref.coverage_nets[end], EndSliceEnsemble)  # type: ignore[attr-defined]
+        a = end_cnn_logits(fast.coverage_nets[end], x)  # type: ignore[attr-defined]
+        b = end_cnn_logits(list(ref.coverage_nets[end].nets), x)  # type: ignore[attr-defined]
+        assert a.shape == (3,) and np.abs(a - b).max() <= EXPORT_TOL
+
+
 def test_onnx_cine_labels_equal_torch_labels_on_a_phantom() -> None:
     ph = make_cine_sax_study(n_slices=6, n_phases=4, rows=128, cols=128, pixel_spacing=1.4)
     vol = Volume(array=ph.image.astype(np.float32), affine=ph.affine, frame_times_ms=ph.frame_times_ms)
@@ -104,8 +119,9 @@ def test_a_stale_export_falls_back_to_torch_and_a_new_export_is_used(quality_cop
         Predictor.from_package(quality_copy, runtime="onnx")
 
     written = export_package(quality_copy)
-    assert written == [onnx_path(quality_copy, "weights.pt")]
-    assert read_metadata(quality_copy).files.count("weights.onnx") == 1
+    names = ["weights.onnx", "coverage_cnn.basal.onnx", "coverage_cnn.apical.onnx"]
+    assert written == [quality_copy / n for n in names] and written[0] == onnx_path(quality_copy, "weights.pt")
+    assert all(read_metadata(quality_copy).files.count(n) == 1 for n in names)
     fresh = Predictor.from_package(quality_copy)
     ref = Predictor.from_package(quality_copy, runtime="torch")
     assert fresh.runtime == "onnx"  # type: ignore[attr-defined]

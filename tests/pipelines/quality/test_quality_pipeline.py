@@ -80,7 +80,8 @@ def test_shipped_package_is_complete_and_its_figures_come_from_committed_evaluat
     assert meta.name == "heart_mr_quality" and meta.predictor == "mr_quality"
     for f in meta.files:
         assert (PKG / f).is_file(), f
-    assert sum(p.stat().st_size for p in PKG.rglob("*") if p.is_file()) < 10 * 2**20
+    # 16 MiB: 10 before the ONNX exports (weights.onnx, coverage_cnn.{basal,apical}.onnx: 4.5 MB together)
+    assert sum(p.stat().st_size for p in PKG.rglob("*") if p.is_file()) < 16 * 2**20
     evals = {f: _json(f) for f in meta.files if f.startswith("evaluation/")}
     assert any(d["format"] == "acdc" for d in evals.values())
     for key, value in meta.metrics.items():
