@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             extra["clinical"] = [c.strip() for c in clinical.split(",") if c.strip()]
         evaluate_function(model)(model=model, data=data, fmt=fmt, out=out, package=model_package, **extra)
 
-    models_app = typer.Typer(help="Shipped model packages and the MLflow registry: list, promote.",
+    models_app = typer.Typer(help="Shipped model packages and the MLflow registry: list, promote, export-onnx.",
                              invoke_without_command=True, no_args_is_help=False)
     app.add_typer(models_app, name="models")
 

@@ -127,6 +127,9 @@ class OnnxNet:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
+            # no arena: it would keep the largest pass's activations resident between studies (about 100 MB more
+            # for the cine U-Net), for about 15 % faster passes; freed memory goes back as torch's does
+            opts.enable_cpu_mem_arena = False
             s = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
             self._sessions[threads] = s
         return s
