@@ -28,8 +28,9 @@ class MedaiSettings(BaseSettings):
     2x faster inference where the CPU has native bf16, AVX512-BF16/AMX; ACDC val Dice within 0.0002 of float32,
     checked by ``bench/cmr_analyze.py``; slower than float32 on CPUs without it)."""
     runtime: str = "auto"
-    """How package networks run (:mod:`medai.inference.compiled`): ``auto`` (ONNX Runtime where the package has a
-    current ONNX export and the arithmetic is float32 on the CPU, else torch), ``torch`` (the reference) or
+    """How package networks run (:mod:`medai.inference.compiled`): ``auto`` (each predictor's faster runtime warm:
+    torch for the segmentation U-Nets, ONNX Runtime for the quality CNNs), ``fast-start`` (ONNX Runtime wherever
+    the package has a current export: one-shot processes such as ``medai analyze``), ``torch`` (the reference) or
     ``onnx`` (ONNX Runtime or an error)."""
 
     @property

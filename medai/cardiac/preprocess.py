@@ -57,17 +57,18 @@ def build_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weigh
 
 
 def load_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weights: str, device: str = "cpu", *,
-                 runtime: str | None = None, precision: str = "float32") -> Any:
-    """A package's network, ready to call: its ONNX export under ONNX Runtime when the runtime allows it
-    (:mod:`medai.inference.compiled`; ``runtime`` defaults to ``MEDAI_RUNTIME``), else the registered torch network
-    with the weights (float32, eval mode, on ``device``). Either is called with a float32 tensor and returns logits.
+                 runtime: str | None = None, precision: str = "float32", preferred: str = "torch") -> Any:
+    """A package's network, ready to call: its ONNX export under ONNX Runtime when the runtime says so
+    (:func:`medai.inference.compiled.resolve_runtime`; ``runtime`` defaults to ``MEDAI_RUNTIME``, and ``auto`` means
+    the predictor's ``preferred`` runtime), else the registered torch network with the weights (float32, eval mode,
+    on ``device``). Either is called with a float32 tensor and returns logits.
 
     Raises:
         ConfigError: the weights file is missing, or ``runtime="onnx"`` and the package has no current export.
     """
     from medai.inference import compiled
 
-    mode = compiled.resolve_runtime(runtime, device=device, precision=precision)
+    mode = compiled.resolve_runtime(runtime, preferred=preferred, device=device, precision=precision)
     if mode != "torch":
         signature = compiled.network_signature(spec.name, {"spatial_dims": spatial_dims, **spec.params})
         net = compiled.load_onnx(Path(package_dir), weights, signature, required=mode == "onnx")

@@ -9,8 +9,12 @@ back to torch instead of running stale weights.
 :func:`load_network` (used by every predictor that builds a registry network) picks the runtime from
 ``MEDAI_RUNTIME``:
 
-* ``auto`` (default): ONNX Runtime when the package has a current export, ``onnxruntime`` is installed, the device
-  is the CPU and the arithmetic float32; torch otherwise;
+* ``auto`` (default): each predictor's preferred runtime, the one measured faster warm for its network
+  (``bench/cmr_analyze.py``, ``bench/quality.py``): torch for the cine and LGE U-Nets, ONNX Runtime for the quality
+  package's small CNNs (when the export is current, ``onnxruntime`` installed, the device the CPU and the
+  arithmetic float32; torch otherwise);
+* ``fast-start``: ONNX Runtime wherever a current export exists, torch otherwise. For one-shot processes, where
+  loading counts as much as a pass: ``medai analyze`` and ``medai demo`` use it unless ``MEDAI_RUNTIME`` is set;
 * ``torch``: always torch (the reference path; bfloat16 autocast and GPUs run here);
 * ``onnx``: ONNX Runtime or a :class:`~medai.errors.ConfigError` saying why not.
 
@@ -52,7 +56,7 @@ from medai.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx", "fast-start")
 #: ``metadata_props`` keys of an export.
 DIGEST_KEY = "medai.weights_sha256"
 NETWORK_KEY = "medai.network"
@@ -76,9 +80,11 @@ def network_signature(name: str, params: dict[str, Any]) -> str:
     return json.dumps({"name": name, "params": params}, sort_keys=True, default=str)
 
 
-def resolve_runtime(requested: str | None, *, device: str = "cpu", precision: str = "float32") -> str:
-    """``"torch"`` or ``"onnx"`` (before looking at the package) for a requested runtime (default
-    ``MEDAI_RUNTIME``)."""
+def resolve_runtime(requested: str | None, *, preferred: str = "torch", device: str = "cpu",
+                    precision: str = "float32") -> str:
+    """How to run a network: ``"torch"``, ``"onnx"`` (ONNX Runtime or an error) or ``"try-onnx"`` (ONNX Runtime when
+    the package has a current export, else torch), for a requested runtime (default ``MEDAI_RUNTIME``) and the
+    predictor's ``preferred`` one (what ``auto`` means for it: the runtime measured faster warm for its network)."""
     if requested is None:
         from medai.settings import get_settings
 
@@ -92,9 +98,11 @@ def resolve_runtime(requested: str | None, *, device: str = "cpu", precision: st
         unsupported.append(f"precision {precision} (the export is float32)")
     if requested == "onnx" and unsupported:
         raise ConfigError("MEDAI_RUNTIME=onnx cannot serve " + " and ".join(unsupported) + "; use MEDAI_RUNTIME=torch")
+    if requested == "auto":
+        requested = "fast-start" if preferred == "onnx" else "torch"
     if requested == "torch" or unsupported:
         return "torch"
-    return "onnx" if requested == "onnx" else "auto"
+    return "onnx" if requested == "onnx" else "try-onnx"
 
 
 def thread_count() -> int:
@@ -129,7 +137,12 @@ class OnnxNet:
             opts.log_severity_level = 3
             # no arena: it would keep the largest pass's activations resident between studies (about 100 MB more
             # for the cine U-Net), for about 15 % faster passes; freed memory goes back as torch's does
+            # no arena: it would keep the largest pass's activations resident between studies; with it, the same
+            # speed here (bench/cmr_analyze.py, 2026-12-07)
             opts.enable_cpu_mem_arena = False
+            # pool threads that spin after a pass take the cores from the numpy work between passes: 1.64 -> 1.30 s
+            # of the cine inference stage at 2 threads, and 364 -> 229 MiB peak RSS above idle
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             s = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
             self._sessions[threads] = s
         return s

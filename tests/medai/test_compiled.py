@@ -32,7 +32,7 @@ def test_the_image_packages_ship_an_export() -> None:
 
 @pytest.mark.parametrize("name", EXPORTED)
 def test_each_export_matches_torch_logits(name: str) -> None:
-    fast = Predictor.from_package(name)
+    fast = Predictor.from_package(name, runtime="onnx")
     ref = Predictor.from_package(name, runtime="torch")
     assert fast.runtime == "onnx" and isinstance(fast.net, OnnxNet)  # type: ignore[attr-defined]
     assert ref.runtime == "torch" and isinstance(ref.net, torch.nn.Module)  # type: ignore[attr-defined]
@@ -51,7 +51,7 @@ def test_the_coverage_ensembles_run_on_onnx_and_match_torch() -> None:
     from medai.quality.ensemble import EndSliceEnsemble
     from medai.quality.predictor import end_cnn_logits
 
-    fast = Predictor.from_package("heart_mr_quality")
+    fast = Predictor.from_package("heart_mr_quality")  # auto: this package prefers ONNX Runtime
     ref = Predictor.from_package("heart_mr_quality", runtime="torch")
     x = np.random.default_rng(5).normal(size=(3, 4, 64, 64)).astype(np.float32)
     for end in ("basal", "apical"):
@@ -65,13 +65,13 @@ def test_the_coverage_ensembles_run_on_onnx_and_match_torch() -> None:
 def test_onnx_cine_labels_equal_torch_labels_on_a_phantom() -> None:
     ph = make_cine_sax_study(n_slices=6, n_phases=4, rows=128, cols=128, pixel_spacing=1.4)
     vol = Volume(array=ph.image.astype(np.float32), affine=ph.affine, frame_times_ms=ph.frame_times_ms)
-    got = load_default("heart_mr_cine_seg").segment_volume(vol).volume.array
+    got = load_default("heart_mr_cine_seg", runtime="onnx").segment_volume(vol).volume.array
     ref = load_default("heart_mr_cine_seg", runtime="torch").segment_volume(vol).volume.array
     assert got.any() and (got == ref).mean() >= 0.9999, (got != ref).sum()
 
 
 def test_one_session_per_thread_count() -> None:
-    net = load_default("heart_mr_cine_seg").net
+    net = load_default("heart_mr_cine_seg", runtime="onnx").net
     before = torch.get_num_threads()
     x = torch.zeros(1, 1, 64, 64)
     try:
@@ -85,6 +85,34 @@ def test_one_session_per_thread_count() -> None:
     assert torch.allclose(one, two, atol=1e-5)
 
 
+def test_auto_runs_each_network_on_its_faster_runtime_and_fast_start_on_onnx() -> None:
+    assert load_default("heart_mr_cine_seg").runtime == "torch"  # torch eager is faster warm for the U-Net
+    assert Predictor.from_package("heart_mr_lge_seg").runtime == "torch"  # type: ignore[attr-defined]
+    assert Predictor.from_package("heart_mr_quality").runtime == "onnx"  # type: ignore[attr-defined]
+    assert load_default("heart_mr_cine_seg", runtime="fast-start").runtime == "onnx"
+    assert Predictor.from_package("heart_mr_lge_seg", runtime="fast-start").runtime == "onnx"  # type: ignore
+
+
+def test_one_shot_commands_use_fast_start_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from medai.cli.cmr_cmds import _one_shot_runtime
+
+    monkeypatch.delenv("MEDAI_RUNTIME", raising=False)
+    get_settings.cache_clear()
+    with _one_shot_runtime():
+        assert get_settings().runtime == "fast-start"
+    assert "MEDAI_RUNTIME" not in os.environ and get_settings().runtime == "auto"
+    monkeypatch.setenv("MEDAI_RUNTIME", "torch")
+    get_settings.cache_clear()
+    try:
+        with _one_shot_runtime():
+            assert get_settings().runtime == "torch"
+    finally:
+        monkeypatch.delenv("MEDAI_RUNTIME")
+        get_settings.cache_clear()
+
+
 def test_bfloat16_and_the_setting_choose_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_default("heart_mr_cine_seg", precision="bfloat16").runtime == "torch"
     with pytest.raises(ConfigError, match="precision bfloat16.*MEDAI_RUNTIME=torch"):
@@ -95,7 +123,7 @@ def test_bfloat16_and_the_setting_choose_torch(monkeypatch: pytest.MonkeyPatch) 
         assert load_default("heart_mr_cine_seg").runtime == "torch"
         monkeypatch.setenv("MEDAI_RUNTIME", "tensorrt")
         get_settings.cache_clear()
-        with pytest.raises(ConfigError, match="'tensorrt' \\(MEDAI_RUNTIME\\): use one of auto, torch, onnx"):
+        with pytest.raises(ConfigError, match="'tensorrt' \\(MEDAI_RUNTIME\\): use one of auto, torch, onnx, fast"):
             load_default("heart_mr_cine_seg")
     finally:
         monkeypatch.delenv("MEDAI_RUNTIME")
@@ -139,7 +167,7 @@ def test_a_missing_export_under_runtime_onnx_says_what_to_run(quality_copy: Path
 
 def test_the_onnx_path_does_not_import_monai() -> None:
     """The cold-start saving: loading the cine model under ONNX Runtime leaves monai (2.5 s of imports) out."""
-    code = ("import sys; from medai.cardiac.predictor import load_default; p = load_default(); "
+    code = ("import sys; from medai.cardiac.predictor import load_default; p = load_default(runtime='fast-start'); "
             "print(p.runtime, 'monai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.split() == ["onnx", "False"], out.stderr[-2000:]
