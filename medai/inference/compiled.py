@@ -9,10 +9,10 @@ back to torch instead of running stale weights.
 :func:`load_network` (used by every predictor that builds a registry network) picks the runtime from
 ``MEDAI_RUNTIME``:
 
-* ``auto`` (default): each predictor's preferred runtime, the one measured faster warm for its network
-  (``bench/cmr_analyze.py``, ``bench/quality.py``): torch for the cine and LGE U-Nets, ONNX Runtime for the quality
-  package's small CNNs (when the export is current, ``onnxruntime`` installed, the device the CPU and the
-  arithmetic float32; torch otherwise);
+* ``auto`` (default): each predictor's preferred runtime, the one faster warm for its network: torch for the
+  segmentation U-Nets (measured on the cine model by ``bench/cmr_analyze.py``; the LGE model is the same network
+  family and was not measured apart), ONNX Runtime for the quality package's small CNNs (when the export is
+  current, ``onnxruntime`` installed, the device the CPU and the arithmetic float32; torch otherwise);
 * ``fast-start``: ONNX Runtime wherever a current export exists, torch otherwise. For one-shot processes, where
   loading counts as much as a pass: ``medai analyze`` and ``medai demo`` use it unless ``MEDAI_RUNTIME`` is set;
 * ``torch``: always torch (the reference path; bfloat16 autocast and GPUs run here);
@@ -23,9 +23,11 @@ Why it is worth a file (measured on this 2-CPU machine, with the machine otherwi
 * loading: ONNX Runtime imports in 0.13 s and makes a session in 0.05 s, and needs neither ``monai`` (whose package
   import loads all its submodules, mlflow and matplotlib included: about 2.5 s of a cold ``medai analyze``) nor
   torch's export machinery;
-* the cine U-Net's forward pass takes the same time as torch eager channels-last (0.15-0.16 s for 12-60 slices at
-  2 threads, 0.25-0.30 s at 1 thread), but holds up under load: with a 2-thread training job beside it, 0.33-0.45 s
-  against torch's 0.65-0.86 s at 2 threads;
+* the cine U-Net's bare forward pass takes about the time of torch eager channels-last (0.15-0.16 s for 12-60
+  slices at 2 threads, 0.25-0.30 s at 1 thread) and holds up better under load (with a 2-thread training job
+  beside it, 0.33-0.45 s against torch's 0.65-0.86 s), but inside a whole cine analysis torch is faster: the
+  inference stage ran 0.72x (2 threads) and 0.91x (1 thread) as fast on ONNX Runtime, so a warm server keeps
+  torch for it and only one-shot commands (``fast-start``) take ONNX Runtime for the shorter start;
 * small networks gain most: the coverage model's end-slice ensemble (5 fold networks x 4 rotations, one graph)
   takes 14 ms per end against 36 ms on torch at 1 thread.
 
