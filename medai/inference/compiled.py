@@ -138,9 +138,8 @@ class OnnxNet:
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
             # no arena: it would keep the largest pass's activations resident between studies (about 100 MB more
-            # for the cine U-Net), for about 15 % faster passes; freed memory goes back as torch's does
-            # no arena: it would keep the largest pass's activations resident between studies; with it, the same
-            # speed here (bench/cmr_analyze.py, 2026-12-07)
+            # for the cine U-Net) for little speed (1.30 s of the cine inference stage with it or without, 2
+            # threads, bench/cmr_analyze.py on 2026-12-07); freed memory goes back as torch's does
             opts.enable_cpu_mem_arena = False
             # pool threads that spin after a pass take the cores from the numpy work between passes: 1.64 -> 1.30 s
             # of the cine inference stage at 2 threads, and 364 -> 229 MiB peak RSS above idle
