@@ -283,8 +283,8 @@ def main() -> None:
     console.print(f"warm total at {t2} threads ({SHORT[DEFAULT_ENGINE]}, the default): {total2:.2f} s, goal <= 5 s: "
                   f"{'met' if total2 <= 5 else 'NOT met'}; LV EF "
                   f"{summary['runs'][t2][DEFAULT_ENGINE][-1]['lv_ef']:.1f}%")
-    speed = {f"{t}thr": med(summary["runs"][t]["float32"], "inference") / med(summary["runs"][t][DEFAULT_ENGINE],
-                                                                              "inference") for t in threads}
+    speed = {f"{t}thr": med(summary["runs"][t]["float32"], "inference") / med(summary["runs"][t]["onnx"], "inference")
+             for t in threads}
     summary["inference_speedup_onnx_vs_torch"] = speed
     console.print("inference stage, torch float32 / ONNX Runtime (same run): "
                   + ", ".join(f"{k} {v:.2f}x" for k, v in speed.items()))

@@ -28,10 +28,10 @@ class MedaiSettings(BaseSettings):
     2x faster inference where the CPU has native bf16, AVX512-BF16/AMX; ACDC val Dice within 0.0002 of float32,
     checked by ``bench/cmr_analyze.py``; slower than float32 on CPUs without it)."""
     runtime: str = "auto"
-    """How package networks run (:mod:`medai.inference.compiled`): ``auto`` (each predictor's faster runtime warm:
-    torch for the segmentation U-Nets, ONNX Runtime for the quality CNNs), ``fast-start`` (ONNX Runtime wherever
-    the package has a current export: one-shot processes such as ``medai analyze``), ``torch`` (the reference) or
-    ``onnx`` (ONNX Runtime or an error)."""
+    """How package networks run (:mod:`medai.inference.compiled`): ``auto`` (each network on its faster runtime
+    warm: torch for the segmentation U-Nets and the artefact CNN, ONNX Runtime for the coverage ensembles),
+    ``fast-start`` (ONNX Runtime wherever the package has a current export: one-shot processes such as
+    ``medai analyze``), ``torch`` (the reference) or ``onnx`` (ONNX Runtime or an error)."""
 
     @property
     def mlflow_tracking_uri(self) -> str:

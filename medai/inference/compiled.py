@@ -11,8 +11,9 @@ back to torch instead of running stale weights.
 
 * ``auto`` (default): each predictor's preferred runtime, the one faster warm for its network: torch for the
   segmentation U-Nets (measured on the cine model by ``bench/cmr_analyze.py``; the LGE model is the same network
-  family and was not measured apart), ONNX Runtime for the quality package's small CNNs (when the export is
-  current, ``onnxruntime`` installed, the device the CPU and the arithmetic float32; torch otherwise);
+  family and was not measured apart) and the quality package's artefact CNN, ONNX Runtime for the coverage model's
+  end-slice ensembles (when the export is current, ``onnxruntime`` installed, the device the CPU and the arithmetic
+  float32; torch otherwise);
 * ``fast-start``: ONNX Runtime wherever a current export exists, torch otherwise. For one-shot processes, where
   loading counts as much as a pass: ``medai analyze`` and ``medai demo`` use it unless ``MEDAI_RUNTIME`` is set;
 * ``torch``: always torch (the reference path; bfloat16 autocast and GPUs run here);
@@ -28,8 +29,9 @@ Why it is worth a file (measured on this 2-CPU machine, with the machine otherwi
   beside it, 0.33-0.45 s against torch's 0.65-0.86 s), but inside a whole cine analysis torch is faster: the
   inference stage ran 0.72x (2 threads) and 0.91x (1 thread) as fast on ONNX Runtime, so a warm server keeps
   torch for it and only one-shot commands (``fast-start``) take ONNX Runtime for the shorter start;
-* small networks gain most: the coverage model's end-slice ensemble (5 fold networks x 4 rotations, one graph)
-  takes 14 ms per end against 36 ms on torch at 1 thread.
+* the coverage model's end-slice ensemble (5 fold networks x 4 rotations of one small input, one graph) takes 14 ms
+  per end against 36 ms on torch at 1 thread; the artefact CNN's one batched pass is faster on torch (0.22 against
+  0.31-0.38 ms per slice).
 
 ``bench/cmr_analyze.py`` times both runtimes in one run and checks ACDC val Dice of each against the committed
 evaluation.

@@ -51,7 +51,7 @@ def test_the_coverage_ensembles_run_on_onnx_and_match_torch() -> None:
     from medai.quality.ensemble import EndSliceEnsemble
     from medai.quality.predictor import end_cnn_logits
 
-    fast = Predictor.from_package("heart_mr_quality")  # auto: this package prefers ONNX Runtime
+    fast = Predictor.from_package("heart_mr_quality")  # auto: the ensembles prefer ONNX Runtime
     ref = Predictor.from_package("heart_mr_quality", runtime="torch")
     x = np.random.default_rng(5).normal(size=(3, 4, 64, 64)).astype(np.float32)
     for end in ("basal", "apical"):
@@ -88,7 +88,8 @@ def test_one_session_per_thread_count() -> None:
 def test_auto_runs_each_network_on_its_faster_runtime_and_fast_start_on_onnx() -> None:
     assert load_default("heart_mr_cine_seg").runtime == "torch"  # torch eager is faster warm for the U-Net
     assert Predictor.from_package("heart_mr_lge_seg").runtime == "torch"  # type: ignore[attr-defined]
-    assert Predictor.from_package("heart_mr_quality").runtime == "onnx"  # type: ignore[attr-defined]
+    quality = Predictor.from_package("heart_mr_quality")
+    assert quality.runtime == "torch" and isinstance(quality.coverage_nets["basal"], OnnxNet)  # type: ignore
     assert load_default("heart_mr_cine_seg", runtime="fast-start").runtime == "onnx"
     assert Predictor.from_package("heart_mr_lge_seg", runtime="fast-start").runtime == "onnx"  # type: ignore
 
@@ -142,7 +143,7 @@ def test_a_stale_export_falls_back_to_torch_and_a_new_export_is_used(quality_cop
     key = next(k for k, v in state.items() if v.is_floating_point())
     state[key] = state[key] + 0.01  # retrained weights, the old export left behind
     torch.save(state, quality_copy / "weights.pt")
-    assert Predictor.from_package(quality_copy).runtime == "torch"  # type: ignore[attr-defined]
+    assert Predictor.from_package(quality_copy, runtime="fast-start").runtime == "torch"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="exported from other weights than weights.pt.*export-onnx"):
         Predictor.from_package(quality_copy, runtime="onnx")
 
@@ -150,7 +151,7 @@ def test_a_stale_export_falls_back_to_torch_and_a_new_export_is_used(quality_cop
     names = ["weights.onnx", "coverage_cnn.basal.onnx", "coverage_cnn.apical.onnx"]
     assert written == [quality_copy / n for n in names] and written[0] == onnx_path(quality_copy, "weights.pt")
     assert all(read_metadata(quality_copy).files.count(n) == 1 for n in names)
-    fresh = Predictor.from_package(quality_copy)
+    fresh = Predictor.from_package(quality_copy, runtime="fast-start")
     ref = Predictor.from_package(quality_copy, runtime="torch")
     assert fresh.runtime == "onnx"  # type: ignore[attr-defined]
     x = torch.randn(4, 1, 128, 128, generator=torch.Generator().manual_seed(3))
@@ -160,7 +161,7 @@ def test_a_stale_export_falls_back_to_torch_and_a_new_export_is_used(quality_cop
 
 def test_a_missing_export_under_runtime_onnx_says_what_to_run(quality_copy: Path) -> None:
     (quality_copy / "weights.onnx").unlink()
-    assert Predictor.from_package(quality_copy).runtime == "torch"  # type: ignore[attr-defined]
+    assert Predictor.from_package(quality_copy, runtime="fast-start").runtime == "torch"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="weights.onnx is missing; run `medai models export-onnx"):
         Predictor.from_package(quality_copy, runtime="onnx")
 
