@@ -27,3 +27,21 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     from medai.settings import get_settings
 
     get_settings.cache_clear()
+
+
+@pytest.fixture()
+def medai_env(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """Set ``MEDAI_*`` variables for one test, the settings cache following: ``medai_env(RUNTIME="torch")``;
+    ``medai_env(RUNTIME=None)`` unsets one. Undone after the test (monkeypatch; the next test clears the cache)."""
+    from medai.settings import get_settings
+
+    def set_env(**values: str | None) -> None:
+        for key, value in values.items():
+            if value is None:
+                monkeypatch.delenv(f"MEDAI_{key}", raising=False)
+            else:
+                monkeypatch.setenv(f"MEDAI_{key}", value)
+        get_settings.cache_clear()
+
+    yield set_env
+    get_settings.cache_clear()

@@ -94,41 +94,31 @@ def test_auto_runs_each_network_on_its_faster_runtime_and_fast_start_on_onnx() -
     assert Predictor.from_package("heart_mr_lge_seg", runtime="fast-start").runtime == "onnx"  # type: ignore
 
 
-def test_one_shot_commands_use_fast_start_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_shot_commands_use_fast_start_unless_the_user_chose(medai_env) -> None:  # noqa: ANN001
     import os
 
     from medai.cli.cmr_cmds import _one_shot_runtime
 
-    monkeypatch.delenv("MEDAI_RUNTIME", raising=False)
-    get_settings.cache_clear()
+    medai_env(RUNTIME=None)
     with _one_shot_runtime():
         assert get_settings().runtime == "fast-start"
     assert "MEDAI_RUNTIME" not in os.environ and get_settings().runtime == "auto"
-    monkeypatch.setenv("MEDAI_RUNTIME", "torch")
-    get_settings.cache_clear()
-    try:
-        with _one_shot_runtime():
-            assert get_settings().runtime == "torch"
-    finally:
-        monkeypatch.delenv("MEDAI_RUNTIME")
-        get_settings.cache_clear()
+    medai_env(RUNTIME="torch")
+    with _one_shot_runtime():
+        assert get_settings().runtime == "torch"
 
 
-def test_bfloat16_and_the_setting_choose_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bfloat16_and_the_setting_choose_torch(medai_env) -> None:  # noqa: ANN001
     assert load_default("heart_mr_cine_seg", precision="bfloat16").runtime == "torch"
     with pytest.raises(ConfigError, match="precision bfloat16.*MEDAI_RUNTIME=torch"):
         load_default("heart_mr_cine_seg", precision="bfloat16", runtime="onnx")
-    monkeypatch.setenv("MEDAI_RUNTIME", "torch")
-    get_settings.cache_clear()
-    try:
-        assert load_default("heart_mr_cine_seg").runtime == "torch"
-        monkeypatch.setenv("MEDAI_RUNTIME", "tensorrt")
-        get_settings.cache_clear()
-        with pytest.raises(ConfigError, match="'tensorrt' \\(MEDAI_RUNTIME\\): use one of auto, torch, onnx, fast"):
-            load_default("heart_mr_cine_seg")
-    finally:
-        monkeypatch.delenv("MEDAI_RUNTIME")
-        get_settings.cache_clear()
+    medai_env(RUNTIME="fast-start")
+    assert load_default("heart_mr_cine_seg").runtime == "onnx"
+    medai_env(RUNTIME="torch")
+    assert Predictor.from_package("heart_mr_quality").coverage_nets["basal"].n_members == 5  # type: ignore
+    medai_env(RUNTIME="tensorrt")
+    with pytest.raises(ConfigError, match="'tensorrt' \\(MEDAI_RUNTIME\\): use one of auto, torch, onnx, fast"):
+        load_default("heart_mr_cine_seg")
 
 
 @pytest.fixture()

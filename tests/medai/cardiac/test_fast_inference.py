@@ -12,7 +12,6 @@ from medai.cardiac.predictor import argmax_classes, load_default
 from medai.dicom.phantoms import make_cine_sax_study
 from medai.domain.volume import Volume
 from medai.errors import ConfigError
-from medai.settings import get_settings
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +51,11 @@ def test_bfloat16_agrees_with_float32(phantom_volume: Volume) -> None:
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.97, v
 
 
-def test_precision_setting_and_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDAI_PRECISION", "bfloat16")
-    get_settings.cache_clear()
-    try:
-        assert load_default("heart_mr_cine_seg").precision == "bfloat16"
-        monkeypatch.setenv("MEDAI_PRECISION", "float16")
-        get_settings.cache_clear()
-        with pytest.raises(ConfigError, match="MEDAI_PRECISION.*float32 or bfloat16"):
-            load_default("heart_mr_cine_seg")
-    finally:
-        monkeypatch.delenv("MEDAI_PRECISION")
-        get_settings.cache_clear()
+def test_precision_setting_and_bad_value(medai_env) -> None:  # noqa: ANN001
+    medai_env(PRECISION="bfloat16")
+    assert load_default("heart_mr_cine_seg").precision == "bfloat16"
+    medai_env(PRECISION="float16")
+    with pytest.raises(ConfigError, match="MEDAI_PRECISION.*float32 or bfloat16"):
+        load_default("heart_mr_cine_seg")
+    medai_env(PRECISION=None)
     assert load_default("heart_mr_cine_seg").precision == "float32"
