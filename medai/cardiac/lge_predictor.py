@@ -206,6 +206,8 @@ class LgeSegPredictor(Predictor):
         default ``MEDAI_RUNTIME``: :mod:`medai.inference.compiled`)."""
         import torch
 
+        from medai.inference import compiled
+
         cfg_path = self.package_dir / "inference.json"
         if not cfg_path.is_file():
             raise ConfigError(f"{self.package_dir} has no inference.json; it is not an LGE segmentation package")
@@ -219,7 +221,7 @@ class LgeSegPredictor(Predictor):
         self.device = torch.device(device)
         self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
                                 device, runtime=runtime)
-        self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
+        self.runtime = compiled.runtime_of(self.net)
         self.labels = label_table(self.config, self.metadata.labels)
 
     def export_onnx(self) -> list[Path]:

@@ -108,6 +108,8 @@ class CineSegPredictor(Predictor):
         ``MEDAI_RUNTIME`` (auto)."""
         import torch
 
+        from medai.inference import compiled
+
         if precision is None:
             from medai.settings import get_settings
 
@@ -129,7 +131,7 @@ class CineSegPredictor(Predictor):
         self.device = torch.device(device)
         self.net = load_network(self.package_dir, self.config.network, self.config.spatial_dims, self.config.weights,
                                 device, runtime=runtime, precision=precision)
-        self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
+        self.runtime = compiled.runtime_of(self.net)
         if self.runtime == "torch":
             self.net = self.net.to(memory_format=torch.channels_last)
         self.labels = _label_table(self.config, self.metadata.labels)

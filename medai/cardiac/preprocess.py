@@ -70,8 +70,7 @@ def load_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weight
 
     mode = compiled.resolve_runtime(runtime, preferred=preferred, device=device, precision=precision)
     if mode != "torch":
-        signature = compiled.network_signature(spec.name, {"spatial_dims": spatial_dims, **spec.params})
-        net = compiled.load_onnx(Path(package_dir), weights, signature, required=mode == "onnx")
+        net = compiled.load_onnx(Path(package_dir), weights, _signature(spec, spatial_dims), required=mode == "onnx")
         if net is not None:
             return net
     import torch
@@ -85,8 +84,15 @@ def export_network(package_dir: Path, spec: NetworkSpec, spatial_dims: int, weig
     from medai.inference import compiled
 
     net = build_network(package_dir, spec, spatial_dims, weights)
-    signature = compiled.network_signature(spec.name, {"spatial_dims": spatial_dims, **spec.params})
-    return compiled.export_onnx(net, Path(package_dir), weights, signature, example_shape, spatial_divisor)
+    return compiled.export_onnx(net, Path(package_dir), weights, _signature(spec, spatial_dims), example_shape,
+                                spatial_divisor)
+
+
+def _signature(spec: NetworkSpec, spatial_dims: int) -> str:
+    """The spec an export is stamped with and checked against (:func:`medai.inference.compiled.network_signature`)."""
+    from medai.inference import compiled
+
+    return compiled.network_signature(spec.name, {"spatial_dims": spatial_dims, **spec.params})
 
 
 class CineSegInferenceConfig(BaseModel):

@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
                                               help="model package folders whose networks to export"),
     ) -> None:
         """Export each package's networks to ONNX beside their weights, checked against torch, and list the files in
-        its metadata. Predictors then run them under ONNX Runtime (MEDAI_RUNTIME=auto); a later change of the
-        weights makes them fall back to torch until the next export."""
+        its metadata. Predictors run them under ONNX Runtime where MEDAI_RUNTIME says so (medai.inference.compiled);
+        a later change of the weights makes them fall back to torch until the next export."""
         from medai.inference import export_package
 
         for pkg in packages:

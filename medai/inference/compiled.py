@@ -120,6 +120,11 @@ def thread_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def runtime_of(net: Any) -> str:
+    """``"onnx"`` for an :class:`OnnxNet`, else ``"torch"``: what a predictor reports as its ``runtime``."""
+    return "onnx" if isinstance(net, OnnxNet) else "torch"
+
+
 class OnnxNet:
     """An exported network under ONNX Runtime, called like the torch module: ``net(x)`` with a float32
     ``(B, C, *spatial)`` tensor returns the logits as a tensor. One session per intra-op thread count, made on

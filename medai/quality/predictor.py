@@ -112,6 +112,7 @@ class QualityPredictor(Predictor):
         import torch
 
         from medai.cardiac.preprocess import NetworkSpec, load_network
+        from medai.inference import compiled
 
         path = self.package_dir / "inference.json"
         if not path.is_file():
@@ -122,7 +123,7 @@ class QualityPredictor(Predictor):
             raise ConfigError(f"invalid {path}: {exc}") from exc
         self.net = load_network(self.package_dir, NetworkSpec.model_validate(self.config.network), 2,
                                 self.config.weights, device, runtime=runtime)
-        self.runtime = "torch" if isinstance(self.net, torch.nn.Module) else "onnx"
+        self.runtime = compiled.runtime_of(self.net)
         self.device = torch.device(device)
         self.coverage_model: dict[str, Any] | None = None
         self.coverage_nets: dict[str, Any] = {}

@@ -271,7 +271,7 @@ def export_package(
     )
     write_metadata(out_dir, meta)
     (out_dir / "MODEL_CARD.md").write_text(model_card(meta, recipe, n_params))
-    export_onnx(out_dir)  # weights.onnx: what the predictor runs on CPU (medai.inference.compiled)
+    export_onnx(out_dir)  # the ONNX export beside the weights (medai.inference.compiled)
     return out_dir
 
 

@@ -139,7 +139,7 @@ def export_package(
     )
     write_metadata(out_dir, meta)
     (out_dir / "MODEL_CARD.md").write_text(training_card(meta, recipe, n_params, len(heldout_ids)))
-    export_onnx(out_dir)  # weights.onnx: what the predictor runs on CPU (medai.inference.compiled)
+    export_onnx(out_dir)  # the ONNX export beside the weights (medai.inference.compiled)
     return out_dir
 
 

@@ -166,7 +166,7 @@ def export_package(recipe: QualityRecipe, net: Any, out_dir: Path, extra_meta: d
         **extra_meta,
     )
     write_metadata(out_dir, meta)
-    export_onnx(out_dir)  # weights.onnx: what the predictor runs on CPU (medai.inference.compiled)
+    export_onnx(out_dir)  # the ONNX export beside the weights (medai.inference.compiled)
     return out_dir
 
 

@@ -77,6 +77,8 @@ def test_without_images_only_the_segmentation_regression_is_fitted() -> None:
 def test_fitting_leaves_the_callers_lightning_log_level_as_it_was() -> None:
     import logging
 
+    import lightning.pytorch  # noqa: F401 -- loaded first: its import sets its own level, as in any caller's process
+
     log = logging.getLogger("lightning.pytorch")
     log.setLevel(logging.DEBUG)
     rows, inputs = _cohort(n_patients=2)
