@@ -22,6 +22,11 @@ class DxData(_Strict):
     root: str = "cardiac/acdc"
     train: str = "train"
     seg_model: str = "heart_mr_cine_seg"
+    seg_cv: str | None = Field(
+        default=None,
+        description="the cine segmentation's CV fold packages (python -m pipelines.cmr.cv): each training patient's "
+        "features then come from the fold package that never trained on it, as the shipped segmentation sees a new "
+        "patient (seg_model's own segmentations of its training patients are closer to the reference masks)")
     max_patients: int | None = Field(default=None, ge=5, description="smoke tests: first N training patients")
 
 

@@ -158,7 +158,9 @@ def write_package(recipe: DxRecipe, out_dir: Path, fitted: dict[str, Any], table
                 for i, c in enumerate(recipe.classes)],
         training_data=[TrainingData(
             name=f"ACDC official training set, {recipe.data.root}/splits.csv {recipe.data.train!r}",
-            description=f"{ACDC_DESCRIPTION} Features from the {recipe.data.seg_model} segmentation.",
+            description=f"{ACDC_DESCRIPTION} Features from the {recipe.data.seg_model} segmentation"
+            + (f" (training features: its cross-validation's out-of-fold fold packages, {recipe.data.seg_cv})."
+               if recipe.data.seg_cv else "."),
             licence="CC BY-NC-SA 4.0", n_cases=n_train, citation=ACDC_CITATION)],
         metrics=metrics, mlflow_run_id=run_id,
         files=["inference.json", *ESTIMATOR_FILES.values(), "training_selection.json", "MODEL_CARD.md"],
@@ -200,19 +202,31 @@ def fit_package(recipe: DxRecipe, table: pd.DataFrame, out_dir: Path, *, select:
 
 
 def train_table(recipe: DxRecipe, progress: Any = None) -> pd.DataFrame:
-    """The feature table of the recipe's training split (segmented by its segmentation package; cached)."""
+    """The feature table of the recipe's training split (segmented by its segmentation package, or with
+    ``data.seg_cv`` by the cine CV's out-of-fold packages; cached)."""
     from medai.cardiac.predictor import load_default
-    from pipelines.cmr.data import resolve_data_path
-
-    seg = load_default(recipe.data.seg_model)
-    root = resolve_data_path(recipe.data.root)
     from medai.datasets.acdc import acdc_split_patients
+    from pipelines.cmr.data import resolve_data_path
     from pipelines.dx.data import feature_table
 
+    root = resolve_data_path(recipe.data.root)
     patients = acdc_split_patients(root, recipe.data.train)
     if recipe.data.max_patients:
         patients = patients[: recipe.data.max_patients]
-    return feature_table(seg, root, patients=patients, cache_dir=get_settings().home / "cache", progress=progress)
+    cache = get_settings().home / "cache"
+    if recipe.data.seg_cv:
+        from pipelines.dx.cv import out_of_fold_features
+
+        seg_cv = Path(recipe.data.seg_cv)
+        n_folds = len([d for d in seg_cv.glob("fold*") if d.is_dir()])  # the cine CV's folds (checked there)
+        if n_folds < 2:
+            raise ConfigError(f"data.seg_cv={seg_cv}: no cine CV fold packages (fold0, fold1, ...) there; run "
+                              "python -m pipelines.cmr.cv configs/experiment/cmr_seg_2d.yaml --folds 0 1 2 3 4 "
+                              f"--work {seg_cv} first, or drop data.seg_cv")
+        table = out_of_fold_features(seg_cv, root, n_folds, cache)
+        return table[table["patient"].isin(patients)].reset_index(drop=True)
+    return feature_table(load_default(recipe.data.seg_model), root, patients=patients, cache_dir=cache,
+                         progress=progress)
 
 
 def train_from_recipe(recipe_path: Path, overrides: list[str] | None = None) -> dict[str, Any]:

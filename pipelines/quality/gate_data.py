@@ -95,8 +95,8 @@ def seg_quality_rows(cine: Any, quality: Any, cases: Iterable[SegCase], variants
     return rows
 
 
-def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with_inputs: bool = False
-                  ) -> list[dict[str, Any]]:
+def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with_inputs: bool = False,
+                  cine_by_patient: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per (patient, truncation): features of both ends and whether basal / apical LV slices are missing.
 
     The ED and ES stacks of a patient are segmented as they are and cut at the same positions; the ED reference
@@ -104,6 +104,8 @@ def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with
     probabilities from the images and segmentation (``p_basal``, ``p_apical``) and from the segmentation alone
     (``p_basal_seg_only``, ``p_apical_seg_only``). ``with_inputs``: each row also holds the end-slice CNN's inputs
     (``input_basal``, ``input_apical``: ``(4, S, S)`` arrays, zeros for an end without heart).
+    ``cine_by_patient``: patient id -> the cine predictor that segments that patient (as in
+    :func:`seg_quality_rows`); ``cine`` segments the others.
     """
     from medai.datasets.base import CardiacPhase
 
@@ -118,10 +120,11 @@ def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with
         case = phases.get("ED")
         if case is None:
             continue
-        pred = segment_case(cine, None, case, case.image)["labels"]
+        seg_model = (cine_by_patient or {}).get(pid, cine)
+        pred = segment_case(seg_model, None, case, case.image)["labels"]
         es_case = phases.get("ES")
         same_grid = es_case is not None and es_case.image.shape == case.image.shape
-        pred_es = segment_case(cine, None, es_case, es_case.image)["labels"] if same_grid else None
+        pred_es = segment_case(seg_model, None, es_case, es_case.image)["labels"] if same_grid else None
         image_es = es_case.image if same_grid else None
         ref = np.zeros_like(case.label)
         for name in ("lv", "myo", "rv"):

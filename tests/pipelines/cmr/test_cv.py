@@ -128,6 +128,15 @@ def test_cv_trains_each_fold_without_selection_and_scores_its_held_out_patients(
     for p in ("patient001", "patient062"):
         own = feature_table(load_default(tmp_path / "work" / f"fold{folds[p]}"), root, patients=[p])
         pd.testing.assert_frame_equal(table[table["patient"] == p].reset_index(drop=True), own)
+    # ... as can the diagnosis training (recipe data.seg_cv): its training split's rows of that table
+    from pipelines.dx.config import load_recipe
+    from pipelines.dx.train import train_table
+
+    dx_recipe = REPO_ROOT / "configs" / "experiment" / "dx_acdc.yaml"
+    dx = load_recipe(dx_recipe, [f"data.root={root}", f"data.seg_cv={tmp_path / 'work'}"])
+    pd.testing.assert_frame_equal(train_table(dx), table)  # every patient here is in 'train'
+    with pytest.raises(ConfigError, match="no cine CV fold packages"):
+        train_table(load_recipe(dx_recipe, [f"data.root={root}", f"data.seg_cv={tmp_path / 'nowhere'}"]))
     # ... and so can the quality gate's segmentation-quality rows (clean variant: no random corruption)
     from medai.datasets.acdc import load_acdc
     from medai.inference.predictor import Predictor

@@ -53,6 +53,47 @@ def test_coverage_and_seg_quality_metric_arithmetic() -> None:
     assert q["clean"]["n"] == 2 and q["per_structure"]["rv"]["n_bad"] == 1
 
 
+def _digest(a: object) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+
+
+class _Segmenter:
+    """The shipped cine predictor, recording which stacks it segmented (a digest of their float32 voxels)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.seen = inner, []
+        self.config = inner.config  # type: ignore[attr-defined]
+
+    def segment_volume(self, vol: object, **kw: object) -> object:
+        self.seen.append(_digest(vol.array))  # type: ignore[attr-defined]
+        return self.inner.segment_volume(vol, **kw)  # type: ignore[attr-defined]
+
+
+def test_coverage_rows_segment_each_patient_with_its_own_model(tmp_path: Path) -> None:
+    """With ``cine_by_patient`` (the cine CV's out-of-fold packages in ``fit_gate --seg-cv``), a patient's ED and
+    ES stacks are segmented by its model alone, and its rows are the ones that model makes on its own."""
+    from medai.cardiac.predictor import load_default
+    from medai.datasets.acdc import load_acdc
+    from pipelines.quality.gate_data import coverage_rows
+    from tests.medai.datasets.helpers import write_acdc_release
+
+    cases = load_acdc(write_acdc_release(tmp_path / "acdc", shape=(6, 64, 64)))
+    cine = load_default("heart_mr_cine_seg")
+    own, others = _Segmenter(cine), _Segmenter(cine)
+    rows = coverage_rows(others, cases, cine_by_patient={"patient090": own})
+    stacks: dict[str, list[str]] = {c.patient_id: [] for c in cases}
+    for c in cases:
+        stacks[c.patient_id].append(_digest(c.image))
+    assert len({d for ds in stacks.values() for d in ds}) == len(cases) == 6  # ED + ES of three patients
+    assert sorted(own.seen) == sorted(stacks["patient090"])
+    assert sorted(others.seen) == sorted(stacks["patient001"] + stacks["patient061"])
+    assert {r["patient"] for r in rows} == {"patient001", "patient061", "patient090"}
+    alone = coverage_rows(cine, [c for c in cases if c.patient_id == "patient090"])
+    assert [r for r in rows if r["patient"] == "patient090"] == alone and alone
+
+
 @pytest.mark.realdata
 def test_medai_train_one_batch_on_real_slices(data_dir: Path, tmp_path: Path) -> None:
     import torch
