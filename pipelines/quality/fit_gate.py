@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="fold packages of the cine CV (python -m pipelines.cmr.cv --work DIR): the coverage and "
                     "segmentation-quality rows come from segmentations of patients the segmenting model never "
                     "trained on")
+    ap.add_argument("--version", default=None, help="the package's new version (default: unchanged)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,12 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg.update(coverage="coverage.json", seg_quality="seg_quality.skops")
     cfg_path.write_text(json.dumps(cfg, indent=2))
     meta = read_metadata(args.package)
+    if args.version:
+        meta.version = args.version
     meta.files = sorted({*meta.files, "coverage.json", "seg_quality.skops",
                          *([END_CNN_WEIGHTS] if (args.package / END_CNN_WEIGHTS).is_file() else [])})
     base = meta.training_data[0].description.split("; coverage")[0]
     meta.training_data[0].description = (
         f"{base}; coverage and segmentation quality fitted on the same 80 patients, segmented by "
-        f"{cine.metadata.name} {cine.metadata.version}")
+        + (f"the out-of-fold packages of {cine.metadata.name}'s 5-fold CV (each patient by the fold model that "
+           "never trained on it)" if args.seg_cv else f"{cine.metadata.name} {cine.metadata.version}"))
     extra = (f"python -m pipelines.quality.fit_gate --package {args.package} --data {args.data} "
              f"--cine {args.cine} --variants {args.variants}" + (f" --seg-cv {args.seg_cv}" if args.seg_cv else ""))
     if extra not in meta.reproduce:
