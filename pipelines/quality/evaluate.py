@@ -91,6 +91,10 @@ def coverage_metrics(rows: list[dict[str, Any]], thresholds: dict[str, float], k
         out[end] = {"error_rate": float(wrong.mean()), "sensitivity": float((p[y] >= t).mean()),
                     "specificity": float((p[~y] < t).mean()), "n_missing": int(y.sum()),
                     "n_complete": int((~y).sum()), "threshold": t, "error_rate_at_0.5": float(errs05[-1].mean())}
+        if all(f"{end}_depth" in r for r in rows):  # how many LV slices were removed: one is the hard case
+            depth = np.array([r[f"{end}_depth"] for r in rows], dtype=int)
+            out[end]["sensitivity_by_slices_missing"] = {str(d): float((p[depth == d] >= t).mean())
+                                                         for d in sorted(set(depth[y].tolist()))}
     out["error_rate"] = float(np.concatenate(errs).mean())
     out["error_rate_at_0.5"] = float(np.concatenate(errs05).mean())
     return out
@@ -170,6 +174,8 @@ def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cin
             thresholds = {e: predictor.coverage_threshold(e, params.coverage_threshold) for e in ("basal", "apical")}
             out["coverage"] = coverage_metrics(rows, thresholds)
             out["coverage"]["judged_from"] = "images and segmentation" if predictor.coverage_nets else "segmentation"
+            out["coverage"]["threshold_rule"] = predictor.coverage_model.get(
+                "threshold_rule", "at most 10 % false alarms in grouped CV")  # packages before 1.2.0
             if predictor.coverage_nets:  # the same rows judged without the images, for comparison
                 seg_t = {e: predictor.coverage_threshold(e, params.coverage_threshold, from_images=False)
                          for e in ("basal", "apical")}

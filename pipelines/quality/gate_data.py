@@ -100,7 +100,8 @@ def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with
     """One row per (patient, truncation): features of both ends and whether basal / apical LV slices are missing.
 
     The ED and ES stacks of a patient are segmented as they are and cut at the same positions; the ED reference
-    labels say where the LV ends. With a ``quality`` predictor that has a coverage model, each row also holds its
+    labels say where the LV ends; ``<end>_depth`` is how many LV slices were removed at that end (0: complete).
+    With a ``quality`` predictor that has a coverage model, each row also holds its
     probabilities from the images and segmentation (``p_basal``, ``p_apical``) and from the segmentation alone
     (``p_basal_seg_only``, ``p_apical_seg_only``). ``with_inputs``: each row also holds the end-slice CNN's inputs
     (``input_basal``, ``input_apical``: ``(4, S, S)`` arrays, zeros for an end without heart).
@@ -162,6 +163,7 @@ def coverage_rows(cine: Any, cases: Iterable[SegCase], quality: Any = None, with
             row.update({"case": case.case_id, "patient": pid, "cut_basal": int(cut_b),
                         "cut_apical": int(cut_a), "basal_missing": bool(cut_b > first),
                         "apical_missing": bool(cut_a > z - 1 - last),
+                        "basal_depth": int(max(0, cut_b - first)), "apical_depth": int(max(0, cut_a - (z - 1 - last))),
                         "basal": feats["basal"].tolist(), "apical": feats["apical"].tolist()})
             if with_inputs:
                 ins = end_slice_inputs(images[0], images[1], pred[keep], s, spacing)

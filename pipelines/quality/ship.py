@@ -79,10 +79,17 @@ def model_card(meta: Any, evals: dict[str, dict[str, Any]]) -> str:
                              f"{_f(m['apical']['error_rate'], True)} | {_f(m['basal']['sensitivity'], True)} | "
                              f"{_f(m['apical']['sensitivity'], True)} |")
         seg = c.get("segmentation_only")
-        lines += ["", "Decisions at the gate's thresholds, chosen on the training patients for at most 10 % false "
-                  "alarms (basal {:.2f}, apical {:.2f}); error at probability 0.5: {}{}.".format(
-                      c["basal"]["threshold"], c["apical"]["threshold"], _f(c["error_rate_at_0.5"], True),
+        lines += ["", "Decisions at the gate's thresholds, chosen on the training patients ({}: basal {:.2f}, apical "
+                  "{:.2f}); error at probability 0.5: {}{}.".format(
+                      c.get("threshold_rule", "at most 10 % false alarms in grouped CV"), c["basal"]["threshold"],
+                      c["apical"]["threshold"], _f(c["error_rate_at_0.5"], True),
                       f" ({_f(seg['error_rate_at_0.5'], True)} from the segmentation only)" if seg else "")]
+        depth = {e: c[e].get("sensitivity_by_slices_missing") for e in ("basal", "apical")}
+        if all(depth.values()):
+            lines += ["", "Sensitivity by the number of LV slices removed (one slice is the hard case: the stack "
+                      "then ends one slice short of where the reference contours end): " + "; ".join(
+                          f"{e} " + ", ".join(f"{k}: {_f(v, True)}" for k, v in d.items())
+                          for e, d in depth.items() if d) + "."]
     seg_rows = [(fmt, d["segmentation_quality"]) for fmt, (_, d) in by_fmt.items() if "segmentation_quality" in d]
     if seg_rows:
         lines += ["", "### Segmentation quality: predicted vs real Dice (goal MAE <= 0.05, catch rate >= 90 %)", "",

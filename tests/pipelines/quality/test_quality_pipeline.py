@@ -43,6 +43,12 @@ def test_coverage_and_seg_quality_metric_arithmetic() -> None:
     m = coverage_metrics(rows, {"basal": 0.5, "apical": 0.5})
     assert m["basal"]["error_rate"] == pytest.approx(1 / 3) and m["apical"]["error_rate"] == pytest.approx(1 / 3)
     assert m["error_rate"] == pytest.approx(2 / 6) and m["basal"]["sensitivity"] == 1.0
+    assert "sensitivity_by_slices_missing" not in m["basal"]  # rows without depths: no breakdown
+    deep = [{**r, "basal_depth": int(r["basal_missing"]), "apical_depth": 0} for r in rows]
+    deep += [{"case": "c", "basal_missing": True, "apical_missing": False, "p_basal": 0.4, "p_apical": 0.1,
+              "basal_depth": 2, "apical_depth": 0}]
+    by_depth = coverage_metrics(deep, {"basal": 0.5, "apical": 0.5})["basal"]["sensitivity_by_slices_missing"]
+    assert by_depth == {"1": 1.0, "2": 0.0}
     seg = [{"structure": "lv", "artefact": None, "dice": 0.95, "predicted": 0.93},
            {"structure": "lv", "artefact": "motion", "dice": 0.70, "predicted": 0.80},
            {"structure": "rv", "artefact": "motion", "dice": 0.60, "predicted": 0.85},
