@@ -289,4 +289,8 @@ def test_the_gate_hands_the_coverage_model_the_images_behind_the_label_map() -> 
     assert QualityGate._images(result(None), [0, 2], cine.shape) is None  # type: ignore[arg-type]
     assert QualityGate._images(result(SimpleNamespace(array=cine[:, :2])), [0, 2], cine.shape) is None  # type: ignore[arg-type]
     qp = Predictor.from_package("heart_mr_quality")
-    assert qp.coverage_nets and qp.coverage_threshold("basal") != qp.coverage_threshold("basal", from_images=False)  # type: ignore[attr-defined]
+    model = qp.coverage_model  # type: ignore[attr-defined]
+    assert qp.coverage_nets and model["basal"]["features"][-1] == "end_cnn_logit"  # type: ignore[attr-defined]
+    for end in ("basal", "apical"):  # each judgement with its own regression's threshold
+        assert qp.coverage_threshold(end) == model[end]["threshold"]  # type: ignore[attr-defined]
+        assert qp.coverage_threshold(end, from_images=False) == model["seg_only"][end]["threshold"]  # type: ignore[attr-defined]
