@@ -174,8 +174,10 @@ def evaluate(predictor: Any, data: Path, fmt: str, split: str | None = None, cin
             thresholds = {e: predictor.coverage_threshold(e, params.coverage_threshold) for e in ("basal", "apical")}
             out["coverage"] = coverage_metrics(rows, thresholds)
             out["coverage"]["judged_from"] = "images and segmentation" if predictor.coverage_nets else "segmentation"
-            out["coverage"]["threshold_rule"] = predictor.coverage_model.get(
-                "threshold_rule", "at most 10 % false alarms in grouped CV")  # packages before 1.2.0
+            from pipelines.quality.fit_gate import THRESHOLD_RULE
+
+            # packages before 1.2.0 did not write their rule down; it was the same one
+            out["coverage"]["threshold_rule"] = predictor.coverage_model.get("threshold_rule", THRESHOLD_RULE)
             if predictor.coverage_nets:  # the same rows judged without the images, for comparison
                 seg_t = {e: predictor.coverage_threshold(e, params.coverage_threshold, from_images=False)
                          for e in ("basal", "apical")}

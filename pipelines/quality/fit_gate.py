@@ -36,6 +36,8 @@ SEED = 11
 #: cross-validated false-alarm rate on the training rows (complete ends flagged) is at most this. (The threshold of
 #: lowest CV error was tried for 1.2.0: it flagged a third of the complete held-out stacks and the clean phantom.)
 MAX_FALSE_ALARMS = 0.10
+#: that rule in words (coverage.json, the evaluation JSON and the card say it)
+THRESHOLD_RULE = f"at most {100 * MAX_FALSE_ALARMS:.0f} % false alarms in grouped CV"
 THRESHOLD_GRID = np.round(np.arange(0.5, 0.96, 0.01), 2)
 #: the end-slice CNN's fold networks in the package
 END_CNN_WEIGHTS = "coverage_cnn.pt"
@@ -84,7 +86,7 @@ def fit_coverage(rows: list[dict[str, Any]], inputs: dict[str, np.ndarray] | Non
     from pipelines.quality import coverage_cnn
 
     out: dict[str, Any] = {"features": list(COVERAGE_FEATURES), "max_false_alarms": MAX_FALSE_ALARMS,
-                           "threshold_rule": f"at most {100 * MAX_FALSE_ALARMS:.0f} % false alarms in grouped CV"}
+                           "threshold_rule": THRESHOLD_RULE}
     groups = np.array([r["patient"] for r in rows])
     states: dict[str, list[Any]] | None = {} if inputs is not None else None
     if inputs is not None:

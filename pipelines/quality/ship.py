@@ -51,6 +51,7 @@ def _f(v: Any, pct: bool = False) -> str:
 
 def model_card(meta: Any, evals: dict[str, dict[str, Any]]) -> str:
     """The model card (Markdown), every figure read from ``evals``."""
+    from pipelines.quality.fit_gate import THRESHOLD_RULE
     by_fmt = {d["format"]: (name, d) for name, d in evals.items()}
     lines = [f"# {meta.name} {meta.version}", "", meta.description, "", f"**Intended use.** {meta.intended_use}", "",
              "## Held-out results", "",
@@ -81,7 +82,7 @@ def model_card(meta: Any, evals: dict[str, dict[str, Any]]) -> str:
         seg = c.get("segmentation_only")
         lines += ["", "Decisions at the gate's thresholds, chosen on the training patients ({}: basal {:.2f}, apical "
                   "{:.2f}); error at probability 0.5: {}{}.".format(
-                      c.get("threshold_rule", "at most 10 % false alarms in grouped CV"), c["basal"]["threshold"],
+                      c.get("threshold_rule", THRESHOLD_RULE), c["basal"]["threshold"],
                       c["apical"]["threshold"], _f(c["error_rate_at_0.5"], True),
                       f" ({_f(seg['error_rate_at_0.5'], True)} from the segmentation only)" if seg else "")]
         depth = {e: c[e].get("sensitivity_by_slices_missing") for e in ("basal", "apical")}
