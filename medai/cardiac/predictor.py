@@ -2,8 +2,10 @@
 
 ``predict(study)``: select the cine SAX series -> build the 4-D cine ``(T, Z, Y, X)`` -> :meth:`segment_volume`
 (resample in-plane to the model's spacing, normalise, segment every slice of every frame, map class scores back
-to the source grid, 3-D consistency cleaning) -> LV/RV volume curves -> ED/ES -> coded measurements -> quality
-flags. Evaluation calls :meth:`segment_volume` directly on dataset volumes, so it runs the same code.
+to the source grid, 3-D consistency cleaning) -> LV/RV volume curves -> ED/ES -> those two frames segmented again
+under the package's test-time augmentation (:meth:`refine_frames`; ``inference.json`` ``tta``) -> coded
+measurements -> quality flags. Evaluation calls :meth:`segment_volume` directly on dataset volumes, so it runs the
+same code.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from medai.cardiac.phases import CardiacPhases, declared_phases, select_phases
 from medai.cardiac.postprocess import apply_basal_ring_rule, clean_cine
 from medai.cardiac.preprocess import (
+    TTA_MODES,
     CineSegInferenceConfig,
     export_network,
     load_network,
@@ -153,6 +156,7 @@ class CineSegPredictor(Predictor):
         timings: dict[str, float] | None = None,
         progress: Callable[[str], None] | None = None,
         uncertainty: dict[str, np.ndarray] | None = None,
+        tta: bool | None = None,
     ) -> LabelMap:
         """Segment a ``(Z, Y, X)`` or ``(T, Z, Y, X)`` image volume; the result is in the source geometry.
 
@@ -169,6 +173,9 @@ class CineSegPredictor(Predictor):
             progress: called with ``"inference"`` / ``"postprocessing"`` as those stages start.
             uncertainty: when given, filled with ``"slice_stats"``: ``(T, Z, C, 3)`` float32 per-slice sums of the
                 class probabilities (:func:`medai.quality.uncertainty.slice_stats`), for the quality gate.
+            tta: average the package's test-time augmentation (``inference.json`` ``tta``) over every frame; None:
+                when the package has one. :meth:`predict` segments a whole cine without it, then re-segments only
+                the ED and ES frames with it (:meth:`refine_frames`), which are the ones measured.
 
         Returns:
             :class:`LabelMap` with ``volume.array`` uint8 of the input's shape and geometry.
@@ -182,6 +189,7 @@ class CineSegPredictor(Predictor):
                 details=[{"field": "volume", "problem": "shape", "value": list(arr.shape)}])
         frames = arr if temporal else arr[None]
         n_t, n_z, ny, nx = frames.shape
+        mode = cfg.tta if tta is None or tta else "none"
         t0 = time.perf_counter()
         step = InplaneResample.to_spacing(volume, cfg.target_spacing_mm if resample else None)
         prep_s = 0.0
@@ -201,13 +209,13 @@ class CineSegPredictor(Predictor):
             progress("inference")
         out = np.empty((n_t, n_z, ny, nx), dtype=np.uint8)
         stats: list[np.ndarray] | None = [] if uncertainty is not None else None
-        out[0] = self._segment_slices(first, step, None, stats)
+        out[0] = self._segment_slices(first, step, None, stats, mode)
         del first
         box = self._roi(out[0], step) if (roi and n_t > 1) else None
         per = max(1, CHUNK // n_z)  # frames per forward pass
         for a in range(1, n_t, per):
             ts = range(a, min(n_t, a + per))
-            out[ts.start : ts.stop] = self._segment_slices(prepared(ts), step, box, stats).reshape(
+            out[ts.start : ts.stop] = self._segment_slices(prepared(ts), step, box, stats, mode).reshape(
                 len(ts), n_z, ny, nx)
         t1 = t0 + prep_s
         if uncertainty is not None and stats:
@@ -223,6 +231,32 @@ class CineSegPredictor(Predictor):
             timings["inference"] = timings.get("inference", 0.0) + (t2 - t1)
             timings["postprocessing"] = timings.get("postprocessing", 0.0) + (t3 - t2)
         return LabelMap(volume=volume.with_array(lab if temporal else lab[0]), labels=self.labels)
+
+    def refine_frames(self, volume: Volume, labelmap: LabelMap, frames: tuple[int, ...],
+                      timings: dict[str, float] | None = None) -> LabelMap:
+        """``labelmap`` (of the cine ``volume``) with ``frames`` segmented again under the package's test-time
+        augmentation, inside the heart's region as the other frames are (:data:`ROI_MARGIN_MM`), then cleaned as
+        in :meth:`segment_volume`. The label map is returned as it is when the package has no augmentation."""
+        cfg = self.config
+        ts = sorted({int(t) for t in frames})
+        arr = np.asarray(volume.array)
+        if cfg.tta == "none" or arr.ndim != 4 or not ts:
+            return labelmap
+        t0 = time.perf_counter()
+        step = InplaneResample.to_spacing(volume, cfg.target_spacing_mm)
+        x = np.concatenate([normalize_intensity(step.image(arr[t]), cfg.p_low, cfg.p_high) for t in ts])
+        t1 = time.perf_counter()
+        box = self._roi(labelmap.volume.array[0], step)
+        n_z = arr.shape[1]
+        seg = self._segment_slices(x, step, box, None, cfg.tta).reshape(len(ts), n_z, *arr.shape[2:])
+        t2 = time.perf_counter()
+        out = np.array(labelmap.volume.array, copy=True)
+        out[ts] = apply_basal_ring_rule(clean_cine(seg, cfg.labels), cfg.labels)
+        if timings is not None:
+            timings["preprocessing"] = timings.get("preprocessing", 0.0) + (t1 - t0)
+            timings["inference"] = timings.get("inference", 0.0) + (t2 - t1)
+            timings["postprocessing"] = timings.get("postprocessing", 0.0) + (time.perf_counter() - t2)
+        return LabelMap(volume=labelmap.volume.with_array(out), labels=labelmap.labels)
 
     def _roi(self, labels: np.ndarray, step: InplaneResample) -> tuple[int, int, int, int] | None:
         """Bounding box ``(y0, y1, x0, x1)`` on the resampled grid around the heart in ``labels`` (source grid)."""
@@ -251,13 +285,32 @@ class CineSegPredictor(Predictor):
             return None
         return y0, y1, x0, x1
 
+    def _probabilities(self, t: Any, flips: tuple[int, ...] = (), transpose: bool = False) -> Any:
+        """Class probabilities ``(N, C, Y, X)`` of a padded ``(N, 1, Y, X)`` batch, seen flipped along ``flips`` and
+        then transposed in-plane, mapped back to the batch's orientation (:data:`TTA_MODES`)."""
+        import torch
+
+        x = t.flip(flips) if flips else t
+        if transpose:
+            x = x.transpose(-1, -2)
+        if self.runtime == "torch":
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.net(x).float()
+        if transpose:
+            y = y.transpose(-1, -2)
+        if flips:
+            y = y.flip(flips)
+        return torch.softmax(y, dim=1)
+
     def _segment_slices(
         self, slices: np.ndarray, step: InplaneResample, box: tuple[int, int, int, int] | None,
-        stats: list[np.ndarray] | None = None,
+        stats: list[np.ndarray] | None = None, tta: str = "none",
     ) -> np.ndarray:
         """``(N, Y', X')`` normalised slices on the model grid -> ``(N, Y, X)`` uint8 labels on the source grid.
 
-        ``stats``, when given, gets one ``(n, C, 3)`` array of probability sums per chunk (on the model grid).
+        ``stats``, when given, gets one ``(n, C, 3)`` array of probability sums per chunk (on the model grid), of
+        the plain pass. ``tta``: a :data:`TTA_MODES` key; the labels are the argmax of the probabilities averaged
+        over its passes.
         """
         import torch
 
@@ -275,13 +328,17 @@ class CineSegPredictor(Predictor):
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                         enabled=self.precision == "bfloat16"):
                 t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
-                if self.runtime == "torch":
-                    t = t.contiguous(memory_format=torch.channels_last)
-                prob_t = torch.softmax(self.net(t).float(), dim=1)[:, :, sy, sx]
-                if stats is not None:
+                prob_t = self._probabilities(t)[:, :, sy, sx]
+                if stats is not None:  # the plain pass's: the quality gate was fitted on those
                     from medai.quality.uncertainty import slice_stats
 
                     stats.append(slice_stats(prob_t))
+                passes = TTA_MODES[tta][1:]
+                if passes:
+                    prob_t = prob_t.clone()
+                    for flips, transpose in passes:
+                        prob_t += self._probabilities(t, flips, transpose)[:, :, sy, sx]
+                    prob_t /= len(passes) + 1
                 prob = prob_t.cpu().numpy()
             if values is None:
                 values = np.zeros(prob.shape[1], dtype=np.uint8)
@@ -329,29 +386,39 @@ class CineSegPredictor(Predictor):
                 f"the cine series gave a {volume.array.shape} array, not a grey-level (T, Z, Y, X) stack",
                 details=[{"field": "series", "problem": "shape", "value": list(volume.array.shape)}])
         unc: dict[str, np.ndarray] = {}
-        labelmap = self.segment_volume(volume, timings=timings, progress=progress, uncertainty=unc)
+        labelmap = self.segment_volume(volume, timings=timings, progress=progress, uncertainty=unc, tta=False)
+        chosen = None
+        if self.config.tta != "none":  # the measured frames again, under the test-time augmentation
+            from medai.measurements import volume_curves
+
+            chosen = select_phases(volume_curves(labelmap)["lv_ml"], declared_phases(series, volume.source_sop_uids))
+            labelmap = self.refine_frames(volume, labelmap, (chosen.ed, chosen.es), timings)
         if progress is not None:
             progress("measurement")
-        pred = self.measure(inputs, series, volume, labelmap, timings)
+        pred = self.measure(inputs, series, volume, labelmap, timings, chosen=chosen)
         if "slice_stats" in unc:
             pred.extras["seg_slice_stats"] = unc["slice_stats"]
         return pred
 
     def measure(
         self, study: Study, series: list[Series], volume: Volume, labelmap: LabelMap, timings: dict[str, float],
-        phases: tuple[int, int] | None = None,
+        phases: tuple[int, int] | None = None, *, chosen: CardiacPhases | None = None,
     ) -> Prediction:
         """Phases, measurements and flags from a cine label map (also used to measure reference labels).
 
         ``phases``: ``(ed, es)`` frames chosen by a reader; default: declared in the DICOM, else from the LV curve.
+        ``chosen``: the phases :meth:`predict` already chose that way (before refining those frames), kept as they
+        are.
         """
         from medai.measurements import function_measurements, patient_info, volume_curves, wall_thickness_measurements
 
         t0 = time.perf_counter()
         curves = volume_curves(labelmap)
-        if phases is not None:
-            chosen = select_phases(curves["lv_ml"], phases)
-            phases = CardiacPhases(chosen.ed, chosen.es, "reader" if chosen.source == "dicom" else chosen.source)
+        if chosen is not None:
+            phases = chosen
+        elif phases is not None:
+            picked = select_phases(curves["lv_ml"], phases)
+            phases = CardiacPhases(picked.ed, picked.es, "reader" if picked.source == "dicom" else picked.source)
         else:
             phases = select_phases(curves["lv_ml"], declared_phases(series, volume.source_sop_uids))
         patient = patient_info(study, series)

@@ -16,12 +16,21 @@ Per 2-D slice (``(Y, X)``), the model sees:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from medai.percentiles import percentiles
+
+#: Test-time augmentations: per mode, ``(flipped axes, transposed)`` of each pass. Flips and the in-plane
+#: transpose are their own inverses, so a pass's output is mapped back by transposing, then flipping.
+TTA_MODES: dict[str, tuple[tuple[tuple[int, ...], bool], ...]] = {
+    "none": (((), False),),
+    "flip": (((), False), ((-1,), False), ((-2,), False), ((-2, -1), False)),
+    "d8": (((), False), ((-1,), False), ((-2,), False), ((-2, -1), False),
+           ((), True), ((-1,), True), ((-2,), True), ((-2, -1), True)),
+}
 
 #: Stable label names of the cine segmentation and the values the shipped model emits (ACDC convention).
 CINE_LABELS: dict[str, int] = {"rv": 1, "myo": 2, "lv": 3}
@@ -106,6 +115,10 @@ class CineSegInferenceConfig(BaseModel):
         size_divisor: pad each in-plane side to a multiple of this.
         labels: label name -> integer the network's argmax produces.
         weights: weights file inside the package.
+        tta: test-time augmentation of the frames that are measured (:data:`TTA_MODES`): the class
+            probabilities are averaged over ``"flip"`` (the 4 flips of the slice) or ``"d8"`` (those and their
+            transposes: the 8 symmetries of the square). ``"none"`` runs the network once. Set by the recipe's
+            ``model.tta``; packages written before it existed have none.
     """
 
     network: NetworkSpec
@@ -116,6 +129,7 @@ class CineSegInferenceConfig(BaseModel):
     size_divisor: int = 32
     labels: dict[str, int] = Field(default_factory=lambda: dict(CINE_LABELS))
     weights: str = "weights.pt"
+    tta: Literal["none", "flip", "d8"] = "none"
 
 
 def normalize_intensity(array: np.ndarray, p_low: float = 1.0, p_high: float = 99.0) -> np.ndarray:

@@ -84,7 +84,7 @@ def run_cv(
     from medai.cardiac.predictor import load_default
     from pipelines.cmr.data import fold_patients
     from pipelines.cmr.evaluate import evaluate, summarize
-    from pipelines.cmr.train import train_from_recipe
+    from pipelines.cmr.train import apply_inference_settings, train_from_recipe
 
     overrides = list(overrides or [])
     recipe = load_recipe(recipe_path, [*overrides, f"data.root={Path(data).resolve()}", "data.fold=0"])  # foldable?
@@ -101,6 +101,9 @@ def run_cv(
     for k in folds:
         pkg, run_id = train_fold(k, recipe_path, [*overrides, f"data.root={Path(data).resolve()}"], work,
                                  recipe.package.version, train_from_recipe, skip_existing=skip_existing)
+        changed = apply_inference_settings(pkg, recipe)  # a reused fold package runs as the recipe says
+        if changed:
+            logger.info("fold %d: inference settings from the recipe: %s", k, changed)
         meta = read_metadata(pkg)
         held = sorted(p for p, f in assignment.items() if f == k)
         doc = evaluate(load_default(pkg), data, "acdc", patients=held)  # Predictor.from_package(fold package)
@@ -125,6 +128,7 @@ def run_cv(
             "n_patients": len(patients),
             "n_cases": len(cases),
             "hd95_unit": doc["hd95_unit"],
+            "tta": recipe.model.tta,
             "pooled": summarize({"cases": cases, "patients": patients}),
             "fold_mean": fmean,
             "fold_sd": fsd,

@@ -306,6 +306,7 @@ def evaluate(predictor: CineSegPredictor, data: Path, fmt: str = "auto", split: 
         "n_cases": len(result["cases"]),
         "n_patients": len(result["patients"]),
         "hd95_unit": result["hd95_unit"],
+        "tta": predictor.config.tta,
         "mean": summarize(result),
         "cases": result["cases"],
         "patients": result["patients"],

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medai.cardiac.preprocess import TTA_MODES, CineSegInferenceConfig
 from medai.inference.package import read_metadata, write_metadata
 
 MARK = "## Evaluation through the predictor"
@@ -73,11 +74,43 @@ def cv_section(name: str, doc: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def apply_recipe(pkg: Path, recipe_path: Path) -> dict[str, Any]:
+    """The recipe's inference settings into the package (:func:`pipelines.cmr.train.apply_inference_settings`),
+    which then takes the recipe's version: the same weights run another way are another version.
+
+    Raises:
+        ConfigError: the settings change but the recipe's version is the package's (bump ``package.version``).
+    """
+    from medai.errors import ConfigError
+    from pipelines.cmr.config import load_recipe
+    from pipelines.cmr.train import INFERENCE_SETTINGS, apply_inference_settings, inference_config
+
+    recipe = load_recipe(recipe_path, [])
+    meta = read_metadata(pkg)
+    want = inference_config(recipe)
+    current = CineSegInferenceConfig.model_validate_json((pkg / "inference.json").read_text())
+    if all(getattr(current, k) == getattr(want, k) for k in INFERENCE_SETTINGS):
+        return {}
+    if recipe.package.version == meta.version:
+        raise ConfigError(f"{recipe_path} changes how {pkg} runs but keeps its version {meta.version}; set "
+                          "package.version in the recipe to a new version")
+    changed = apply_inference_settings(pkg, recipe)
+    meta.version = recipe.package.version
+    write_metadata(pkg, meta)
+    return changed
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: refresh the card's evaluation sections and the metadata ``eval/`` metrics."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--package", type=Path, default=Path("models/packages/heart_mr_cine_seg"))
-    pkg = ap.parse_args(argv).package
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="first set the package's inference settings (test-time augmentation) to this recipe's; "
+                    "when they change, the package takes the recipe's package.version, which must then be new")
+    args = ap.parse_args(argv)
+    pkg = args.package
+    if args.recipe is not None:
+        apply_recipe(pkg, args.recipe)
     docs = {p.stem: json.loads(p.read_text()) for p in sorted((pkg / "evaluation").glob("*.json"))}
     card = (pkg / "MODEL_CARD.md").read_text()
     card = card.split(MARK)[0].rstrip() + "\n\n"
@@ -88,6 +121,12 @@ def main(argv: list[str] | None = None) -> None:
              "Floor on the official test set (not available here): Dice " + ", ".join(
                  f"{k.upper()} {v}" for k, v in FLOOR.items()) + "; goal " + ", ".join(
                  f"{k.upper()} {v}" for k, v in GOAL.items()) + ".", ""]
+    tta = json.loads((pkg / "inference.json").read_text()).get("tta", "none")
+    if tta != "none":
+        lines += [f"Test-time augmentation `{tta}` (`inference.json`): the measured frames (ED and ES) are segmented "
+                  f"with the class probabilities averaged over {len(TTA_MODES[tta])} flipped/transposed copies of "
+                  "each slice; the other frames of a cine once. An evaluation JSON names the setting it ran with "
+                  "(`tta`).", ""]
     meta = read_metadata(pkg)
     meta.metrics = {k: v for k, v in meta.metrics.items() if not k.startswith("eval/")}
     for name, doc in docs.items():

@@ -192,8 +192,30 @@ def inference_config(recipe: CmrSegRecipe) -> CineSegInferenceConfig:
     m = recipe.model
     return CineSegInferenceConfig(
         network=m.network, spatial_dims=m.spatial_dims, target_spacing_mm=m.target_spacing_mm,
-        size_divisor=m.size_divisor, labels=dict(m.labels),
+        size_divisor=m.size_divisor, labels=dict(m.labels), tta=m.tta,
     )
+
+
+#: ``inference.json`` fields that change how a package is run, not what it learnt: a CV that reuses fold packages
+#: (``--skip-existing``) sets them from the recipe (:func:`apply_inference_settings`).
+INFERENCE_SETTINGS = ("tta",)
+
+
+def apply_inference_settings(package: Path, recipe: CmrSegRecipe) -> dict[str, Any]:
+    """Set the package's :data:`INFERENCE_SETTINGS` to the recipe's; returns those that changed (name -> old, new).
+    The weights and everything they were trained with stay as they are."""
+    from medai.cardiac.preprocess import CineSegInferenceConfig
+
+    path = Path(package) / "inference.json"
+    cfg = CineSegInferenceConfig.model_validate_json(path.read_text())
+    want = inference_config(recipe)
+    changed = {k: [getattr(cfg, k), getattr(want, k)] for k in INFERENCE_SETTINGS
+               if getattr(cfg, k) != getattr(want, k)}
+    if changed:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(cfg.model_copy(update={k: new for k, (_, new) in changed.items()}).model_dump_json(indent=2))
+        tmp.replace(path)
+    return changed
 
 
 def export_package(
