@@ -285,9 +285,9 @@ class CineSegPredictor(Predictor):
             return None
         return y0, y1, x0, x1
 
-    def _probabilities(self, t: Any, flips: tuple[int, ...] = (), transpose: bool = False) -> Any:
-        """Class probabilities ``(N, C, Y, X)`` of a padded ``(N, 1, Y, X)`` batch, seen flipped along ``flips`` and
-        then transposed in-plane, mapped back to the batch's orientation (:data:`TTA_MODES`)."""
+    def _logits(self, t: Any, flips: tuple[int, ...] = (), transpose: bool = False) -> Any:
+        """Class logits ``(N, C, Y, X)`` (float32) of a padded ``(N, 1, Y, X)`` batch, seen flipped along ``flips``
+        and then transposed in-plane, mapped back to the batch's orientation (:data:`TTA_MODES`)."""
         import torch
 
         x = t.flip(flips) if flips else t
@@ -300,7 +300,7 @@ class CineSegPredictor(Predictor):
             y = y.transpose(-1, -2)
         if flips:
             y = y.flip(flips)
-        return torch.softmax(y, dim=1)
+        return y
 
     def _segment_slices(
         self, slices: np.ndarray, step: InplaneResample, box: tuple[int, int, int, int] | None,
@@ -309,8 +309,8 @@ class CineSegPredictor(Predictor):
         """``(N, Y', X')`` normalised slices on the model grid -> ``(N, Y, X)`` uint8 labels on the source grid.
 
         ``stats``, when given, gets one ``(n, C, 3)`` array of probability sums per chunk (on the model grid), of
-        the plain pass. ``tta``: a :data:`TTA_MODES` key; the labels are the argmax of the probabilities averaged
-        over its passes.
+        the plain pass. ``tta``: a :data:`TTA_MODES` key; the labels are the argmax of the logits averaged over its
+        passes.
         """
         import torch
 
@@ -328,17 +328,18 @@ class CineSegPredictor(Predictor):
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                         enabled=self.precision == "bfloat16"):
                 t = torch.from_numpy(np.ascontiguousarray(padded[:, None])).to(self.device)
-                prob_t = self._probabilities(t)[:, :, sy, sx]
+                logits = self._logits(t)[:, :, sy, sx]
+                prob_t = torch.softmax(logits, dim=1)
                 if stats is not None:  # the plain pass's: the quality gate was fitted on those
                     from medai.quality.uncertainty import slice_stats
 
                     stats.append(slice_stats(prob_t))
                 passes = TTA_MODES[tta][1:]
-                if passes:
-                    prob_t = prob_t.clone()
+                if passes:  # the mean of the passes' logits (their probabilities' normalised geometric mean)
+                    logits = logits.clone()
                     for flips, transpose in passes:
-                        prob_t += self._probabilities(t, flips, transpose)[:, :, sy, sx]
-                    prob_t /= len(passes) + 1
+                        logits += self._logits(t, flips, transpose)[:, :, sy, sx]
+                    prob_t = torch.softmax(logits / (len(passes) + 1), dim=1)
                 prob = prob_t.cpu().numpy()
             if values is None:
                 values = np.zeros(prob.shape[1], dtype=np.uint8)

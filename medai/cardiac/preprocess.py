@@ -115,9 +115,9 @@ class CineSegInferenceConfig(BaseModel):
         size_divisor: pad each in-plane side to a multiple of this.
         labels: label name -> integer the network's argmax produces.
         weights: weights file inside the package.
-        tta: test-time augmentation of the frames that are measured (:data:`TTA_MODES`): the class
-            probabilities are averaged over ``"flip"`` (the 4 flips of the slice) or ``"d8"`` (those and their
-            transposes: the 8 symmetries of the square). ``"none"`` runs the network once. Set by the recipe's
+        tta: test-time augmentation of the frames that are measured (:data:`TTA_MODES`): the class logits are
+            averaged over ``"flip"`` (the 4 flips of the slice) or ``"d8"`` (those and their transposes: the 8
+            symmetries of the square). ``"none"`` runs the network once. Set by the recipe's
             ``model.tta``; packages written before it existed have none.
     """
 

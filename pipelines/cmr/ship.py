@@ -74,7 +74,7 @@ def cv_section(name: str, doc: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def apply_recipe(pkg: Path, recipe_path: Path) -> dict[str, Any]:
+def apply_recipe(pkg: Path, recipe_path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """The recipe's inference settings into the package (:func:`pipelines.cmr.train.apply_inference_settings`),
     which then takes the recipe's version: the same weights run another way are another version.
 
@@ -85,7 +85,7 @@ def apply_recipe(pkg: Path, recipe_path: Path) -> dict[str, Any]:
     from pipelines.cmr.config import load_recipe
     from pipelines.cmr.train import INFERENCE_SETTINGS, apply_inference_settings, inference_config
 
-    recipe = load_recipe(recipe_path, [])
+    recipe = load_recipe(recipe_path, list(overrides or []))
     meta = read_metadata(pkg)
     want = inference_config(recipe)
     current = CineSegInferenceConfig.model_validate_json((pkg / "inference.json").read_text())
@@ -95,8 +95,12 @@ def apply_recipe(pkg: Path, recipe_path: Path) -> dict[str, Any]:
         raise ConfigError(f"{recipe_path} changes how {pkg} runs but keeps its version {meta.version}; set "
                           "package.version in the recipe to a new version")
     changed = apply_inference_settings(pkg, recipe)
-    meta.version = recipe.package.version
+    old, meta.version = meta.version, recipe.package.version
     write_metadata(pkg, meta)
+    card = pkg / "MODEL_CARD.md"
+    if card.is_file():  # the title names the version
+        head, _, rest = card.read_text().partition("\n")
+        card.write_text(head.replace(f"{meta.name} {old}", f"{meta.name} {meta.version}", 1) + "\n" + rest)
     return changed
 
 
@@ -124,9 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     tta = json.loads((pkg / "inference.json").read_text()).get("tta", "none")
     if tta != "none":
         lines += [f"Test-time augmentation `{tta}` (`inference.json`): the measured frames (ED and ES) are segmented "
-                  f"with the class probabilities averaged over {len(TTA_MODES[tta])} flipped/transposed copies of "
+                  f"with the class logits averaged over {len(TTA_MODES[tta])} flipped/transposed copies of "
                   "each slice; the other frames of a cine once. An evaluation JSON names the setting it ran with "
-                  "(`tta`).", ""]
+                  "(`tta`). The recipe's `model.tta` sets it: `python -m pipelines.cmr.ship --recipe RECIPE` on a "
+                  "trained package, `python -m pipelines.cmr.cv --skip-existing` on the CV's fold packages.", ""]
     meta = read_metadata(pkg)
     meta.metrics = {k: v for k, v in meta.metrics.items() if not k.startswith("eval/")}
     for name, doc in docs.items():

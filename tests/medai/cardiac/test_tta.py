@@ -63,14 +63,14 @@ def test_a_pass_is_the_network_on_the_flipped_transposed_slice_mapped_back(tmp_p
     pred = _predictor(tmp_path, "d8")
     t = torch.randn(2, 1, 16, 24)
     with torch.inference_mode():
-        got = pred._probabilities(t, (-1,), True)
-        want = torch.softmax(pred.net(t.flip(-1).transpose(-1, -2).contiguous()), 1).transpose(-1, -2).flip(-1)
+        got = pred._logits(t, (-1,), True)
+        want = pred.net(t.flip(-1).transpose(-1, -2).contiguous()).transpose(-1, -2).flip(-1)
         assert got.shape == (2, 4, 16, 24)
         torch.testing.assert_close(got, want)
-        assert not torch.allclose(got, pred._probabilities(t))  # a random net is not symmetric: the pass counts
+        assert not torch.allclose(got, pred._logits(t))  # a random net is not symmetric: the pass counts
 
 
-def test_labels_are_the_argmax_of_the_averaged_probabilities(tmp_path: Path, phantom) -> None:  # noqa: ANN001
+def test_labels_are_the_argmax_of_the_averaged_logits(tmp_path: Path, phantom) -> None:  # noqa: ANN001
     pred = _predictor(tmp_path, "flip")
     vol = _volume(phantom).frame(1)
     got = pred.segment_volume(vol, resample=False, postprocess=False).volume.array  # None: the package's setting
@@ -78,7 +78,7 @@ def test_labels_are_the_argmax_of_the_averaged_probabilities(tmp_path: Path, pha
         normalize_intensity(vol.array, pred.config.p_low, pred.config.p_high)[:, None], dtype=np.float32))
     assert x.shape[-2] % 8 == 0 and x.shape[-1] % 8 == 0  # 48 x 40: not padded, the network sees the slices as is
     with torch.inference_mode():
-        mean = sum(pred._probabilities(x, f, tr) for f, tr in TTA_MODES["flip"]) / 4
+        mean = sum(pred._logits(x, f, tr) for f, tr in TTA_MODES["flip"]) / 4  # the argmax of its softmax
     want = np.asarray([0, 1, 2, 3], np.uint8)[mean.argmax(1).numpy()]
     assert (got == want).mean() > 0.999  # ties between equal float sums may go either way
     assert (got != pred.segment_volume(vol, resample=False, postprocess=False, tta=False).volume.array).any()
@@ -119,3 +119,19 @@ def test_cv_applies_the_recipes_inference_settings_to_a_reused_fold_package(tmp_
     assert apply_inference_settings(pkg, load_recipe(recipe_path, ["model.tta=d8"])) == {}
     with pytest.raises(ConfigError, match="tta"):
         load_recipe(recipe_path, ["model.tta=d4"])
+
+
+def test_ship_recipe_sets_the_setting_and_needs_a_new_version(tmp_path: Path) -> None:
+    from pipelines.cmr.ship import apply_recipe
+
+    recipe = Path(__file__).resolve().parents[3] / "configs" / "experiment" / "cmr_seg_2d.yaml"
+    pkg = make_tiny_package(tmp_path / "pkg")
+    (pkg / "MODEL_CARD.md").write_text("# heart_mr_cine_seg 0.0.0-test -- tiny\n\nbody 0.0.0-test\n")
+    with pytest.raises(ConfigError, match="keeps its version 0.0.0-test.*package.version"):
+        apply_recipe(pkg, recipe, ["model.tta=flip", "package.version=0.0.0-test"])
+    assert json.loads((pkg / "inference.json").read_text())["tta"] == "none"  # nothing half-done
+    assert apply_recipe(pkg, recipe, ["model.tta=flip", "package.version=0.1.0"]) == {"tta": ["none", "flip"]}
+    assert json.loads((pkg / "metadata.json").read_text())["version"] == "0.1.0"
+    assert (pkg / "MODEL_CARD.md").read_text() == "# heart_mr_cine_seg 0.1.0 -- tiny\n\nbody 0.0.0-test\n"
+    assert apply_recipe(pkg, recipe, ["model.tta=flip", "package.version=0.2.0"]) == {}  # nothing to change
+    assert json.loads((pkg / "metadata.json").read_text())["version"] == "0.1.0"
