@@ -130,7 +130,8 @@ def model_card(meta: Any, evals: dict[str, dict[str, Any]]) -> str:
               "slice-profile irregularity, myocardial ring and enclosure) and the artefact score; fitted on ACDC "
               "train stacks segmented clean and with simulated artefacts against their real Dice. Both parts' "
               "training stacks are segmented as the training-data line below says (from 1.2.0: each patient by the "
-              "cine CV's fold model that never trained on it, as the shipped model meets a new patient).",
+              "cine CV's fold model that never trained on it, as the shipped model meets a new patient; from 1.3.0 "
+              "under the cine package's test-time augmentation, as the measured frames are segmented).",
               "", "## Limits", "",
               "* No labelled real-artefact set exists here: AUCs are on simulated artefacts over real held-out images; "
               "the false-alarm rate is on real unmodified images (which themselves hold some real artefacts).",
