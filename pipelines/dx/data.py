@@ -104,6 +104,9 @@ def _cache_key(seg_predictor: Any, dirs: list[Path], source: str) -> str:
     w = seg_predictor.package_dir / "weights.pt"
     if w.is_file():
         h.update(str(w.stat().st_size).encode() + str(w.stat().st_mtime_ns).encode())
+    cfg = getattr(seg_predictor, "config", None)  # how the weights are run (e.g. test-time augmentation)
+    if cfg is not None and hasattr(cfg, "model_dump_json"):
+        h.update(cfg.model_dump_json().encode())
     for d in dirs:
         h.update(str(d.resolve()).encode())
     return h.hexdigest()[:16]

@@ -88,3 +88,18 @@ def test_evaluation_from_images_on_two_real_patients(data_dir: Path, tmp_path: P
     assert set(doc["missing_modality"][res["primary"]]) >= {"cine_only", "measurements_only"}
     assert [r["group"] for r in doc["patients"]] == ["DCM", "RV"]
     assert (tmp_path / "e_confusion.png").stat().st_size > 1000
+
+
+def test_feature_cache_follows_how_the_segmentation_runs(tmp_path: Path) -> None:
+    """The cached feature table is keyed by the segmentation's inference settings too: the same weights run under
+    another test-time augmentation give other masks, so their features must not come from the cache."""
+    from medai.inference.predictor import Predictor
+    from pipelines.dx.data import _cache_key
+    from tests.medai.cardiac.helpers import make_tiny_package
+
+    pkg = make_tiny_package(tmp_path / "seg")
+    plain = _cache_key(Predictor.from_package(pkg), [tmp_path], "acdc")
+    assert _cache_key(Predictor.from_package(pkg), [tmp_path], "acdc") == plain
+    cfg = json.loads((pkg / "inference.json").read_text())
+    (pkg / "inference.json").write_text(json.dumps({**cfg, "tta": "d8"}))
+    assert _cache_key(Predictor.from_package(pkg), [tmp_path], "acdc") != plain
