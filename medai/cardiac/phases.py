@@ -24,14 +24,43 @@ class CardiacPhases:
     source: str = "lv_volume_curve"
 
 
+#: ED (ES) candidates: frames whose LV volume is within this fraction of the curve's maximum (minimum). The
+#: predictor re-segments them under its test-time augmentation and picks ED/ES among them on the refined volumes:
+#: a frame whose one-pass volume dips by a basal slice must not become ES on that alone.
+PHASE_CANDIDATE_MARGIN = 0.03
+
+
+def _declared_ok(declared: tuple[int | None, int | None], n: int) -> bool:
+    ed_d, es_d = declared
+    return ed_d is not None and es_d is not None and 0 <= ed_d < n and 0 <= es_d < n and ed_d != es_d
+
+
+def phase_candidates(
+    lv_volume_ml: Sequence[float], declared: tuple[int | None, int | None] = (None, None),
+    margin: float = PHASE_CANDIDATE_MARGIN,
+) -> tuple[list[int], list[int]]:
+    """ED and ES candidate frames (ascending): the declared frames when the DICOM declares both, else the frames
+    within ``margin`` of the LV curve's maximum (ED) and minimum (ES)."""
+    v = np.asarray(lv_volume_ml, dtype=float)
+    if v.size == 0:
+        raise ValueError("empty LV volume curve")
+    if _declared_ok(declared, len(v)):
+        return [int(declared[0])], [int(declared[1])]  # type: ignore[arg-type]
+    hi, lo = float(v.max()), float(v.min())
+    return ([int(i) for i in np.flatnonzero(v >= hi - margin * abs(hi))],
+            [int(i) for i in np.flatnonzero(v <= lo + margin * abs(lo))])
+
+
 def select_phases(
-    lv_volume_ml: Sequence[float], declared: tuple[int | None, int | None] = (None, None)
+    lv_volume_ml: Sequence[float], declared: tuple[int | None, int | None] = (None, None),
+    among: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> CardiacPhases:
     """Pick ED (maximal LV volume) and ES (minimal LV volume), unless the DICOM declared them.
 
     Args:
         lv_volume_ml: LV blood-pool volume per frame (mL), length ``T``.
         declared: ``(ed, es)`` frame indices the DICOM declared (None where it did not).
+        among: ``(ED candidates, ES candidates)`` (:func:`phase_candidates`): pick within those frames only.
 
     Returns:
         :class:`CardiacPhases`; ties go to the earliest frame.
@@ -39,10 +68,13 @@ def select_phases(
     v = np.asarray(lv_volume_ml, dtype=float)
     if v.size == 0:
         raise ValueError("empty LV volume curve")
-    ed_d, es_d = declared
     n = len(v)
-    if ed_d is not None and es_d is not None and 0 <= ed_d < n and 0 <= es_d < n and ed_d != es_d:
-        return CardiacPhases(int(ed_d), int(es_d), "dicom")
+    if _declared_ok(declared, n):
+        return CardiacPhases(int(declared[0]), int(declared[1]), "dicom")  # type: ignore[arg-type]
+    if among is not None:
+        ed_c, es_c = (np.asarray(sorted(c), dtype=int) for c in among)
+        if len(ed_c) and len(es_c):
+            return CardiacPhases(int(ed_c[np.argmax(v[ed_c])]), int(es_c[np.argmin(v[es_c])]), "lv_volume_curve")
     return CardiacPhases(int(np.argmax(v)), int(np.argmin(v)), "lv_volume_curve")
 
 

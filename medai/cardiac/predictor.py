@@ -2,10 +2,10 @@
 
 ``predict(study)``: select the cine SAX series -> build the 4-D cine ``(T, Z, Y, X)`` -> :meth:`segment_volume`
 (resample in-plane to the model's spacing, normalise, segment every slice of every frame, map class scores back
-to the source grid, 3-D consistency cleaning) -> LV/RV volume curves -> ED/ES -> those two frames segmented again
-under the package's test-time augmentation (:meth:`refine_frames`; ``inference.json`` ``tta``) -> coded
-measurements -> quality flags. Evaluation calls :meth:`segment_volume` directly on dataset volumes, so it runs the
-same code.
+to the source grid, 3-D consistency cleaning) -> LV/RV volume curves -> the ED/ES candidate frames (near the curve's
+extremes, :func:`~medai.cardiac.phases.phase_candidates`) segmented again under the package's test-time augmentation
+(:meth:`refine_frames`; ``inference.json`` ``tta``) -> ED/ES among them -> coded measurements -> quality flags.
+Evaluation calls :meth:`segment_volume` directly on dataset volumes, so it runs the same code.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medai.cardiac.phases import CardiacPhases, declared_phases, select_phases
+from medai.cardiac.phases import CardiacPhases, declared_phases, phase_candidates, select_phases
 from medai.cardiac.postprocess import apply_basal_ring_rule, clean_cine
 from medai.cardiac.preprocess import (
     TTA_MODES,
@@ -175,7 +175,8 @@ class CineSegPredictor(Predictor):
                 class probabilities (:func:`medai.quality.uncertainty.slice_stats`), for the quality gate.
             tta: average the package's test-time augmentation (``inference.json`` ``tta``) over every frame; None:
                 when the package has one. :meth:`predict` segments a whole cine without it, then re-segments only
-                the ED and ES frames with it (:meth:`refine_frames`), which are the ones measured.
+                the ED/ES candidate frames with it (:meth:`refine_frames`) and picks the measured ED and ES among
+                them.
 
         Returns:
             :class:`LabelMap` with ``volume.array`` uint8 of the input's shape and geometry.
@@ -389,11 +390,13 @@ class CineSegPredictor(Predictor):
         unc: dict[str, np.ndarray] = {}
         labelmap = self.segment_volume(volume, timings=timings, progress=progress, uncertainty=unc, tta=False)
         chosen = None
-        if self.config.tta != "none":  # the measured frames again, under the test-time augmentation
+        if self.config.tta != "none":  # the ED/ES candidates again, under the test-time augmentation
             from medai.measurements import volume_curves
 
-            chosen = select_phases(volume_curves(labelmap)["lv_ml"], declared_phases(series, volume.source_sop_uids))
-            labelmap = self.refine_frames(volume, labelmap, (chosen.ed, chosen.es), timings)
+            declared = declared_phases(series, volume.source_sop_uids)
+            ed_c, es_c = phase_candidates(volume_curves(labelmap)["lv_ml"], declared)
+            labelmap = self.refine_frames(volume, labelmap, (*ed_c, *es_c), timings)
+            chosen = select_phases(volume_curves(labelmap)["lv_ml"], declared, among=(ed_c, es_c))
         if progress is not None:
             progress("measurement")
         pred = self.measure(inputs, series, volume, labelmap, timings, chosen=chosen)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medai.cardiac.phases import PHASE_CANDIDATE_MARGIN
 from medai.cardiac.preprocess import TTA_MODES, CineSegInferenceConfig
 from medai.inference.package import read_metadata, write_metadata
 
@@ -127,9 +128,11 @@ def main(argv: list[str] | None = None) -> None:
                  f"{k.upper()} {v}" for k, v in GOAL.items()) + ".", ""]
     tta = json.loads((pkg / "inference.json").read_text()).get("tta", "none")
     if tta != "none":
-        lines += [f"Test-time augmentation `{tta}` (`inference.json`): the measured frames (ED and ES) are segmented "
-                  f"with the class logits averaged over {len(TTA_MODES[tta])} flipped/transposed copies of "
-                  "each slice; the other frames of a cine once. An evaluation JSON names the setting it ran with "
+        lines += [f"Test-time augmentation `{tta}` (`inference.json`): the measured frames are segmented with the "
+                  f"class logits averaged over {len(TTA_MODES[tta])} flipped/transposed copies of each slice. In a "
+                  "cine, every frame is segmented once, then the ED/ES candidates (frames within "
+                  f"{PHASE_CANDIDATE_MARGIN:.0%} of the LV curve's maximum / minimum) again under the augmentation, "
+                  "and ED/ES are picked among them. An evaluation JSON names the setting it ran with "
                   "(`tta`). The recipe's `model.tta` sets it: `python -m pipelines.cmr.ship --recipe RECIPE` on a "
                   "trained package, `python -m pipelines.cmr.cv --skip-existing` on the CV's fold packages.", ""]
     meta = read_metadata(pkg)

@@ -1,6 +1,6 @@
 """Test-time augmentation of the cine segmentation (``inference.json`` ``tta``): each pass is mapped back to the
-slice's orientation, the labels come from the averaged probabilities, only the measured ED/ES frames of a cine are
-re-segmented, and a CV reusing fold packages takes the setting from the recipe."""
+slice's orientation, the labels come from the averaged logits, only a cine's ED/ES candidate frames are re-segmented
+(and ED/ES picked among them), and a CV reusing fold packages takes the setting from the recipe."""
 
 from __future__ import annotations
 
@@ -84,17 +84,37 @@ def test_labels_are_the_argmax_of_the_averaged_logits(tmp_path: Path, phantom) -
     assert (got != pred.segment_volume(vol, resample=False, postprocess=False, tta=False).volume.array).any()
 
 
-def test_predict_resegments_only_the_measured_frames(tmp_path: Path, phantom) -> None:  # noqa: ANN001
+def test_predict_resegments_only_the_phase_candidates_and_picks_among_them(tmp_path: Path, phantom) -> None:  # noqa: ANN001
+    from medai.cardiac.phases import phase_candidates
+    from medai.measurements import volume_curves
+
     study = ingest(phantom.to_bytes()).studies[0]
     plain = _predictor(tmp_path, "none").predict(study)
     tta = _predictor(tmp_path, "d8").predict(study)
-    ed, es = plain.extras["ed_frame"], plain.extras["es_frame"]
     a, b = plain.label_maps["cine_sax"].volume.array, tta.label_maps["cine_sax"].volume.array
-    others = [t for t in range(a.shape[0]) if t not in (ed, es)]
+    ed_c, es_c = phase_candidates(volume_curves(plain.label_maps["cine_sax"])["lv_ml"])
+    cands = sorted({*ed_c, *es_c})
+    others = [t for t in range(a.shape[0]) if t not in cands]
     np.testing.assert_array_equal(a[others], b[others])
-    assert (a[[ed, es]] != b[[ed, es]]).any()
-    assert (tta.extras["ed_frame"], tta.extras["es_frame"]) == (ed, es)
+    assert (a[cands] != b[cands]).any()
+    curve = volume_curves(tta.label_maps["cine_sax"])["lv_ml"]
+    ed, es = tta.extras["ed_frame"], tta.extras["es_frame"]
+    assert ed in ed_c and es in es_c
+    assert curve[ed] == max(curve[t] for t in ed_c) and curve[es] == min(curve[t] for t in es_c)
     np.testing.assert_array_equal(tta.extras["seg_slice_stats"], plain.extras["seg_slice_stats"])  # plain pass's
+
+
+def test_phase_candidates_near_the_extremes_or_the_declared_frames() -> None:
+    from medai.cardiac.phases import phase_candidates, select_phases
+
+    curve = [100.0, 98.0, 80.0, 61.0, 60.0, 62.5, 75.0, 97.5]
+    assert phase_candidates(curve) == ([0, 1, 7], [3, 4])  # within 3 % of 100 and of 60
+    assert phase_candidates(curve, margin=0.05) == ([0, 1, 7], [3, 4, 5])
+    assert phase_candidates(curve, (7, 3)) == ([7], [3])  # declared by the DICOM: those only
+    refined = [99.0, 101.0, 80.0, 59.0, 64.0, 58.0, 75.0, 97.5]  # frame 5 is not a candidate: not picked
+    got = select_phases(refined, among=phase_candidates(curve))
+    assert (got.ed, got.es, got.source) == (1, 3, "lv_volume_curve")
+    assert (select_phases(refined).ed, select_phases(refined).es) == (1, 5)
 
 
 def test_unknown_mode_is_a_config_error(tmp_path: Path) -> None:
