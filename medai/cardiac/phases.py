@@ -28,6 +28,8 @@ class CardiacPhases:
 #: predictor re-segments them under its test-time augmentation and picks ED/ES among them on the refined volumes:
 #: a frame whose one-pass volume dips by a basal slice must not become ES on that alone.
 PHASE_CANDIDATE_MARGIN = 0.03
+#: At most this many candidates per phase (the most extreme ones): each costs a frame under the augmentation.
+PHASE_CANDIDATES_MAX = 2
 
 
 def _declared_ok(declared: tuple[int | None, int | None], n: int) -> bool:
@@ -37,18 +39,20 @@ def _declared_ok(declared: tuple[int | None, int | None], n: int) -> bool:
 
 def phase_candidates(
     lv_volume_ml: Sequence[float], declared: tuple[int | None, int | None] = (None, None),
-    margin: float = PHASE_CANDIDATE_MARGIN,
+    margin: float = PHASE_CANDIDATE_MARGIN, limit: int = PHASE_CANDIDATES_MAX,
 ) -> tuple[list[int], list[int]]:
     """ED and ES candidate frames (ascending): the declared frames when the DICOM declares both, else the frames
-    within ``margin`` of the LV curve's maximum (ED) and minimum (ES)."""
+    within ``margin`` of the LV curve's maximum (ED) and minimum (ES), the ``limit`` most extreme of each (ties:
+    the earliest)."""
     v = np.asarray(lv_volume_ml, dtype=float)
     if v.size == 0:
         raise ValueError("empty LV volume curve")
     if _declared_ok(declared, len(v)):
         return [int(declared[0])], [int(declared[1])]  # type: ignore[arg-type]
     hi, lo = float(v.max()), float(v.min())
-    return ([int(i) for i in np.flatnonzero(v >= hi - margin * abs(hi))],
-            [int(i) for i in np.flatnonzero(v <= lo + margin * abs(lo))])
+    ed = [i for i in np.argsort(-v, kind="stable") if v[i] >= hi - margin * abs(hi)][:limit]
+    es = [i for i in np.argsort(v, kind="stable") if v[i] <= lo + margin * abs(lo)][:limit]
+    return sorted(int(i) for i in ed), sorted(int(i) for i in es)
 
 
 def select_phases(

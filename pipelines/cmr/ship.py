@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medai.cardiac.phases import PHASE_CANDIDATE_MARGIN
+from medai.cardiac.phases import PHASE_CANDIDATE_MARGIN, PHASE_CANDIDATES_MAX
 from medai.cardiac.preprocess import TTA_MODES, CineSegInferenceConfig
 from medai.inference.package import read_metadata, write_metadata
 
@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     if tta != "none":
         lines += [f"Test-time augmentation `{tta}` (`inference.json`): the measured frames are segmented with the "
                   f"class logits averaged over {len(TTA_MODES[tta])} flipped/transposed copies of each slice. In a "
-                  "cine, every frame is segmented once, then the ED/ES candidates (frames within "
-                  f"{PHASE_CANDIDATE_MARGIN:.0%} of the LV curve's maximum / minimum) again under the augmentation, "
+                  "cine, every frame is segmented once, then the ED/ES candidates (the "
+                  f"{PHASE_CANDIDATES_MAX} frames nearest the LV curve's maximum / minimum, within "
+                  f"{PHASE_CANDIDATE_MARGIN:.0%} of it) again under the augmentation, "
                   "and ED/ES are picked among them. An evaluation JSON names the setting it ran with "
                   "(`tta`). The recipe's `model.tta` sets it: `python -m pipelines.cmr.ship --recipe RECIPE` on a "
                   "trained package, `python -m pipelines.cmr.cv --skip-existing` on the CV's fold packages.", ""]

@@ -108,8 +108,10 @@ def test_phase_candidates_near_the_extremes_or_the_declared_frames() -> None:
     from medai.cardiac.phases import phase_candidates, select_phases
 
     curve = [100.0, 98.0, 80.0, 61.0, 60.0, 62.5, 75.0, 97.5]
-    assert phase_candidates(curve) == ([0, 1, 7], [3, 4])  # within 3 % of 100 and of 60
-    assert phase_candidates(curve, margin=0.05) == ([0, 1, 7], [3, 4, 5])
+    assert phase_candidates(curve) == ([0, 1], [3, 4])  # within 3 % of 100 and of 60, the 2 most extreme
+    assert phase_candidates(curve, limit=3) == ([0, 1, 7], [3, 4])
+    assert phase_candidates(curve, margin=0.05, limit=3) == ([0, 1, 7], [3, 4, 5])
+    assert phase_candidates([5.0, 4.0, 4.0, 4.0], limit=2)[1] == [1, 2]  # ties: the earliest
     assert phase_candidates(curve, (7, 3)) == ([7], [3])  # declared by the DICOM: those only
     refined = [99.0, 101.0, 80.0, 59.0, 64.0, 58.0, 75.0, 97.5]  # frame 5 is not a candidate: not picked
     got = select_phases(refined, among=phase_candidates(curve))
