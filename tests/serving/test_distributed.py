@@ -184,5 +184,9 @@ def test_kill9_of_the_working_worker_the_other_completes_the_job_once_and_revoke
     orphan = JobRunner(cluster.engine, results, must_not_run, threads=0).submit(None, uid, "test", None)["id"]
     assert cluster.deliveries(orphan) == []
     done = cluster.wait(orphan, lambda j: j["status"] in ("succeeded", "failed"))
-    assert done["status"] == "succeeded" and cluster.deliveries(orphan) == ["succeeded"]
+    assert done["status"] == "succeeded", cluster.logs()
+    t0 = time.time()  # the task is acknowledged just after the job's row is written
+    while time.time() - t0 < 30 and cluster.deliveries(orphan) != ["succeeded"]:
+        time.sleep(0.2)
+    assert cluster.deliveries(orphan) == ["succeeded"], cluster.logs()
     assert cluster.logged("no worker is on it; deferred again")
