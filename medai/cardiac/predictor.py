@@ -411,7 +411,7 @@ class CineSegPredictor(Predictor):
         """Phases, measurements and flags from a cine label map (also used to measure reference labels).
 
         ``phases``: ``(ed, es)`` frames chosen by a reader; default: declared in the DICOM, else from the LV curve.
-        ``chosen``: the phases :meth:`predict` already chose that way (before refining those frames), kept as they
+        ``chosen``: the phases :meth:`predict` already picked (among its refined candidate frames), kept as they
         are.
         """
         from medai.measurements import function_measurements, patient_info, volume_curves, wall_thickness_measurements

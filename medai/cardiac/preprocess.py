@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 
 from medai.percentiles import percentiles
 
+#: A test-time augmentation mode (:data:`TTA_MODES`).
+TtaMode = Literal["none", "flip", "d8"]
 #: Test-time augmentations: per mode, ``(flipped axes, transposed)`` of each pass. Flips and the in-plane
 #: transpose are their own inverses, so a pass's output is mapped back by transposing, then flipping.
 TTA_MODES: dict[str, tuple[tuple[tuple[int, ...], bool], ...]] = {
@@ -129,7 +131,7 @@ class CineSegInferenceConfig(BaseModel):
     size_divisor: int = 32
     labels: dict[str, int] = Field(default_factory=lambda: dict(CINE_LABELS))
     weights: str = "weights.pt"
-    tta: Literal["none", "flip", "d8"] = "none"
+    tta: TtaMode = "none"
 
 
 def normalize_intensity(array: np.ndarray, p_low: float = 1.0, p_high: float = 99.0) -> np.ndarray:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medai.cardiac.preprocess import CINE_LABELS, NetworkSpec
+from medai.cardiac.preprocess import CINE_LABELS, NetworkSpec, TtaMode
 from medai.errors import ConfigError
 from medai.settings import REPO_ROOT
 
@@ -112,7 +112,7 @@ class ModelConfig(_Strict):
     labels: dict[str, int] = Field(default_factory=lambda: dict(CINE_LABELS))
     target_spacing_mm: float = 1.5
     size_divisor: int = 32
-    tta: Literal["none", "flip", "d8"] = Field(
+    tta: TtaMode = Field(
         default="none", description="test-time augmentation of the measured frames (inference.json tta): 'flip' "
         "averages the 4 flips of each slice, 'd8' those and their transposes; an inference setting, so a CV run "
         "with --skip-existing applies it to the fold packages it reuses")
