@@ -1,6 +1,10 @@
 """Add the committed evaluations of ``heart_mr_cine_seg`` to its model card and metadata.
 
     python -m pipelines.cmr.ship --package models/packages/heart_mr_cine_seg
+    python -m pipelines.cmr.ship --package models/packages/heart_mr_cine_seg --recipe configs/experiment/cmr_seg_2d.yaml
+
+``--recipe`` first sets the package's inference settings (``model.tta``) to the recipe's and gives it the recipe's
+version (:func:`apply_recipe`).
 
 Reads ``<package>/evaluation/*.json`` (written by ``medai evaluate heart_mr_cine_seg ...``, i.e. through
 ``CineSegPredictor``) and writes one section per file into ``MODEL_CARD.md`` (replacing the section of an earlier
