@@ -114,8 +114,8 @@ class ModelConfig(_Strict):
     size_divisor: int = 32
     tta: TtaMode = Field(
         default="none", description="test-time augmentation of the measured frames (inference.json tta): 'flip' "
-        "averages the 4 flips of each slice, 'd8' those and their transposes; an inference setting, so a CV run "
-        "with --skip-existing applies it to the fold packages it reuses")
+        "averages the logits over the 4 flips of each slice, 'd8' those and their transposes; an inference "
+        "setting, so a CV run with --skip-existing applies it to the fold packages it reuses")
 
 
 class OptimConfig(_Strict):

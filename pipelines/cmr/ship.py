@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medai.cardiac.phases import PHASE_CANDIDATE_MARGIN, PHASE_CANDIDATES_MAX
-from medai.cardiac.preprocess import TTA_MODES, CineSegInferenceConfig
+from medai.cardiac.preprocess import TTA_MODES
 from medai.inference.package import read_metadata, write_metadata
 
 MARK = "## Evaluation through the predictor"
@@ -88,13 +88,11 @@ def apply_recipe(pkg: Path, recipe_path: Path, overrides: list[str] | None = Non
     """
     from medai.errors import ConfigError
     from pipelines.cmr.config import load_recipe
-    from pipelines.cmr.train import INFERENCE_SETTINGS, apply_inference_settings, inference_config
+    from pipelines.cmr.train import apply_inference_settings, inference_changes
 
     recipe = load_recipe(recipe_path, list(overrides or []))
     meta = read_metadata(pkg)
-    want = inference_config(recipe)
-    current = CineSegInferenceConfig.model_validate_json((pkg / "inference.json").read_text())
-    if all(getattr(current, k) == getattr(want, k) for k in INFERENCE_SETTINGS):
+    if not inference_changes(pkg, recipe):
         return {}
     if recipe.package.version == meta.version:
         raise ConfigError(f"{recipe_path} changes how {pkg} runs but keeps its version {meta.version}; set "

@@ -201,17 +201,24 @@ def inference_config(recipe: CmrSegRecipe) -> CineSegInferenceConfig:
 INFERENCE_SETTINGS = ("tta",)
 
 
+def inference_changes(package: Path, recipe: CmrSegRecipe) -> dict[str, Any]:
+    """The package's :data:`INFERENCE_SETTINGS` that differ from the recipe's (name -> [package's, recipe's])."""
+    from medai.cardiac.preprocess import CineSegInferenceConfig
+
+    cfg = CineSegInferenceConfig.model_validate_json((Path(package) / "inference.json").read_text())
+    want = inference_config(recipe)
+    return {k: [getattr(cfg, k), getattr(want, k)] for k in INFERENCE_SETTINGS if getattr(cfg, k) != getattr(want, k)}
+
+
 def apply_inference_settings(package: Path, recipe: CmrSegRecipe) -> dict[str, Any]:
     """Set the package's :data:`INFERENCE_SETTINGS` to the recipe's; returns those that changed (name -> old, new).
     The weights and everything they were trained with stay as they are."""
     from medai.cardiac.preprocess import CineSegInferenceConfig
 
     path = Path(package) / "inference.json"
-    cfg = CineSegInferenceConfig.model_validate_json(path.read_text())
-    want = inference_config(recipe)
-    changed = {k: [getattr(cfg, k), getattr(want, k)] for k in INFERENCE_SETTINGS
-               if getattr(cfg, k) != getattr(want, k)}
+    changed = inference_changes(package, recipe)
     if changed:
+        cfg = CineSegInferenceConfig.model_validate_json(path.read_text())
         tmp = path.with_suffix(".tmp")
         tmp.write_text(cfg.model_copy(update={k: new for k, (_, new) in changed.items()}).model_dump_json(indent=2))
         tmp.replace(path)
