@@ -7,8 +7,8 @@
   last study. Baseline, in the same page: a bare ``innerHTML`` of the same rows without
   formatting, escaping, filtering or sorting.
 * **Cine playback** (goal: >= 20 frames/s at 256x256): a generated 256x256 cine phantom analysed by the shipped
-  model, opened in the viewer, played at the fastest setting (40 fps); frames drawn per second over 5 s (median
-  of per-second counts). Baseline, in the same page: a bare ``requestAnimationFrame`` loop that only
+  model, opened in the viewer (Cornerstone3D's stack viewport with medai's label overlay), played at the fastest
+  setting (40 fps); frames drawn per second over 5 s (median of per-second counts). Baseline, in the same page: a bare ``requestAnimationFrame`` loop that only
   ``putImageData``s a ready 256x256 frame (the browser's ceiling for a software-rendered canvas here).
 
 Each is run with Chromium pinned to one CPU (``taskset -c 0``) and to two; ratios are printed against the goals and
@@ -208,7 +208,8 @@ def measure(base: str, exe: str, n: int, job: str | None) -> dict[str, Any]:
             samples.append(page.evaluate("window.medaiViewer.fps"))
         page.click("#vw-play")
         plane = [page.evaluate("window.medaiViewer.Y"), page.evaluate("window.medaiViewer.X")]
-        out["cine"] = {"plane": plane, "set_fps": 40, "fps": statistics.median(samples), "samples": samples,
+        out["cine"] = {"renderer": page.evaluate("window.medaiViewer.renderer"), "plane": plane, "set_fps": 40,
+                       "fps": statistics.median(samples), "samples": samples,
                        "baseline_putimagedata_fps": page.evaluate(BASELINE_CINE, plane)}
         b.close()
     return out

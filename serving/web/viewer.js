@@ -1,19 +1,97 @@
-// medai viewer: the stored images over medai's own DICOMweb (WADO-RS series metadata + uncompressed frames), the
-// report's label maps as overlays (label-table colours), window/level, zoom, pan, slice and phase navigation, cine
-// playback with ED/ES markers, brush/eraser correction (a new report version measured again on the server),
-// the measurement panel with reference ranges and flags, the volume curve, the AHA bullseye, sign-off and send.
+// medai viewer: Cornerstone3D (a StackViewport, its window/level, pan and zoom tools) over medai's own DICOMweb
+// (WADO-RS series metadata + uncompressed frames, through a registered image loader and metadata provider), the
+// report's label maps as an overlay in the label table's colours, slice and phase navigation, cine playback with
+// ED/ES markers, brush/eraser correction (a new report version measured again on the server), the measurement
+// panel with reference ranges and flags, the volume curve, the AHA bullseye, sign-off and send.
+// Cornerstone3D is bundled by serving/web/build/build.sh into vendor/cornerstone.js and loaded on the viewer's
+// first use, so the worklist never waits for it.
 import { api, esc, state, toast } from "./app.js";
 
 const TAG = { sop: "00080018", rows: "00280010", cols: "00280011", bits: "00280100", signed: "00280103",
-  slope: "00281053", intercept: "00281052", wc: "00281050", ww: "00281051", spp: "00280002" };
+  slope: "00281053", intercept: "00281052", wc: "00281050", ww: "00281051", spp: "00280002", spacing: "00280030",
+  modality: "00080060" };
 const WALL = "lv_wall_thickness_aha";
+const VIEWPORT = "medai-stack";
 
 let V = null; // the open viewer's state
+let CS = null; // the Cornerstone3D module once initialised
+let csReady = null;
+let engineSeq = 0;
+const IMAGES = new Map(); // Cornerstone imageId ("medai:" + WADO-RS frame URL) -> { url, m: the frame's metadata }
+
+function imageIdOf(url) { return `medai:${url}`; }
+
+// Cornerstone3D reads geometry, pixel format and the default window through metadata providers. The viewer shows
+// each frame as a 2-D image (a stack of every phase x slice), so the plane is the image's own: origin 0, axes
+// along rows and columns, the DICOM pixel spacing. Pixels arrive rescaled (modality LUT applied by the loader).
+function metadataProvider(type, imageId) {
+  const e = IMAGES.get(imageId);
+  if (!e) return undefined;
+  const m = e.m;
+  if (type === "imagePlaneModule") {
+    return { frameOfReferenceUID: "medai", rows: m.rows, columns: m.cols, imageOrientationPatient: [1, 0, 0, 0, 1, 0],
+      rowCosines: [1, 0, 0], columnCosines: [0, 1, 0], imagePositionPatient: [0, 0, 0],
+      pixelSpacing: [m.rowSpacing, m.colSpacing], rowPixelSpacing: m.rowSpacing, columnPixelSpacing: m.colSpacing };
+  }
+  if (type === "imagePixelModule") {
+    return { samplesPerPixel: 1, photometricInterpretation: "MONOCHROME2", rows: m.rows, columns: m.cols,
+      bitsAllocated: 32, bitsStored: 32, highBit: 31, pixelRepresentation: 1 };
+  }
+  if (type === "voiLutModule") return m.wc !== undefined && m.ww ? { windowCenter: [Number(m.wc)], windowWidth: [Number(m.ww)] } : undefined;
+  if (type === "modalityLutModule") return { rescaleSlope: 1, rescaleIntercept: 0 };
+  if (type === "generalSeriesModule") return { modality: m.modality || "MR" };
+  return undefined;
+}
+
+// The image loader for "medai:" ids: one WADO-RS frame, rescaled to float32, as a Cornerstone image.
+function loadMedaiImage(imageId) {
+  const promise = (async () => {
+    const e = IMAGES.get(imageId);
+    if (!e) throw new Error(`no metadata for ${imageId}`);
+    const m = e.m;
+    const px = toPixels(await fetchFrame(e.url), m);
+    let lo = Infinity, hi = -Infinity;
+    for (let i = 0; i < px.length; i++) { const p = px[i]; if (p < lo) lo = p; if (p > hi) hi = p; }
+    const vm = CS.utilities.VoxelManager.createImageVoxelManager({ width: m.cols, height: m.rows, numberOfComponents: 1, scalarData: px, id: imageId });
+    const hasWindow = m.wc !== undefined && m.ww;
+    return { imageId, minPixelValue: lo, maxPixelValue: hi, slope: 1, intercept: 0,
+      windowCenter: hasWindow ? Number(m.wc) : (lo + hi) / 2, windowWidth: hasWindow ? Number(m.ww) : Math.max(1, hi - lo),
+      voiLUTFunction: "LINEAR", getPixelData: () => vm.getScalarData(), voxelManager: vm, rows: m.rows, columns: m.cols,
+      height: m.rows, width: m.cols, color: false, rgba: false, numberOfComponents: 1, columnPixelSpacing: m.colSpacing,
+      rowPixelSpacing: m.rowSpacing, invert: false, sizeInBytes: px.byteLength, dataType: "Float32Array",
+      photometricInterpretation: "MONOCHROME2", getCanvas: undefined };
+  })();
+  return { promise };
+}
+
+function cornerstone() {
+  if (!csReady) {
+    csReady = (async () => {
+      const cs = await import("./vendor/cornerstone.js");
+      await cs.init();
+      cs.toolsInit();
+      [cs.WindowLevelTool, cs.PanTool, cs.ZoomTool].forEach((t) => cs.addTool(t));
+      cs.metaData.addProvider(metadataProvider, 10000);
+      cs.imageLoader.registerImageLoader("medai", loadMedaiImage);
+      CS = cs;
+      return cs;
+    })();
+    csReady.catch(() => { csReady = null; });
+  }
+  return csReady;
+}
+
+function teardown(v) {
+  if (v.toolGroupId && CS) CS.ToolGroupManager.destroyToolGroup(v.toolGroupId);
+  if (v.engine) v.engine.destroy();
+  v.engine = v.vp = v.toolGroupId = null;
+}
 
 export function closeViewer() {
   if (!V) return;
   V.closed = true;
   cancelAnimationFrame(V.raf);
+  teardown(V);
   document.removeEventListener("keydown", V.onKey);
   V = null;
   window.medaiViewer = undefined;
@@ -51,11 +129,11 @@ function toPixels(bytes, meta) {
 
 export async function openViewer(root, jobId, version) {
   closeViewer();
-  const v = (V = { jobId, root, t: 0, z: 0, zoom: 1, panX: 0, panY: 0, tool: "wl", radius: 3, playing: false,
-    fps: 25, frames: new Map(), meta: new Map(), edited: new Set(), hidden: new Set(), drawn: [], closed: false });
+  const v = (V = { jobId, root, t: 0, z: 0, tool: "wl", radius: 3, playing: false, fps: 25, loaded: new Set(),
+    meta: new Map(), edited: new Set(), hidden: new Set(), drawn: [], closed: false });
   root.innerHTML = `<p class="muted" role="status">Loading the viewer…</p>`;
   try {
-    await loadVersion(v, version);
+    await Promise.all([loadVersion(v, version), cornerstone()]);
   } catch (e) {
     if (!v.closed) root.innerHTML = `<p class="error" role="alert">${esc(e.message)}</p><p><a href="#/worklist">Back to the worklist</a></p>`;
     return;
@@ -87,20 +165,25 @@ async function loadLayer(v) {
   if (v.labels.length !== v.T * v.Z * v.Y * v.X) throw new Error(`label map has ${v.labels.length} values, expected ${shape.join("x")}`);
   v.original = v.labels.slice();
   v.edited.clear();
+  v.loaded.clear();
   v.colors = new Map(layer.labels.map((l) => [l.value, l.color]));
   v.editValue = v.editValue && v.colors.has(v.editValue) ? v.editValue : layer.labels[0].value;
-  // series metadata (rows, columns, rescale, window) for every series the frames come from
+  // series metadata (rows, columns, spacing, rescale, window) for every series the frames come from
   const series = new Set();
   layer.frames.flat().filter(Boolean).forEach((u) => series.add(u.slice(0, u.indexOf("/instances/"))));
   await Promise.all([...series].map(async (s) => {
     if (v.meta.has(s)) return;
     const items = await api(`${s}/metadata`, { headers: { Accept: "application/dicom+json" } });
     const bySop = new Map();
-    items.forEach((it) => bySop.set(val(it, TAG.sop), {
-      rows: val(it, TAG.rows), cols: val(it, TAG.cols), bits: val(it, TAG.bits) || 16, signed: val(it, TAG.signed) === 1,
-      slope: Number(val(it, TAG.slope) ?? 1), intercept: Number(val(it, TAG.intercept) ?? 0),
-      wc: val(it, TAG.wc), ww: val(it, TAG.ww), spp: val(it, TAG.spp) || 1,
-    }));
+    items.forEach((it) => {
+      const sp = it[TAG.spacing] && it[TAG.spacing].Value ? it[TAG.spacing].Value.map(Number) : [1, 1];
+      bySop.set(val(it, TAG.sop), {
+        rows: val(it, TAG.rows), cols: val(it, TAG.cols), bits: val(it, TAG.bits) || 16, signed: val(it, TAG.signed) === 1,
+        slope: Number(val(it, TAG.slope) ?? 1), intercept: Number(val(it, TAG.intercept) ?? 0),
+        wc: val(it, TAG.wc), ww: val(it, TAG.ww), spp: val(it, TAG.spp) || 1, modality: val(it, TAG.modality),
+        rowSpacing: sp[0] || 1, colSpacing: sp[1] || sp[0] || 1,
+      });
+    });
     v.meta.set(s, bySop);
   }));
 }
@@ -112,29 +195,75 @@ function metaOf(v, url) {
   return v.meta.get(s).get(sop);
 }
 
-async function frame(v, t, z) {
-  const url = frameUrl(v, t, z);
-  if (!url) return null;
-  if (!v.frames.has(url)) {
-    v.frames.set(url, fetchFrame(url).then((bytes) => {
-      const m = metaOf(v, url);
-      const px = toPixels(bytes, m);
-      if (v.wl === undefined) {
-        let lo = Infinity, hi = -Infinity;
-        for (const p of px) { if (p < lo) lo = p; if (p > hi) hi = p; }
-        v.wl = m.wc !== undefined && m.ww ? { c: Number(m.wc), w: Number(m.ww) } : { c: (lo + hi) / 2, w: Math.max(1, hi - lo) };
-      }
-      return { px, w: m.cols, h: m.rows };
-    }));
+// Every (phase, slice) position of the layer as one Cornerstone stack, phase-major: index = t * Z + z. A position
+// without its own frame shows the slice's first stored frame (or any), as the label map still has a plane there.
+function registerImages(v) {
+  const any = v.layer.frames.flat().find(Boolean);
+  if (!any) throw new Error("this segmentation references no stored image frames");
+  v.ids = [];
+  for (let t = 0; t < v.T; t++) {
+    for (let z = 0; z < v.Z; z++) {
+      const url = frameUrl(v, t, z) || v.layer.frames.map((f) => f[z]).find(Boolean) || any;
+      const id = imageIdOf(url);
+      if (!IMAGES.has(id)) IMAGES.set(id, { url, m: metaOf(v, url) });
+      v.ids.push(id);
+    }
   }
-  return v.frames.get(url);
 }
 
+function indexOf(v, t = v.t, z = v.z) { return t * v.Z + z; }
+
 async function preload(v) {
-  const jobs = [];
-  for (let t = 0; t < v.T; t++) jobs.push(frame(v, t, v.z)); // this slice's phases first: cine playback needs them
-  await Promise.all(jobs);
-  for (let z = 0; z < v.Z; z++) for (let t = 0; t < v.T; t++) if (!v.closed) await frame(v, t, z);
+  const load = async (t, z) => {
+    if (v.closed) return;
+    await CS.imageLoader.loadAndCacheImage(v.ids[indexOf(v, t, z)]);
+    v.loaded.add(indexOf(v, t, z));
+    publish(v);
+  };
+  await Promise.all(Array.from({ length: v.T }, (_, t) => load(t, v.z))); // this slice's phases first: cine playback
+  for (let z = 0; z < v.Z; z++) for (let t = 0; t < v.T; t++) if (!v.closed) await load(t, z);
+}
+
+// The Cornerstone3D viewport in #vw-canvas, its tool group, and the view kept across re-renders (a saved
+// correction or a signature re-renders the page; the clinician's zoom, pan and window stay).
+async function mount(v) {
+  const cs = CS;
+  const view = v.vp && v.viewKey === `${v.X}x${v.Y}` ? { camera: v.vp.getCamera(), voi: v.vp.getProperties().voiRange } : null;
+  teardown(v);
+  registerImages(v);
+  const id = `medai-${++engineSeq}`;
+  v.engine = new cs.RenderingEngine(id);
+  v.engine.enableElement({ viewportId: VIEWPORT, element: v.canvas, type: cs.Enums.ViewportType.STACK,
+    defaultOptions: { background: [0, 0, 0] } });
+  v.vp = v.engine.getViewport(VIEWPORT);
+  v.viewKey = `${v.X}x${v.Y}`;
+  const tg = cs.ToolGroupManager.createToolGroup(id);
+  v.toolGroupId = id;
+  [cs.WindowLevelTool, cs.PanTool, cs.ZoomTool].forEach((t) => tg.addTool(t.toolName));
+  tg.addViewport(VIEWPORT, id);
+  bindTools(v);
+  v.canvas.addEventListener(cs.Enums.Events.IMAGE_RENDERED, () => drawOverlay(v));
+  await v.vp.setStack(v.ids, indexOf(v));
+  if (view) {
+    v.vp.setCamera(view.camera);
+    if (view.voi) v.vp.setProperties({ voiRange: view.voi });
+  }
+  v.vp.render();
+}
+
+// Mouse bindings: the selected tool on the left button; window/level on the right, pan on the middle button and
+// zoom on the wheel whatever is selected. Brush and eraser are medai's own (they edit the label map).
+function bindTools(v) {
+  if (!v.toolGroupId) return;
+  const cs = CS, B = cs.ToolEnums.MouseBindings;
+  const tg = cs.ToolGroupManager.getToolGroup(v.toolGroupId);
+  const names = { wl: cs.WindowLevelTool.toolName, pan: cs.PanTool.toolName, zoom: cs.ZoomTool.toolName };
+  const bindings = { wl: [{ mouseButton: B.Secondary }], pan: [{ mouseButton: B.Auxiliary }], zoom: [{ mouseButton: B.Wheel }] };
+  if (bindings[v.tool]) bindings[v.tool].push({ mouseButton: B.Primary });
+  for (const [k, b] of Object.entries(bindings)) {
+    tg.setToolDisabled(names[k]);
+    tg.setToolActive(names[k], { bindings: b });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -169,7 +298,7 @@ function render(v) {
           <input id="vw-radius" type="number" min="1" max="20" value="${v.radius}" ${canEdit ? "" : "disabled"}>
           <button type="button" id="vw-reset">Reset view</button>
         </div>
-        <canvas id="vw-canvas" width="560" height="560" tabindex="0" aria-label="Image with segmentation overlay. Arrow keys: slice and phase; space: play; B brush, E eraser, W window/level, P pan, Z zoom." role="img"></canvas>
+        <div id="vw-canvas" tabindex="0" role="img" aria-label="Image with segmentation overlay. Arrow keys: slice and phase; space: play; B brush, E eraser, W window/level, P pan, Z zoom; right button window/level, middle button pan, wheel zoom."><canvas class="vw-overlay" aria-hidden="true"></canvas></div>
         <div class="nav-row">
           <button type="button" id="vw-play" aria-pressed="false" aria-keyshortcuts="Space">Play</button>
           <label class="inline" for="vw-fps">fps</label>
@@ -208,18 +337,18 @@ function render(v) {
       </form>
     </dialog>
   </section>`;
-  v.canvas = document.getElementById("vw-canvas");
-  v.ctx = v.canvas.getContext("2d");
-  v.img = document.createElement("canvas");
-  v.ov = document.createElement("canvas");
-  v.img.width = v.ov.width = v.X;
-  v.img.height = v.ov.height = v.Y;
+  v.canvas = document.getElementById("vw-canvas"); // the Cornerstone3D viewport element
+  v.overlay = v.canvas.querySelector(".vw-overlay");
+  v.ov = document.createElement("canvas"); // one label plane at image resolution, drawn over the viewport
+  v.ov.width = v.X;
+  v.ov.height = v.Y;
   document.querySelectorAll(".swatch").forEach((s) => { s.style.background = `rgb(${s.dataset.color})`; });
   paintCurves(v);
   followup(v);
   wire(v);
-  draw(v);
-  preload(v).then(() => draw(v)).catch((e) => toast(`Images: ${e.message}`, "error"));
+  mount(v)
+    .then(() => { if (!v.closed) return preload(v); })
+    .catch((e) => { if (!v.closed) toast(`Images: ${e.message}`, "error"); });
   loop(v);
 }
 
@@ -329,39 +458,44 @@ function bullseye(wall) {
 }
 
 // -- drawing ----------------------------------------------------------------------------------------------------
-function transform(v) {
-  const base = Math.min(v.canvas.width / v.X, v.canvas.height / v.Y);
-  const s = base * v.zoom;
-  return { s, ox: (v.canvas.width - v.X * s) / 2 + v.panX, oy: (v.canvas.height - v.Y * s) / 2 + v.panY };
-}
+// Cornerstone3D renders the image; the label plane of the displayed position is drawn on the overlay canvas after
+// every render (IMAGE_RENDERED), placed through the viewport's own image -> world -> canvas transform, so it
+// follows pan, zoom and any resize exactly.
+function imageToCanvas(v, id, x, y) { return v.vp.worldToCanvas(CS.utilities.imageToWorldCoords(id, [x, y])); }
 
 function toImage(v, ev) {
   const r = v.canvas.getBoundingClientRect();
-  const cx = ((ev.clientX - r.left) * v.canvas.width) / r.width, cy = ((ev.clientY - r.top) * v.canvas.height) / r.height;
-  const { s, ox, oy } = transform(v);
-  return [(cx - ox) / s, (cy - oy) / s];
+  const world = v.vp.canvasToWorld([ev.clientX - r.left, ev.clientY - r.top]);
+  return CS.utilities.worldToImageCoords(v.ids[v.vp.getCurrentImageIdIndex()], world);
 }
 
 function planeOffset(v, t = v.t, z = v.z) { return ((t * v.Z + z) * v.Y) * v.X; }
 
+function voi(v) {
+  const r = v.vp && v.vp.getProperties().voiRange;
+  return r ? { c: (r.lower + r.upper) / 2, w: r.upper - r.lower } : null;
+}
+
 async function draw(v) {
-  if (v.closed) return;
-  const f = await frame(v, v.t, v.z).catch(() => null);
-  if (v.closed) return;
-  const ictx = v.img.getContext("2d");
-  const im = ictx.createImageData(v.X, v.Y);
-  if (f && f.w === v.X && f.h === v.Y) {
-    const lo = v.wl.c - v.wl.w / 2, k = 255 / v.wl.w;
-    for (let i = 0, n = f.px.length; i < n; i++) {
-      const g = Math.max(0, Math.min(255, (f.px[i] - lo) * k));
-      im.data[4 * i] = im.data[4 * i + 1] = im.data[4 * i + 2] = g;
-      im.data[4 * i + 3] = 255;
+  if (v.closed || !v.vp) return;
+  const idx = indexOf(v);
+  if (v.vp.getCurrentImageIdIndex() !== idx) {
+    try {
+      await v.vp.setImageIdIndex(idx); // loads the frame if needed; the render calls drawOverlay
+    } catch (e) {
+      if (!v.closed) toast(`Image: ${e.message}`, "error");
     }
+  } else {
+    drawOverlay(v);
   }
-  ictx.putImageData(im, 0, 0);
+}
+
+function drawOverlay(v) {
+  if (v.closed || !v.vp) return;
+  const idx = v.vp.getCurrentImageIdIndex(), t = Math.floor(idx / v.Z), z = idx % v.Z;
   const octx = v.ov.getContext("2d");
   const ov = octx.createImageData(v.X, v.Y);
-  const off = planeOffset(v), L = v.labels, X = v.X, Y = v.Y;
+  const off = planeOffset(v, t, z), L = v.labels, X = v.X, Y = v.Y;
   for (let y = 0; y < Y; y++) {
     for (let x = 0; x < X; x++) {
       const lab = L[off + y * X + x];
@@ -374,41 +508,58 @@ async function draw(v) {
     }
   }
   octx.putImageData(ov, 0, 0);
-  const ctx = v.ctx, { s, ox, oy } = transform(v);
+  const cv = v.overlay, dpr = window.devicePixelRatio || 1;
+  const w = v.canvas.clientWidth, h = v.canvas.clientHeight;
+  if (cv.width !== Math.round(w * dpr) || cv.height !== Math.round(h * dpr)) {
+    cv.width = Math.round(w * dpr);
+    cv.height = Math.round(h * dpr);
+  }
+  const ctx = cv.getContext("2d"), id = v.ids[idx];
   ctx.setTransform(1, 0, 0, 1, 0, 0);
-  ctx.fillStyle = "#000";
-  ctx.fillRect(0, 0, v.canvas.width, v.canvas.height);
-  ctx.imageSmoothingEnabled = true;
-  ctx.setTransform(s, 0, 0, s, ox, oy);
-  ctx.drawImage(v.img, 0, 0);
+  ctx.clearRect(0, 0, cv.width, cv.height);
+  const o = imageToCanvas(v, id, 0, 0), ex = imageToCanvas(v, id, X, 0), ey = imageToCanvas(v, id, 0, Y);
+  ctx.setTransform((dpr * (ex[0] - o[0])) / X, (dpr * (ex[1] - o[1])) / X, (dpr * (ey[0] - o[0])) / Y,
+    (dpr * (ey[1] - o[1])) / Y, dpr * o[0], dpr * o[1]);
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(v.ov, 0, 0);
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.fillStyle = "#fff";
   ctx.font = "13px system-ui, sans-serif";
-  const phase = v.t === v.layer.ed_frame ? " ED" : v.t === v.layer.es_frame ? " ES" : "";
-  ctx.fillText(`phase ${v.t + 1}/${v.T}${phase}  slice ${v.z + 1}/${v.Z}  W ${v.wl ? v.wl.w.toFixed(0) : "-"} L ${v.wl ? v.wl.c.toFixed(0) : "-"}  ${v.zoom.toFixed(1)}x`, 8, v.canvas.height - 10);
+  const phase = t === v.layer.ed_frame ? " ED" : t === v.layer.es_frame ? " ES" : "";
+  const wl = voi(v);
+  ctx.fillText(`phase ${t + 1}/${v.T}${phase}  slice ${z + 1}/${v.Z}  W ${wl ? wl.w.toFixed(0) : "-"} L ${wl ? wl.c.toFixed(0) : "-"}  ${v.vp.getZoom().toFixed(1)}x`, 8, h - 10);
   const pos = document.getElementById("vw-pos");
-  if (pos) pos.textContent = `phase ${v.t + 1}${phase}, slice ${v.z + 1}`;
+  if (pos) pos.textContent = `phase ${t + 1}${phase}, slice ${z + 1}`;
   const ph = document.getElementById("vw-phase"), sl = document.getElementById("vw-slice");
   if (ph) ph.value = v.t;
   if (sl) sl.value = v.z;
   const now = document.getElementById("vw-now");
-  if (now && v.curveX) { now.setAttribute("x1", v.curveX(v.t)); now.setAttribute("x2", v.curveX(v.t)); }
-  const t = performance.now();
-  v.drawn.push(t);
-  while (v.drawn.length && v.drawn[0] < t - 1000) v.drawn.shift();
-  window.medaiViewer = { t: v.t, z: v.z, T: v.T, Z: v.Z, playing: v.playing, fps: v.drawn.length, version: v.version.version,
-    edited: v.edited.size, job: v.jobId, transform: transform(v), X: v.X, Y: v.Y, layer: `${v.layer.kind}/${v.layer.role}`,
-    canvasRect: v.canvas.getBoundingClientRect().toJSON(), loaded: v.frames.size };
+  if (now && v.curveX) { now.setAttribute("x1", v.curveX(t)); now.setAttribute("x2", v.curveX(t)); }
+  const ms = performance.now();
+  v.drawn.push(ms);
+  while (v.drawn.length && v.drawn[0] < ms - 1000) v.drawn.shift();
+  publish(v);
+}
+
+// The viewer's state for scripts and browser tests (window.medaiViewer): the displayed position, playback, the
+// frames rate drawn over the last second, the view, and how many positions have their image loaded.
+function publish(v) {
+  if (v.closed || !v.vp) return;
+  const idx = v.vp.getCurrentImageIdIndex();
+  window.medaiViewer = { t: Math.floor(idx / v.Z), z: idx % v.Z, T: v.T, Z: v.Z, playing: v.playing, fps: v.drawn.length,
+    version: v.version.version, edited: v.edited.size, job: v.jobId, X: v.X, Y: v.Y, layer: `${v.layer.kind}/${v.layer.role}`,
+    zoom: v.vp.getZoom(), pan: v.vp.getPan(), window: voi(v), loaded: v.loaded.size,
+    renderer: `Cornerstone3D ${CS.version || ""}`.trim() };
 }
 
 function loop(v) {
   let last = 0;
   const tick = async (now) => {
     if (v.closed) return;
-    if (v.playing && now - last >= 1000 / v.fps - 1) {
-      last = now;
+    const step = 1000 / v.fps;
+    if (v.playing && now - last >= step - 1) {
+      // keep the set rate on average: a 60 Hz display shows 40 fps as alternating one- and two-refresh frames
+      last = now - last > 2 * step ? now : last + step;
       v.t = (v.t + 1) % v.T;
       await draw(v);
     }
@@ -422,7 +573,8 @@ function setTool(v, tool) {
   if ((tool === "brush" || tool === "eraser") && !v.canEdit) return;
   v.tool = tool;
   document.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.tool === tool)));
-  v.canvas.style.cursor = tool === "pan" ? "grab" : tool === "brush" || tool === "eraser" ? "crosshair" : "default";
+  bindTools(v); // Cornerstone3D sets its tools' cursors; the brush and eraser get a crosshair
+  v.canvas.classList.toggle("painting", tool === "brush" || tool === "eraser");
 }
 
 function setPlaying(v, on) {
@@ -433,6 +585,7 @@ function setPlaying(v, on) {
 }
 
 function paint(v, ix, iy) {
+  if (v.vp.getCurrentImageIdIndex() !== indexOf(v)) return false; // the position's image is still loading
   const r = v.radius, off = planeOffset(v);
   let changed = false;
   for (let y = Math.max(0, Math.floor(iy - r)); y <= Math.min(v.Y - 1, Math.ceil(iy + r)); y++) {
@@ -484,7 +637,7 @@ function wire(v) {
   const c = v.canvas;
   document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(v, b.dataset.tool)));
   setTool(v, v.tool);
-  document.getElementById("vw-reset").addEventListener("click", () => { v.zoom = 1; v.panX = v.panY = 0; v.wl = undefined; v.frames.clear(); draw(v); });
+  document.getElementById("vw-reset").addEventListener("click", () => { if (!v.vp) return; v.vp.resetCamera(); v.vp.resetProperties(); v.vp.render(); });
   document.getElementById("vw-edit-label").addEventListener("change", (e) => { v.editValue = Number(e.target.value); });
   document.getElementById("vw-radius").addEventListener("change", (e) => { v.radius = Math.max(1, Math.min(20, Number(e.target.value) || 3)); });
   document.getElementById("vw-play").addEventListener("click", () => setPlaying(v, !v.playing));
@@ -499,7 +652,7 @@ function wire(v) {
     draw(v);
   }));
   document.getElementById("vw-version").addEventListener("change", (e) => { location.hash = `#/viewer/${v.jobId}/${e.target.value}`; });
-  document.getElementById("vw-layer").addEventListener("change", async (e) => { v.layerIndex = Number(e.target.value); v.wl = undefined; await loadLayer(v); render(v); });
+  document.getElementById("vw-layer").addEventListener("change", async (e) => { v.layerIndex = Number(e.target.value); await loadLayer(v); render(v); });
   document.getElementById("vw-save").addEventListener("click", () => save(v));
   document.getElementById("vw-undo").addEventListener("click", () => { v.labels = v.original.slice(); v.edited.clear(); editsChanged(v); draw(v); });
   const sign = document.getElementById("vw-sign");
@@ -519,31 +672,31 @@ function wire(v) {
       toast(`Sent ${out.pushed.join(" + ").toUpperCase()} to the PACS`);
     } catch (err) { toast(`Not sent: ${err.message}`, "error"); }
   });
-  let drag = null;
+  // Brush and eraser: the left button edits the label plane of the displayed position. Window/level, pan and zoom
+  // are Cornerstone3D's tools (bindTools).
+  let painting = false;
   c.addEventListener("contextmenu", (e) => e.preventDefault());
   c.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0 || (v.tool !== "brush" && v.tool !== "eraser") || !v.vp) return;
+    painting = true;
     c.setPointerCapture(e.pointerId);
-    const tool = e.button === 2 ? "wl" : e.button === 1 ? "pan" : v.tool;
-    drag = { x: e.clientX, y: e.clientY, tool, wl: v.wl && { ...v.wl }, panX: v.panX, panY: v.panY, zoom: v.zoom };
-    if (tool === "brush" || tool === "eraser") { const [ix, iy] = toImage(v, e); if (paint(v, ix, iy)) draw(v); }
+    const [ix, iy] = toImage(v, e);
+    if (paint(v, ix, iy)) drawOverlay(v);
   });
   c.addEventListener("pointermove", (e) => {
-    if (!drag) return;
-    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
-    if (drag.tool === "wl" && drag.wl) { v.wl = { c: drag.wl.c + dy * (drag.wl.w / 256), w: Math.max(1, drag.wl.w + dx * (drag.wl.w / 128)) }; draw(v); }
-    else if (drag.tool === "pan") { v.panX = drag.panX + dx; v.panY = drag.panY + dy; draw(v); }
-    else if (drag.tool === "zoom") { v.zoom = Math.max(0.5, Math.min(8, drag.zoom * Math.exp(-dy / 150))); draw(v); }
-    else { const [ix, iy] = toImage(v, e); if (paint(v, ix, iy)) draw(v); }
+    if (!painting) return;
+    const [ix, iy] = toImage(v, e);
+    if (paint(v, ix, iy)) drawOverlay(v);
   });
-  c.addEventListener("pointerup", () => { drag = null; });
-  c.addEventListener("wheel", (e) => { e.preventDefault(); v.zoom = Math.max(0.5, Math.min(8, v.zoom * (e.deltaY < 0 ? 1.1 : 1 / 1.1))); draw(v); }, { passive: false });
+  c.addEventListener("pointerup", () => { painting = false; });
+  const zoomBy = (f) => { if (v.vp) { v.vp.setZoom(Math.max(0.25, Math.min(16, v.vp.getZoom() * f))); v.vp.render(); } };
   v.onKey = (e) => {
     if (e.target !== c) return;
     const k = e.key;
     const handled = { ArrowUp: () => { v.z = Math.min(v.Z - 1, v.z + 1); }, ArrowDown: () => { v.z = Math.max(0, v.z - 1); },
       ArrowRight: () => { v.t = (v.t + 1) % v.T; }, ArrowLeft: () => { v.t = (v.t - 1 + v.T) % v.T; },
-      " ": () => setPlaying(v, !v.playing), "+": () => { v.zoom = Math.min(8, v.zoom * 1.2); }, "-": () => { v.zoom = Math.max(0.5, v.zoom / 1.2); },
-      "0": () => { v.zoom = 1; v.panX = v.panY = 0; }, b: () => setTool(v, "brush"), e: () => setTool(v, "eraser"), w: () => setTool(v, "wl"),
+      " ": () => setPlaying(v, !v.playing), "+": () => zoomBy(1.2), "-": () => zoomBy(1 / 1.2),
+      "0": () => { if (v.vp) { v.vp.resetCamera(); v.vp.render(); } }, b: () => setTool(v, "brush"), e: () => setTool(v, "eraser"), w: () => setTool(v, "wl"),
       p: () => setTool(v, "pan"), z: () => setTool(v, "zoom"), "[": () => { v.radius = Math.max(1, v.radius - 1); }, "]": () => { v.radius = Math.min(20, v.radius + 1); } }[k];
     if (handled) { e.preventDefault(); handled(); draw(v); }
   };

@@ -192,6 +192,33 @@ def test_clinician_flow(server: dict[str, Any], phantom: Path, page: Any, tmp_pa
     cy, cx = lv_px.mean(axis=0)
     assert 0.2 * h < cy < 0.8 * h and 0.2 * w < cx < 0.8 * w, "the LV overlay is not over the heart (centre)"
     _no_critical(page, "viewer")
+    # Cornerstone3D renders the image; its tools move the view and the overlay follows the image
+    assert page.evaluate("window.medaiViewer.renderer").startswith("Cornerstone3D"), page.evaluate("window.medaiViewer")
+    box = canvas.bounding_box()
+    wl0 = page.evaluate("window.medaiViewer.window")
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.mouse.down(button="right")  # window/level on the right button whatever tool is selected
+    page.mouse.move(box["x"] + 160, box["y"] + 140, steps=5)
+    page.mouse.up(button="right")
+    wl1 = page.evaluate("window.medaiViewer.window")
+    assert wl1["w"] != pytest.approx(wl0["w"]) and wl1["c"] != pytest.approx(wl0["c"]), (wl0, wl1)
+    page.click('[data-tool="pan"]')
+    page.mouse.move(box["x"] + 200, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 260, box["y"] + 230, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    moved = _colour_pixels(canvas.screenshot(), colour["lv"]).mean(axis=0)
+    assert moved == pytest.approx(np.array([cy + 30, cx + 60]), abs=3), ("overlay did not follow the pan", cy, cx, moved)
+    zoom0 = page.evaluate("window.medaiViewer.zoom")
+    page.mouse.move(box["x"] + 280, box["y"] + 280)
+    page.mouse.wheel(0, -300)  # zoom on the wheel
+    page.wait_for_function(f"() => window.medaiViewer.zoom > {zoom0} * 1.01")
+    page.click("#vw-reset")
+    page.wait_for_function("() => Math.abs(window.medaiViewer.zoom - 1) < 1e-6")
+    after_reset = _colour_pixels(canvas.screenshot(), colour["lv"]).mean(axis=0)
+    assert after_reset == pytest.approx(np.array([cy, cx]), abs=1.5), (cy, cx, after_reset)
+    page.click('[data-tool="wl"]')
     # keyboard: slice navigation from the focused canvas
     canvas.focus()
     z0 = page.evaluate("window.medaiViewer.z")
