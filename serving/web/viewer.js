@@ -360,13 +360,18 @@ function panel(v) {
   const review = rep.review && rep.review.required ? `<div class="review" role="note"><strong>Review required</strong><ul>${rep.review.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul></div>` : "";
   const sections = (rep.sections || []).map((s) => {
     const q = s.quality ? `<p>Image quality: <span class="badge q-${esc(s.quality.status)}">${esc(s.quality.status)}</span></p>${(s.quality.findings || []).map((f) => `<p class="flag f-${esc(f.status)}">${esc(f.message)}</p>`).join("")}` : "";
+    // the same quantity by several methods (LGE scar: model, n-SD, FWHM) names its method and parameters
+    const key = (m) => `${m.code.meaning}|${m.aha_segment ?? ""}|${m.frame ?? ""}`;
+    const seen = new Map();
+    s.measurements.forEach((m) => seen.set(key(m), (seen.get(key(m)) || 0) + 1));
+    const ambiguous = new Set([...seen].filter(([, n]) => n > 1).map(([k]) => k));
     const rows = s.measurements.filter((m) => !m.name.startsWith(WALL)).map((m) => {
       const rr = m.reference_range;
       let flag = "", cls = "";
       if (rr && rr.low != null && m.value < rr.low) { flag = "↓ low"; cls = "out"; }
       if (rr && rr.high != null && m.value > rr.high) { flag = "↑ high"; cls = "out"; }
       const range = rr ? `${rr.low ?? ""}–${rr.high ?? ""}` : "";
-      return `<tr data-name="${esc(m.name)}" class="${cls}"><th scope="row" title="${esc(m.code.value)} ${esc(m.code.scheme)}">${esc(m.code.meaning)}${m.frame ? ` <span class="muted">(${esc(m.frame)})</span>` : ""}</th><td class="num" data-value="${m.value}">${fmtNum(m.value)}</td><td>${esc(m.unit.display || m.unit.code)}</td><td class="muted" title="${rr ? esc(`${rr.population || ""} ${rr.source || ""}`) : ""}">${esc(range)}</td><td>${flag}</td></tr>`;
+      return `<tr data-name="${esc(m.name)}" class="${cls}"><th scope="row" title="${esc(m.code.value)} ${esc(m.code.scheme)}">${esc(m.code.meaning)}${m.aha_segment ? ` ${m.aha_segment}` : ""}${m.frame ? ` <span class="muted">(${esc(m.frame)})</span>` : ""}${ambiguous.has(key(m)) && m.method ? ` <span class="muted">· ${esc(m.method)}${Object.keys(m.parameters || {}).length ? ` (${Object.entries(m.parameters).map(([k, x]) => `${esc(k)} = ${esc(x)}`).join(", ")})` : ""}</span>` : ""}</th><td class="num" data-value="${m.value}">${fmtNum(m.value)}</td><td>${esc(m.unit.display || m.unit.code)}</td><td class="muted" title="${rr ? esc(`${rr.population || ""} ${rr.source || ""}`) : ""}">${esc(range)}</td><td>${flag}</td></tr>`;
     }).join("");
     const flags = (s.flags || []).map((f) => `<p class="flag f-${esc(f.severity)}">${esc(f.message)}</p>`).join("");
     const classes = (s.classes || []).length ? `<h3>Diagnosis (suggestion)</h3><div class="bars">${s.classes.map((c) => `<div class="bar-row"><span class="bar-label">${esc(c.label || c.name || c.code?.meaning || "")}</span><span class="bar-track"><span class="bar-fill up prob" data-width="${(100 * c.probability).toFixed(1)}"></span></span><span class="num">${(100 * c.probability).toFixed(0)} %</span></div>`).join("")}</div>` : "";

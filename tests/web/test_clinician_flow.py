@@ -209,7 +209,7 @@ def test_clinician_flow(server: dict[str, Any], phantom: Path, page: Any, tmp_pa
     page.mouse.up()
     page.wait_for_timeout(200)
     moved = _colour_pixels(canvas.screenshot(), colour["lv"]).mean(axis=0)
-    assert moved == pytest.approx(np.array([cy + 30, cx + 60]), abs=3), ("overlay did not follow the pan", cy, cx, moved)
+    assert moved == pytest.approx(np.array([cy + 30, cx + 60]), abs=3), ("the overlay did not follow the pan", moved)
     zoom0 = page.evaluate("window.medaiViewer.zoom")
     page.mouse.move(box["x"] + 280, box["y"] + 280)
     page.mouse.wheel(0, -300)  # zoom on the wheel
@@ -322,3 +322,87 @@ def test_clinician_flow(server: dict[str, Any], phantom: Path, page: Any, tmp_pa
     assert not page.medai_console_errors, page.medai_console_errors
     assert not page.medai_external_requests, page.medai_external_requests
     (tmp_path / "stats.json").write_text(json.dumps(stats, indent=1))
+
+
+def test_lge_scar_in_the_viewer(server: dict[str, Any], page: Any, tmp_path: Path) -> None:
+    """An LGE study in the Cornerstone3D viewer: the scar layer of a 3-D (one phase) stack, its label-table colours
+    over the image, a label toggled off and on, slice navigation, and a brush correction saved as version 2 (the
+    LGE analysis measured again on the server)."""
+    from playwright.sync_api import expect
+
+    from medai.dicom.phantoms import make_lge_scar_study
+
+    blobs = make_lge_scar_study(rows=128, cols=128, seed=4).to_bytes()
+    upload = tmp_path / "lge_study.zip"
+    with zipfile.ZipFile(upload, "w") as zf:
+        for i, b in enumerate(blobs):
+            zf.writestr(f"lge/IM{i:04d}.dcm", b)
+    base = server["base"]
+    page.goto(base + "/")
+    page.fill("#username", "jdoe")
+    page.fill("#password", PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#whoami")).to_contain_text("Dr Jane Doe")
+    page.set_input_files("#file-input", str(upload))
+    expect(page.locator("#upload-text")).to_contain_text("stored", timeout=60_000)
+    row = page.locator("#worklist tbody tr", has_text="viability").first  # the phantom's study description
+    expect(row.locator(".status")).to_have_text(re.compile("^(review|done)$"), timeout=300_000)
+    row.get_by_role("link", name="Open").click()
+    page.wait_for_function("() => window.medaiViewer && window.medaiViewer.loaded >= window.medaiViewer.T * "
+                           "window.medaiViewer.Z", timeout=120_000)
+    assert page.evaluate("window.medaiViewer.renderer").startswith("Cornerstone3D")
+    job = page.evaluate("window.medaiViewer.job")
+    doc = page.request.get(f"{base}/v1/analyses/{job}/viewer").json()
+    index = next(i for i, x in enumerate(doc["layers"]) if x["kind"] == "lge_scar")
+    layer = doc["layers"][index]
+    page.select_option("#vw-layer", str(index))
+    page.wait_for_function("() => window.medaiViewer && window.medaiViewer.layer.startsWith('lge_scar') && "
+                           "window.medaiViewer.loaded >= window.medaiViewer.Z")
+    assert page.evaluate("[window.medaiViewer.T, window.medaiViewer.Z]") == [1, layer["shape"][0]]
+    colour = {lab["name"]: tuple(lab["color"]) for lab in layer["labels"]}
+    canvas = page.locator("#vw-canvas")
+    # the slice where the model's labels cover the most pixels, reached with the slice slider
+    found = {}
+    for z in range(layer["shape"][0]):
+        page.locator("#vw-slice").fill(str(z))
+        page.wait_for_function(f"() => window.medaiViewer.z === {z}")
+        png = canvas.screenshot()
+        counts = {name: len(_colour_pixels(png, c)) for name, c in colour.items()}
+        name, n = max(counts.items(), key=lambda kv: kv[1])
+        if n > found.get("n", 0):
+            found = {"z": z, "name": name, "n": n}
+    assert found.get("n", 0) > 20, f"no label colour of {colour} on any slice"
+    page.locator("#vw-slice").fill(str(found["z"]))
+    page.wait_for_function(f"() => window.medaiViewer.z === {found['z']}")
+    toggle = page.locator(f'[data-label="{next(x["value"] for x in layer["labels"] if x["name"] == found["name"])}"]')
+    toggle.uncheck()
+    page.wait_for_timeout(200)
+    assert len(_colour_pixels(canvas.screenshot(), colour[found["name"]])) < 0.1 * found["n"]
+    toggle.check()
+    page.wait_for_timeout(200)
+    assert len(_colour_pixels(canvas.screenshot(), colour[found["name"]])) > 0.9 * found["n"]
+    # a brush stroke of myocardium in the image centre, saved: version 2 holds it, measured again
+    page.click('[data-tool="brush"]')
+    page.select_option("#vw-edit-label", label="myo")
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 30, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 30, cy, steps=8)
+    page.mouse.up()
+    expect(page.locator("#vw-edits")).to_contain_text("1 plane(s) edited")
+    assert len(_colour_pixels(canvas.screenshot(), colour["myo"])) > 30
+    page.click("#vw-save")
+    expect(page.locator("#vw-version")).to_have_value("2", timeout=120_000)
+    v2 = page.request.get(f"{base}/v1/analyses/{job}/versions").json()[-1]
+    assert v2["version"] == 2 and v2["parent"] == 1 and v2["created_by"] == "user:jdoe"
+    from medai.reports.labelmaps import read_labelmap
+
+    stored = tmp_path / "lge_v2.npz"
+    stored.write_bytes(page.request.get(base + v2["results"]["labels"]).body())
+    lm = read_labelmap(stored, "lge_scar", layer["role"])
+    myo_value = next(x["value"] for x in layer["labels"] if x["name"] == "myo")
+    assert (np.asarray(lm.volume.array)[found["z"]] == myo_value).sum() > 30
+    _shot(page, tmp_path, "lge-viewer")
+    assert not page.medai_console_errors, page.medai_console_errors
+    assert not page.medai_external_requests, page.medai_external_requests
