@@ -75,11 +75,19 @@ def _clean_box(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
     return out
 
 
-def clean_cine(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
-    """:func:`clean_frame` on every frame of a ``(T, Z, Y, X)`` (or one ``(Z, Y, X)``) label map."""
+def clean_cine(labels: np.ndarray, values: dict[str, int], *, inplace: bool = False) -> np.ndarray:
+    """:func:`clean_frame` on every frame of a ``(T, Z, Y, X)`` (or one ``(Z, Y, X)``) label map.
+
+    ``inplace``: write each cleaned frame back into ``labels`` and return it (a cine's label map is a quarter of
+    its float32 images; a cleaned copy beside it would add that much to the analysis' peak memory).
+    """
+    out = labels if inplace else np.empty_like(labels)
     if labels.ndim == 3:
-        return clean_frame(labels, values)
-    return np.stack([clean_frame(f, values) for f in labels])
+        out[...] = clean_frame(labels, values)
+        return out
+    for t, f in enumerate(labels):
+        out[t] = clean_frame(f, values)
+    return out
 
 
 #: SCMR rule: a basal slice's blood pool counts as LV only when >= 50 % of it is surrounded by myocardium.
@@ -97,7 +105,7 @@ def myocardial_ring_fraction(slice_labels: np.ndarray, lv: int, myo: int) -> flo
     return float((slice_labels[border] == myo).mean()) if border.any() else 0.0
 
 
-def apply_basal_ring_rule(labels: np.ndarray, values: dict[str, int]) -> np.ndarray:
+def apply_basal_ring_rule(labels: np.ndarray, values: dict[str, int], *, inplace: bool = False) -> np.ndarray:
     """Drop LV blood pool from basal slices not surrounded by myocardium (left atrium, outflow tract).
 
     SCMR post-processing recommendation (Schulz-Menger et al., JCMR 2020;22:19): a basal slice is included in
@@ -108,13 +116,14 @@ def apply_basal_ring_rule(labels: np.ndarray, values: dict[str, int]) -> np.ndar
     Args:
         labels: ``(T, Z, Y, X)`` or ``(Z, Y, X)`` uint8 label map (already cleaned).
         values: label name -> value.
+        inplace: edit ``labels`` itself and return it.
 
     Returns:
-        A copy with LV voxels of excluded slices set to background.
+        A copy (``labels`` itself when ``inplace``) with LV voxels of excluded slices set to background.
     """
+    out = labels if inplace else labels.copy()
     if "lv" not in values or "myo" not in values:
-        return labels.copy()
-    out = labels.copy()
+        return out
     frames = out if out.ndim == 4 else out[None]
     lv, myo = values["lv"], values["myo"]
     for f in frames:

@@ -225,7 +225,9 @@ class CineSegPredictor(Predictor):
         t2 = time.perf_counter()
         if progress is not None:
             progress("postprocessing")
-        lab = apply_basal_ring_rule(clean_cine(out, cfg.labels), cfg.labels) if postprocess else out
+        if postprocess:  # in place: no second 4-D label map at the analysis' peak
+            apply_basal_ring_rule(clean_cine(out, cfg.labels, inplace=True), cfg.labels, inplace=True)
+        lab = out
         t3 = time.perf_counter()
         if timings is not None:
             timings["preprocessing"] = timings.get("preprocessing", 0.0) + (t1 - t0)
@@ -252,7 +254,7 @@ class CineSegPredictor(Predictor):
         seg = self._segment_slices(x, step, box, None, cfg.tta).reshape(len(ts), n_z, *arr.shape[2:])
         t2 = time.perf_counter()
         out = np.array(labelmap.volume.array, copy=True)
-        out[ts] = apply_basal_ring_rule(clean_cine(seg, cfg.labels), cfg.labels)
+        out[ts] = apply_basal_ring_rule(clean_cine(seg, cfg.labels, inplace=True), cfg.labels, inplace=True)
         if timings is not None:
             timings["preprocessing"] = timings.get("preprocessing", 0.0) + (t1 - t0)
             timings["inference"] = timings.get("inference", 0.0) + (t2 - t1)

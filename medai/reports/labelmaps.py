@@ -39,7 +39,7 @@ def write_labelmaps(maps: Mapping[str, Mapping[str, LabelMap]], path: Path | str
         meta["kinds"][kind] = {"roles": {}, "extras": dict((extras or {}).get(kind, {}))}
         for role, lm in roles.items():
             key = f"{kind}/{role}"
-            arrays[f"{key}/array"] = np.ascontiguousarray(lm.volume.array.astype(np.uint8))
+            arrays[f"{key}/array"] = np.ascontiguousarray(lm.volume.array, dtype=np.uint8)  # no copy when uint8
             arrays[f"{key}/affine"] = lm.volume.affine
             arrays[f"{key}/sops"] = _sops(lm.volume)
             meta["kinds"][kind]["roles"][role] = {

@@ -44,6 +44,16 @@ def test_cleaning_removes_islands_fills_holes_and_moves_rv_out_of_lv() -> None:
     noisy[z, y + 3, x] = 0  # a hole in the blood pool
     cleaned = clean_frame(noisy, LABELS)
     np.testing.assert_array_equal(cleaned, ref)
+    # clean_cine: every frame, into a new array or (as the predictor runs it) into the label map itself
+    from medai.cardiac.postprocess import clean_cine
+
+    cine = np.stack([noisy, ref])
+    copy = clean_cine(cine, LABELS)
+    assert copy is not cine and (cine[0] == noisy).all()
+    np.testing.assert_array_equal(copy, np.stack([ref, ref]))
+    same = clean_cine(cine, LABELS, inplace=True)
+    assert same is cine
+    np.testing.assert_array_equal(cine, np.stack([ref, ref]))
 
 
 def test_quality_flags() -> None:
@@ -83,6 +93,9 @@ def test_basal_ring_rule_drops_atrial_blood_pool_only() -> None:
     assert not (out[1, 0] == LABELS["lv"]).any()
     np.testing.assert_array_equal(out[1, 1:], lab[1, 1:])  # the next slice passes: nothing else changes
     np.testing.assert_array_equal(out[0], lab[0])
+    edited = lab.copy()
+    assert apply_basal_ring_rule(edited, LABELS, inplace=True) is edited
+    np.testing.assert_array_equal(edited, out)
 
 
 def test_rv_ef_outside_plausible_range_is_flagged() -> None:
