@@ -1,10 +1,11 @@
 """The cine diagnosis predictor (registered as ``cine_dx``): ACDC 5-class diagnosis from a segmented cine.
 
 Package (``heart_mr_cine_dx``): ``inference.json`` (:class:`CineDxInferenceConfig`: the segmentation package it
-runs on, the classes with their codes, the features per modality, the estimators and which is primary, the
-training medians used for attributions) plus one file per estimator: ``baseline.skops`` (a scikit-learn pipeline:
-median imputation + calibrated random forest / gradient boosting) and ``fusion/`` (a
-:class:`models.fusion.FusionClassifier`, loaded through :data:`medai.registry.ESTIMATORS`).
+runs on, the classes with their codes, the features per modality, the estimators, the ensembles of them and which
+is primary, the training medians used for attributions) plus one file per estimator: ``baseline.skops`` (a
+scikit-learn pipeline: median imputation + calibrated random forest / gradient boosting) and ``fusion/`` (a
+:class:`models.fusion.FusionClassifier`, loaded through :data:`medai.registry.ESTIMATORS`). An ensemble (``ensemble``:
+baseline + fusion) averages its members' calibrated probabilities; it has no file of its own.
 
 Inputs, from the most raw to the most processed (all end in :meth:`predict`):
 
@@ -61,6 +62,8 @@ class CineDxInferenceConfig(BaseModel):
     modalities: dict[str, list[str]] = Field(min_length=1)
     estimators: dict[str, str] = Field(min_length=1, description="name -> file or folder in the package")
     fusion_estimator: str = Field("fusion", description="which of `estimators` is the fusion model")
+    ensembles: dict[str, list[str]] = Field(
+        default_factory=dict, description="name -> member estimators whose probabilities are averaged")
     primary: str
     medians: dict[str, float] = Field(default_factory=dict, description="training medians (occlusion baseline)")
 
@@ -68,6 +71,27 @@ class CineDxInferenceConfig(BaseModel):
     def features(self) -> list[str]:
         """Every feature, in model-input order."""
         return [f for names in self.modalities.values() for f in names]
+
+    @property
+    def names(self) -> list[str]:
+        """Every estimator a predictor can load: the fitted ones, then the ensembles."""
+        return [*self.estimators, *self.ensembles]
+
+
+class MeanEnsemble:
+    """The mean of fitted classifiers' probabilities (each in its own ``classes_`` order, aligned here)."""
+
+    def __init__(self, members: dict[str, Any]) -> None:
+        self.members = members
+        first = next(iter(members.values()))
+        self.classes_ = np.asarray(list(map(str, first.classes_)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        out = np.zeros((len(X), len(self.classes_)))
+        for m in self.members.values():
+            order = [list(map(str, m.classes_)).index(c) for c in self.classes_]
+            out += np.asarray(m.predict_proba(X), dtype=float)[:, order]
+        return out / len(self.members)
 
 
 def stack_ed_es(ed: Volume, es: Volume) -> Volume:
@@ -102,10 +126,18 @@ class CineDxPredictor(Predictor):
         except ValueError as exc:
             raise ConfigError(f"invalid {path}: {exc}") from exc
         name = estimator or self.config.primary
-        if name not in self.config.estimators:
-            raise ConfigError(f"{self.package_dir}: no estimator {name!r}; it has {', '.join(self.config.estimators)}")
+        if name not in self.config.names:
+            raise ConfigError(f"{self.package_dir}: no estimator {name!r}; it has {', '.join(self.config.names)}")
         self.estimator_name = name
-        self.estimator = self._load_estimator(name)
+        if name in self.config.ensembles:
+            members = self.config.ensembles[name]
+            unknown = [m for m in members if m not in self.config.estimators]
+            if unknown or not members:
+                raise ConfigError(f"{self.package_dir}: ensemble {name!r} names {unknown or 'no'} fitted "
+                                  f"estimators; it has {', '.join(self.config.estimators)}")
+            self.estimator = MeanEnsemble({m: self._load_estimator(m) for m in members})
+        else:
+            self.estimator = self._load_estimator(name)
         self._seg = seg_predictor
 
     def _load_estimator(self, name: str) -> Any:
@@ -125,6 +157,15 @@ class CineDxPredictor(Predictor):
     def is_fusion(self) -> bool:
         """Whether the loaded estimator is the fusion model."""
         return self.estimator_name == self.config.fusion_estimator
+
+    @property
+    def fusion_model(self) -> Any | None:
+        """The fusion model when it is the loaded estimator or one of its ensemble's members."""
+        if self.is_fusion:
+            return self.estimator
+        if isinstance(self.estimator, MeanEnsemble):
+            return self.estimator.members.get(self.config.fusion_estimator)
+        return None
 
     # -- inputs ----------------------------------------------------------------------------------------------------
     @property
@@ -233,8 +274,9 @@ class CineDxPredictor(Predictor):
             "attribution_method": "occlusion: drop of the predicted class' probability when a modality is removed "
                                   "or a feature is set to its training median",
         }
-        if self.is_fusion and hasattr(self.estimator, "modality_contributions"):
-            w = self.estimator.modality_contributions(self._frame([row]))
+        fusion = self.fusion_model
+        if fusion is not None and hasattr(fusion, "modality_contributions"):
+            w = fusion.modality_contributions(self._frame([row]))
             extras["modality_weights"] = {str(c): float(w[c].iloc[0]) for c in w.columns}
         flags: list[QualityFlag] = []
         missing = [m for m in self.config.modalities if m not in present]

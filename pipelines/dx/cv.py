@@ -6,9 +6,10 @@
 The recipe's segmentation package segments all patients once (features cached). Five group-stratified folds
 (:func:`medai.datasets.acdc.acdc_folds`, seed 2017, fixed before any result was seen; the cine segmentation's CV,
 :mod:`pipelines.cmr.cv`, holds out the same folds); for each, :func:`pipelines.dx.train.fit_package` fits both
-estimators on the other four folds and picks the primary by its own inner CV (nested: no fold scores its own
-choice), writes a fold package, and ``Predictor.from_package(fold package, estimator=...).predict(...)`` classifies
-the held-out fold, with every modality subset of the recipe. Hyper-parameters are the recipe's; nothing is tuned
+estimators on the other four folds (their mean is the third, ``ensemble``) and picks the primary by its own inner
+CV (nested: no fold scores its own choice), writes a fold package, and
+``Predictor.from_package(fold package, estimator=...).predict(...)`` classifies the held-out fold, with every
+modality subset of the recipe. Hyper-parameters are the recipe's; nothing is tuned
 on the folds.
 
 With ``--seg-cv DIR`` (the fold packages of :mod:`pipelines.cmr.cv`, same folds) every patient is segmented by the
@@ -72,7 +73,7 @@ def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | 
     from pipelines.dx.config import load_recipe
     from pipelines.dx.data import feature_table
     from pipelines.dx.evaluate import confusion_png
-    from pipelines.dx.train import classification_metrics, fit_package
+    from pipelines.dx.train import ENSEMBLES, classification_metrics, fit_package
 
     recipe = load_recipe(recipe_path, overrides)
     recipe.package.register_model = False
@@ -94,7 +95,7 @@ def run_cv(recipe_path: Path, out: Path, folds: int = 5, overrides: list[str] | 
     classes = [c.name for c in recipe.classes]
     sets = {"all": list(recipe.modalities), **recipe.missing_modality_sets}
     y = table["group"].astype(str).to_numpy()
-    names = ("baseline", "fusion")
+    names = ("baseline", "fusion", *ENSEMBLES)
     probs = {f"{e}/{s}": np.zeros((len(y), len(classes))) for e in [*names, "primary"] for s in sets}
     fold_info = []
     fold_of = table["patient"].map(acdc_folds(root, folds, SEED)).to_numpy()

@@ -84,7 +84,7 @@ def evaluate(
             probs[f"{name}/all"].append(np.array([c.probability for c in full.classes]))
             contrib[name].append(full.extras["modality_contributions"])
             attrib[name].append(full.extras["feature_attributions"])
-            if "modality_weights" in full.extras:
+            if name == main.config.fusion_estimator and "modality_weights" in full.extras:
                 weights.append(full.extras["modality_weights"])
             row[name] = {"predicted": full.extras["predicted_class"],
                          "probabilities": {c.name: round(c.probability, 4) for c in full.classes}}
@@ -164,7 +164,7 @@ def load_predictors(ref: str | Path) -> tuple[dict[str, CineDxPredictor], str]:
     """Every estimator of a diagnosis package, loaded once each over one shared segmentation predictor."""
     main = load_dx(ref)
     preds = {main.estimator_name: main}
-    for name in main.config.estimators:
+    for name in main.config.names:
         if name not in preds:
             preds[name] = load_dx(ref, estimator=name, seg_predictor=main.seg_predictor)
     return preds, main.estimator_name

@@ -79,10 +79,11 @@ def model_card(meta: Any, val: dict[str, Any] | None, cv: dict[str, Any] | None,
              "`medai.cardiac.dx_features` measures three modalities: `cmr_volumes` (volumes, indexed volumes, EFs, "
              "mass, RV/LV ratios), `cmr_wall` (AHA wall thickness at ED and ES, thickening, septal/lateral ratio) and "
              "`clinical` (height, weight, BSA).",
-             "- Estimators (both shipped, `estimator=` chooses): `baseline` = median imputation + random forest "
+             "- Estimators (all shipped, `estimator=` chooses): `baseline` = median imputation + random forest "
              "with Platt calibration; `fusion` = `models.fusion.FusionClassifier` (one encoder per modality, "
-             "attention pooling over the modalities present, modality dropout in training). The primary is the "
-             "one with the lower log loss in a 5-fold CV inside the training split: "
+             "attention pooling over the modalities present, modality dropout in training); `ensemble` = the mean "
+             "of the two's calibrated probabilities. The primary is the one with the lowest log loss in a 5-fold "
+             "CV inside the training split: "
              f"**{sel.get('primary')}** (" + ", ".join(
                  f"{k}: accuracy {_pct(v['accuracy'])}, log loss {v['log_loss']:.3f}"
                  for k, v in (sel.get("selection") or {}).items()) + ").",
@@ -98,7 +99,7 @@ def model_card(meta: Any, val: dict[str, Any] | None, cv: dict[str, Any] | None,
                   "", "Missing modalities at test time:", "", *_missing(val), ""]
     if cv is not None:
         lines += ["## 5-fold cross-validation on the 100 ACDC training patients", "",
-                  f"Nested: each fold fits both estimators on the other four and picks its primary by its own inner "
+                  f"Nested: each fold fits the estimators on the other four and picks its primary by its own inner "
                   f"CV; hyper-parameters are the recipe's, never tuned on the folds. Caveat: {cv['caveat']}. "
                   "Command:", "", f"    {cv['command']}", "", *_table(cv, "Accuracy and calibration"),
                   "Confusion matrix (each fold's primary):", "", *_confusion(cv), "",

@@ -6,8 +6,9 @@ Flow: the recipe -> the segmentation package it names segments every patient of 
 * ``baseline``: median imputation + random forest (or gradient boosting), Platt-calibrated by cross-fitting;
 * ``fusion``: :class:`models.fusion.FusionClassifier`, one encoder per modality and attention over the modalities
   present, trained with modality dropout and temperature-calibrated;
+* ``ensemble``: the mean of the two's calibrated probabilities (:data:`ENSEMBLES`; no file of its own);
 
--> the primary estimator is the one with the lower log loss in a stratified k-fold CV *inside* ``train``
+-> the primary estimator is the one with the lowest log loss in a stratified k-fold CV *inside* ``train``
 (``selection_folds``; the held-out ``val`` split is never read) -> the package (``inference.json``,
 ``baseline.skops``, ``fusion/``, ``metadata.json``, the training table's medians for the attributions) -> MLflow
 run (params, CV metrics, package) -> registered model ``heart_mr_cine_dx`` (alias ``candidate``).
@@ -34,6 +35,8 @@ from pipelines.dx.config import DxRecipe, load_recipe
 logger = logging.getLogger(__name__)
 
 ESTIMATOR_FILES = {"baseline": "baseline.skops", "fusion": "fusion"}
+#: Ensembles of the fitted estimators (probabilities averaged), candidates for the primary like them.
+ENSEMBLES = {"ensemble": ["baseline", "fusion"]}
 
 
 def build_baseline(recipe: DxRecipe) -> Any:
@@ -103,13 +106,15 @@ def classification_metrics(y: list[str], proba: np.ndarray, classes: list[str]) 
 
 
 def selection_cv(recipe: DxRecipe, table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Stratified k-fold CV of both estimators inside the training table (model selection only)."""
+    """Stratified k-fold CV of both estimators, and of their ensembles (the members' out-of-fold probabilities
+    averaged), inside the training table (model selection only)."""
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold
 
     X, y = table[recipe.features], table["group"].astype(str).to_numpy()
     classes = [c.name for c in recipe.classes]
     out: dict[str, dict[str, Any]] = {}
+    probas: dict[str, np.ndarray] = {}
     skf = StratifiedKFold(n_splits=recipe.selection_folds, shuffle=True, random_state=recipe.seed)
     for name, est in build_estimators(recipe).items():
         proba = np.zeros((len(y), len(classes)))
@@ -117,6 +122,10 @@ def selection_cv(recipe: DxRecipe, table: pd.DataFrame) -> dict[str, dict[str, A
             m = clone(est).fit(X.iloc[tr], y[tr])
             order = [list(map(str, m.classes_)).index(c) for c in classes]
             proba[te] = np.asarray(m.predict_proba(X.iloc[te]))[:, order]
+        probas[name] = proba
+    for name, members in ENSEMBLES.items():
+        probas[name] = np.mean([probas[m] for m in members], axis=0)
+    for name, proba in probas.items():
         out[name] = classification_metrics(list(y), proba, classes)
         logger.info("selection CV %s: accuracy %.3f, log loss %.3f", name, out[name]["accuracy"],
                     out[name]["log_loss"])
@@ -136,7 +145,8 @@ def write_package(recipe: DxRecipe, out_dir: Path, fitted: dict[str, Any], table
     medians = {f: float(v) for f, v in table[recipe.features].median(skipna=True).items() if np.isfinite(v)}
     cfg = CineDxInferenceConfig(seg_model=recipe.data.seg_model, classes=recipe.classes,
                                 modalities={k: list(v) for k, v in recipe.modalities.items()},
-                                estimators=dict(ESTIMATOR_FILES), fusion_estimator="fusion", primary=primary,
+                                estimators=dict(ESTIMATOR_FILES), fusion_estimator="fusion",
+                                ensembles={k: list(v) for k, v in ENSEMBLES.items()}, primary=primary,
                                 medians=medians)
     (out_dir / "inference.json").write_text(cfg.model_dump_json(indent=2) + "\n")
     from pipelines.cmr.train import ACDC_CITATION, ACDC_DESCRIPTION, hardware_description
@@ -145,8 +155,8 @@ def write_package(recipe: DxRecipe, out_dir: Path, fitted: dict[str, Any], table
         name=recipe.package.name, version=recipe.package.version, predictor="cine_dx", task="classification",
         description=("ACDC 5-class cine CMR diagnosis (NOR, DCM, HCM, MINF, RV) from the features of the "
                      f"{recipe.data.seg_model} segmentation (volumes, EF, mass, AHA wall thickness and thickening) "
-                     "and height/weight, by a calibrated random forest and by an adaptive fusion network over the "
-                     f"modalities present; primary: {primary}."),
+                     "and height/weight, by a calibrated random forest, by an adaptive fusion network over the "
+                     f"modalities present and by the mean of the two; primary: {primary}."),
         intended_use=("Research use only; not a medical device. Adult cine bSSFP short-axis stacks; a decision aid "
                       "whose output a cardiologist reviews; trained on one centre (Dijon) and five groups only."),
         input_contract={"inputs": "ED and ES short-axis volumes (+ height, weight) or a segmented cine, or features",

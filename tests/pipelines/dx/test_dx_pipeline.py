@@ -41,15 +41,25 @@ def test_fit_package_writes_a_loadable_package_that_classifies(tmp_path: Path) -
     recipe = load_recipe(RECIPE, SMALL)
     table = synthetic_table()
     pkg, info = fit_package(recipe, table, tmp_path / "pkg")
-    assert info["primary"] in ("baseline", "fusion") and set(info["selection"]) == {"baseline", "fusion"}
+    assert set(info["selection"]) == {"baseline", "fusion", "ensemble"}
+    assert info["primary"] == min(info["selection"], key=lambda k: info["selection"][k]["log_loss"])
     sel = json.loads((pkg / "training_selection.json").read_text())
     assert sel["primary"] == info["primary"] and len(sel["train_patients"]) == len(table)
     test = synthetic_table(4, seed=1)
-    for name in ("baseline", "fusion"):
+    rows = [r[feature_names()].to_dict() for _, r in test.iterrows()]
+    probs = {}
+    for name in ("baseline", "fusion", "ensemble"):
         pred = load_dx(pkg, estimator=name)
-        hits = [pred.predict({"features": r[feature_names()].to_dict()}).extras["predicted_class"] == r["group"]
-                for _, r in test.iterrows()]
+        hits = [pred.predict({"features": r}).extras["predicted_class"] == g
+                for r, g in zip(rows, test["group"], strict=True)]
         assert np.mean(hits) >= 0.8, (name, np.mean(hits))
+        probs[name] = pred.probabilities(rows)
+    # the ensemble is the mean of its members' calibrated probabilities, and reports the fusion model's weights
+    np.testing.assert_allclose(probs["ensemble"], (probs["baseline"] + probs["fusion"]) / 2, atol=1e-12)
+    ens = load_dx(pkg, estimator="ensemble").predict({"features": rows[0]})
+    assert ens.extras["estimator"] == "ensemble" and set(ens.extras["modality_weights"]) <= set(recipe.modalities)
+    with pytest.raises(ConfigError, match="no estimator 'bagging'"):
+        load_dx(pkg, estimator="bagging")
     meta = json.loads((pkg / "metadata.json").read_text())
     assert meta["predictor"] == "cine_dx" and "selection_cv/baseline/accuracy" in meta["metrics"]
 
