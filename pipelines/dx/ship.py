@@ -95,6 +95,10 @@ def model_card(meta: Any, val: dict[str, Any] | None, cv: dict[str, Any] | None,
                   "Neither the cine segmentation nor the classifiers were trained or tuned on these patients. "
                   f"Segmentation: {seg.get('name', '')} {seg.get('version', '')}. Command:", "",
                   f"    {val.get('command') or EVAL_COMMAND}",
+                  "", "The `ensemble` candidate was added in 1.3.0, after the 1.2.0 estimators' scores on these 20 "
+                  "patients had been seen (forest primary under the floor, fusion above it); it was kept for its "
+                  "nested CV below, which selects without `val`. That CV is the estimate to trust; 20 patients "
+                  "give a wide interval.",
                   "", *_table(val, "Accuracy and calibration"), "Confusion matrix (primary):", "", *_confusion(val),
                   "", "Missing modalities at test time:", "", *_missing(val), ""]
     if cv is not None:

@@ -77,14 +77,25 @@ def test_the_shipped_model_uses_any_subset_and_explains_itself(dx: CineDxPredict
     assert dx.predict({"features": no_clin}).extras["modalities_used"] == ["cmr_volumes", "cmr_wall"]
 
 
-def test_both_estimators_load_and_the_fusion_reports_its_attention(dx: CineDxPredictor,
-                                                                  phantom_features: tuple) -> None:
-    other = next(n for n in dx.config.estimators if n != dx.estimator_name)
-    alt = load_dx(estimator=other, seg_predictor=None)
-    fusion = dx if dx.is_fusion else alt
-    w = fusion.predict({"features": phantom_features[0], "modalities": ["cmr_volumes", "cmr_wall"]}).extras[
-        "modality_weights"]
-    assert w["clinical"] == 0.0 and sum(w.values()) == pytest.approx(1.0, abs=1e-5)
+def test_every_estimator_loads_and_the_fusion_reports_its_attention(dx: CineDxPredictor,
+                                                                    phantom_features: tuple) -> None:
+    inputs = {"features": phantom_features[0], "modalities": ["cmr_volumes", "cmr_wall"]}
+    preds = {n: dx if n == dx.estimator_name else load_dx(estimator=n, seg_predictor=None) for n in dx.config.names}
+    assert set(preds) >= {"baseline", "fusion"}
+    for name, p in preds.items():
+        out = p.predict(inputs)
+        assert out.extras["estimator"] == name
+        if p.fusion_model is None:
+            assert "modality_weights" not in out.extras
+            continue
+        w = out.extras["modality_weights"]  # the fusion model's attention, also when it is an ensemble's member
+        assert w["clinical"] == 0.0 and sum(w.values()) == pytest.approx(1.0, abs=1e-5)
+    for name, members in dx.config.ensembles.items():  # an ensemble is the mean of its members' probabilities
+        rows = [phantom_features[0]]
+        np.testing.assert_allclose(preds[name].probabilities(rows),
+                                   np.mean([preds[m].probabilities(rows) for m in members], axis=0), atol=1e-12)
+    with pytest.raises(ConfigError, match="no estimator 'bogus'"):
+        load_dx(estimator="bogus")
     with pytest.raises(ConfigError, match="no estimator 'bogus'"):
         load_dx(estimator="bogus")
 
