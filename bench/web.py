@@ -8,8 +8,9 @@
   formatting, escaping, filtering or sorting.
 * **Cine playback** (goal: >= 20 frames/s at 256x256): a generated 256x256 cine phantom analysed by the shipped
   model, opened in the viewer (Cornerstone3D's stack viewport with medai's label overlay), played at the fastest
-  setting (40 fps); frames drawn per second over 5 s (median of per-second counts). Baseline, in the same page: a bare ``requestAnimationFrame`` loop that only
-  ``putImageData``s a ready 256x256 frame (the browser's ceiling for a software-rendered canvas here).
+  setting (40 fps); frames drawn per second over 5 s (median of per-second counts). Baseline, in the same page: a
+  bare ``requestAnimationFrame`` loop that only ``putImageData``s a ready 256x256 frame (the browser's ceiling for a
+  software-rendered canvas here).
 
 Each is run with Chromium pinned to one CPU (``taskset -c 0``) and to two; ratios are printed against the goals and
 the baselines. Usage::
