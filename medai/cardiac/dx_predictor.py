@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from medai.cardiac.dx_features import cine_dx_features
 from medai.domain.prediction import ClassProbability, Prediction, QualityFlag, Severity
@@ -76,6 +76,15 @@ class CineDxInferenceConfig(BaseModel):
     def names(self) -> list[str]:
         """Every estimator a predictor can load: the fitted ones, then the ensembles."""
         return [*self.estimators, *self.ensembles]
+
+    @model_validator(mode="after")
+    def _ensembles_name_fitted_estimators(self) -> CineDxInferenceConfig:
+        for name, members in self.ensembles.items():
+            unknown = [m for m in members if m not in self.estimators]
+            if name in self.estimators or not members or unknown:
+                raise ValueError(f"ensemble {name!r} must be a new name over fitted estimators "
+                                 f"({', '.join(self.estimators)}); it names {unknown or members or 'none'}")
+        return self
 
 
 class MeanEnsemble:
@@ -129,13 +138,8 @@ class CineDxPredictor(Predictor):
         if name not in self.config.names:
             raise ConfigError(f"{self.package_dir}: no estimator {name!r}; it has {', '.join(self.config.names)}")
         self.estimator_name = name
-        if name in self.config.ensembles:
-            members = self.config.ensembles[name]
-            unknown = [m for m in members if m not in self.config.estimators]
-            if unknown or not members:
-                raise ConfigError(f"{self.package_dir}: ensemble {name!r} names {unknown or 'no'} fitted "
-                                  f"estimators; it has {', '.join(self.config.estimators)}")
-            self.estimator = MeanEnsemble({m: self._load_estimator(m) for m in members})
+        if name in self.config.ensembles:  # its members are fitted estimators (checked with inference.json)
+            self.estimator = MeanEnsemble({m: self._load_estimator(m) for m in self.config.ensembles[name]})
         else:
             self.estimator = self._load_estimator(name)
         self._seg = seg_predictor

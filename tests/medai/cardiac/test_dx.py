@@ -96,8 +96,12 @@ def test_every_estimator_loads_and_the_fusion_reports_its_attention(dx: CineDxPr
                                    np.mean([preds[m].probabilities(rows) for m in members], axis=0), atol=1e-12)
     with pytest.raises(ConfigError, match="no estimator 'bogus'"):
         load_dx(estimator="bogus")
-    with pytest.raises(ConfigError, match="no estimator 'bogus'"):
-        load_dx(estimator="bogus")
+    from medai.cardiac.dx_predictor import CineDxInferenceConfig
+
+    doc = dx.config.model_dump()  # an ensemble must be a new name over fitted estimators
+    for bad in ({"mix": ["baseline", "svm"]}, {"mix": []}, {"baseline": ["fusion"]}):
+        with pytest.raises(ValueError, match="ensemble"):
+            CineDxInferenceConfig.model_validate({**doc, "ensembles": bad})
 
 
 @pytest.mark.parametrize(("inputs", "match"), [
