@@ -105,6 +105,7 @@ class AnalysisResult:
     section: ReportSection
     prediction: Prediction
     timings_s: dict[str, float] = field(default_factory=dict)
+    corrected: bool = False  # measured on a reader's corrected label maps (:meth:`Analysis.remeasure`)
 
 
 class Analysis(ABC):

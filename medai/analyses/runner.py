@@ -332,8 +332,9 @@ def run_study_analyses(
         step_dir: step configs folder (default ``configs/steps``): the steps (the quality gate) that wrap every
             analysis; a step that refuses an analysis (unusable images) counts as that analysis failing.
         corrections: ``kind -> Correction``: a reader's corrected label maps; those analyses are measured on them
-            by :meth:`Analysis.remeasure` (no inference, no quality-gate steps: a reader has reviewed them), the
-            others run as usual.
+            by :meth:`Analysis.remeasure` (no inference), the others run as usual. The steps still wrap them (the
+            images have not changed: the quality gate judges them and the coverage again), and see
+            ``AnalysisResult.corrected``.
 
     Returns:
         :class:`StudyOutputs`.
@@ -370,13 +371,14 @@ def _run_study_analyses(study: Study, out_dir: Path, kinds: Sequence[str] | None
         t0 = time.perf_counter()
         try:
             prior = {r.kind: r for r in results}
+            states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
             if corrections and a.kind in corrections:
                 res = a.remeasure(study, corrections[a.kind], provider, tell, prior=prior)
+                res.corrected = True
             else:
-                states = [(st, st.before(a, study, provider, tell)) for st in wrappers]
                 res = a.run(study, provider, tell, prior=prior)
-                for st, state in states:
-                    st.after(a, res, state, provider, tell)
+            for st, state in states:
+                st.after(a, res, state, provider, tell)
         except MedaiError as exc:
             if kinds:
                 raise

@@ -107,7 +107,7 @@ class Prediction:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-REPORT_SCHEMA_VERSION = "1.3"
+REPORT_SCHEMA_VERSION = "1.4"
 
 
 class QualityStatus(StrEnum):
@@ -178,6 +178,8 @@ class QualityAssessment(BaseModel):
         coverage: probability that basal / apical LV slices are missing (None: not assessed).
         predicted_dice: structure -> predicted Dice of the segmentation against a reader (no ground truth used).
         thresholds: the configured thresholds the verdict used.
+        reader_corrected: the segmentation judged is a reader's correction: the images and the coverage are judged
+            as usual, and there is no predicted Dice (it estimates how a reader would score the model's contours).
     """
 
     model: ModelRef | None = None
@@ -187,6 +189,7 @@ class QualityAssessment(BaseModel):
     coverage: dict[str, float] | None = None
     predicted_dice: dict[str, float] = Field(default_factory=dict)
     thresholds: dict[str, Any] = Field(default_factory=dict)
+    reader_corrected: bool = False
 
 
 class Review(BaseModel):

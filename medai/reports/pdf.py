@@ -301,6 +301,8 @@ def quality_story(section: Any, st: dict[str, Any]) -> list[Any]:
         extra.append("missing slices: " + ", ".join(f"{k} p={v:.2f}" for k, v in q.coverage.items()))
     if q.predicted_dice:
         extra.append("predicted Dice: " + ", ".join(f"{k.upper()} {v:.2f}" for k, v in q.predicted_dice.items()))
+    if q.reader_corrected:
+        extra.append("segmentation corrected by a reader (no predicted Dice)")
     if extra:
         model = f" ({q.model.name} {q.model.version})" if q.model else ""
         out.append(Paragraph(_esc("; ".join(extra) + model), st["small"]))

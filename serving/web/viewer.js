@@ -359,7 +359,7 @@ function panel(v) {
   const rep = v.doc.report;
   const review = rep.review && rep.review.required ? `<div class="review" role="note"><strong>Review required</strong><ul>${rep.review.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul></div>` : "";
   const sections = (rep.sections || []).map((s) => {
-    const q = s.quality ? `<p>Image quality: <span class="badge q-${esc(s.quality.status)}">${esc(s.quality.status)}</span></p>${(s.quality.findings || []).map((f) => `<p class="flag f-${esc(f.status)}">${esc(f.message)}</p>`).join("")}` : "";
+    const q = s.quality ? `<p>Image quality: <span class="badge q-${esc(s.quality.status)}">${esc(s.quality.status)}</span>${s.quality.reader_corrected ? " (on the reader's corrected contours)" : ""}</p>${(s.quality.findings || []).map((f) => `<p class="flag f-${esc(f.status)}">${esc(f.message)}</p>`).join("")}` : "";
     // the same quantity by several methods (LGE scar: model, n-SD, FWHM) names its method and parameters
     const key = (m) => `${m.code.meaning}|${m.aha_segment ?? ""}|${m.frame ?? ""}`;
     const seen = new Map();

@@ -5,7 +5,9 @@ that the gate can judge (cine and LGE short-axis). A series group whose slices a
 unusable: the analysis is refused with :class:`~medai.errors.ImageQualityError`. After it ran, the gate adds the
 LV coverage and the predicted Dice per structure of its segmentation, then writes a
 :class:`~medai.domain.prediction.QualityAssessment` into the section: below the configured thresholds the status
-is "review", each finding says why, and the measurements it affects carry its code in ``review``.
+is "review", each finding says why, and the measurements it affects carry its code in ``review``. A version
+measured on a reader's corrected segmentation is judged the same way, without the predicted Dice (which estimates
+the model's contours).
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ class QualityGate(Step):
                     images = self._images(result, frames, arr.shape)
                     coverage = qp.coverage(ed, s, es, spacing, images=images)
                     from_images = images is not None
-                if types & set(p.seg_quality_series):
+                if types & set(p.seg_quality_series) and not result.corrected:  # a reader's contours: no estimate
                     per_frame = []
                     for f in frames:
                         a = arr[f] if lm.volume.is_temporal else arr
@@ -241,7 +243,7 @@ class QualityGate(Step):
         status = worst([g.status for g in state["groups"]] + [f.status for f in findings])
         section.quality = QualityAssessment(
             model=qp.ref, status=status, findings=findings, series=state["groups"], coverage=coverage,
-            predicted_dice=predicted, thresholds=p.model_dump(mode="json"))
+            predicted_dice=predicted, thresholds=p.model_dump(mode="json"), reader_corrected=result.corrected)
         marks: dict[str, list[str]] = {}
         for f in findings:
             for n in f.measurements:

@@ -135,6 +135,41 @@ def test_motion_phantom_needs_review_and_the_clean_one_does_not(studies: dict[st
     assert dr["conclusion"].startswith("REVIEW REQUIRED")
 
 
+def test_a_corrected_version_is_judged_again_without_a_predicted_dice(studies: dict[str, Path], provider: object,
+                                                                    tmp_path: Path) -> None:
+    """A reader's correction is measured again (no inference), and the gate still wraps it: the images did not
+    change, so the motion verdict and the coverage stay; the predicted Dice, which estimates the model's contours,
+    is not given for a reader's."""
+    from medai.analyses.base import Correction
+    from medai.reports.labelmaps import read_labelmap
+
+    motion = _run(studies["motion"], tmp_path / "v1", provider)
+    study = ingest(studies["motion"]).studies[0]
+    lm = read_labelmap(motion.files["labels"], "cine_function", "cine_sax")
+    arr = lm.volume.array.copy()
+    ed, es = (motion.report.sections[0].summary[k] for k in ("ed_frame", "es_frame"))
+    z = int(np.argmax((arr[ed] == 1).sum(axis=(1, 2))))
+    arr[:, z][arr[:, z] == 1] = 0  # the reader removes the RV of one slice
+    v2 = run_study_analyses(study, tmp_path / "v2", models=provider,  # type: ignore[arg-type]
+                            corrections={"cine_function": Correction({"cine_sax": type(lm)(
+                                volume=lm.volume.with_array(arr), labels=lm.labels)},
+                                {"ed_frame": ed, "es_frame": es})})
+    q1, q2 = motion.report.sections[0].quality, v2.report.sections[0].quality
+    assert q1 is not None and q2 is not None and q2.reader_corrected and not q1.reader_corrected
+    assert q1.predicted_dice and not q2.predicted_dice
+    assert not any(f.code.startswith("segmentation_quality") for f in q2.findings)
+    assert q2.series == q1.series and q2.status == QualityStatus.REVIEW  # the same images, the same verdict
+    assert "image_artefacts_cine_sax" in {f.code for f in q2.findings} and v2.report.review.required
+    assert q2.coverage is not None and set(q2.coverage) == {"basal", "apical"}
+    rv1 = next(m.value for m in motion.report.measurements if m.name == "rv_edv")
+    rv2 = next(m.value for m in v2.report.measurements if m.name == "rv_edv")
+    assert rv2 < rv1  # measured on the correction
+    from pypdf import PdfReader
+
+    pdf = " ".join(p.extract_text() for p in PdfReader(v2.files["pdf"]).pages)
+    assert "corrected by a reader" in pdf and "REVIEW REQUIRED" in pdf
+
+
 def test_unusable_images_give_a_clear_error_and_no_report(studies: dict[str, Path], provider: object,
                                                           tmp_path: Path) -> None:
     with pytest.raises(ImageQualityError) as exc:
