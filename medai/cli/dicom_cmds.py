@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
                                             "(motion, ghosting, spike_noise, low_contrast) to see the quality gate"),
         strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="artefact strength (0-1)"),
         share: float = typer.Option(1.0, "--share", min=0.0, max=1.0, help="share of images given the artefact"),
+        phenotype: str | None = typer.Option(None, "--phenotype", help="cine only: the median heart of an ACDC "
+                                             "group (NOR, DCM, HCM, MINF) instead of the default heart"),
     ) -> None:
         """Write a synthetic DICOM study with known ground truth (cine: exact LV/RV volumes and EF as JSON)."""
         import json
@@ -62,8 +64,14 @@ def register(app: typer.Typer) -> None:
         from medai.dicom import phantoms as ph
         from medai.errors import ConfigError
 
+        if phenotype is not None:
+            if kind != "cine":
+                raise ConfigError("--phenotype applies to --kind cine")
+            if phenotype.upper() not in ph.PHENOTYPES:
+                raise ConfigError(f"unknown phenotype {phenotype!r}; choose one of {', '.join(ph.PHENOTYPES)}")
+        cine_shape = {"phenotype": phenotype.upper(), "rows": 192, "cols": 192} if phenotype else {}
         makers = {
-            "cine": lambda: ph.make_cine_sax_study(out, seed=seed),
+            "cine": lambda: ph.make_cine_sax_study(out, seed=seed, **cine_shape),
             "cine-per-slice": lambda: ph.make_cine_sax_study(out, seed=seed, one_series_per_slice=True),
             "cine-enhanced": lambda: ph.make_cine_sax_study(out, seed=seed, enhanced=True),
             "lge": lambda: ph.make_lge_study(out, seed=seed),

@@ -359,6 +359,46 @@ SYSTOLIC_AREA_GAIN = 1.18
 APEX_CLOSURE = 0.99
 
 
+@dataclass(frozen=True)
+class Phenotype:
+    """A preset heart: :func:`heart_geometry` parameters and the ACDC group medians their labels measure."""
+
+    params: dict[str, float]
+    median: dict[str, float]
+
+
+#: The median heart of four ACDC groups, for :func:`make_cine_sax_study` (``phenotype=``). Fitted by
+#: ``python -m pipelines.dx.phenotypes --data ../shared/data/cardiac/acdc`` to the medians of the reference masks of
+#: each group's 16 ``train`` patients (LV EDV/BSA in mL/m², mean ED wall in mm, LV and RV EF in %, RV/LV EDV ratio,
+#: ES/ED myocardial cross-section), for a 10-slice ventricle at 8 mm, 1.5 mm pixels and a 1.75 m, 75 kg patient.
+#: Every ventricle is concentric and contracts evenly, so MINF is its median's global dilation and hypokinesis,
+#: without the regional akinesis that defines it, and HCM's wall is thick all round. There is no RV preset: at that
+#: group's median (RV/LV EDV 1.8) the phantom's RV, an ellipse outside the LV, turns into a flat band that wraps the
+#: LV, which no dilated RV looks like. A 128-pixel matrix crops the DCM heart's surroundings: use 192.
+PHENOTYPES: dict[str, Phenotype] = {
+    "NOR": Phenotype(
+        params={"lv_radius_mm": 27.179, "wall_mm": 8.056, "radial_shortening": 0.362,
+                "rv_width_mm": 46.196, "rv_shortening": 0.334, "systolic_area_gain": 1.179},
+        median={"lv_edvi": 65.71, "wt_ed_mean": 7.393, "lv_ef": 59.231,
+                "rv_lv_edv_ratio": 1.185, "rv_ef": 56.911, "myo_es_ed": 1.176}),
+    "DCM": Phenotype(
+        params={"lv_radius_mm": 42.152, "wall_mm": 8.645, "radial_shortening": 0.076,
+                "rv_width_mm": 38.598, "rv_shortening": 0.179, "systolic_area_gain": 1.072},
+        median={"lv_edvi": 158.007, "wt_ed_mean": 7.958, "lv_ef": 14.668,
+                "rv_lv_edv_ratio": 0.581, "rv_ef": 29.101, "myo_es_ed": 1.08}),
+    "HCM": Phenotype(
+        params={"lv_radius_mm": 28.171, "wall_mm": 11.849, "radial_shortening": 0.444,
+                "rv_width_mm": 32.725, "rv_shortening": 0.431, "systolic_area_gain": 1.128},
+        median={"lv_edvi": 70.629, "wt_ed_mean": 10.86, "lv_ef": 69.222,
+                "rv_lv_edv_ratio": 0.863, "rv_ef": 60.343, "myo_es_ed": 1.138}),
+    "MINF": Phenotype(
+        params={"lv_radius_mm": 31.797, "wall_mm": 8.104, "radial_shortening": 0.181,
+                "rv_width_mm": 34.083, "rv_shortening": 0.396, "systolic_area_gain": 1.169},
+        median={"lv_edvi": 89.399, "wt_ed_mean": 7.538, "lv_ef": 32.785,
+                "rv_lv_edv_ratio": 0.697, "rv_ef": 52.242, "myo_es_ed": 1.157}),
+}
+
+
 def heart_geometry(
     n_phases: int,
     n_slices: int,
@@ -761,6 +801,7 @@ def make_cine_sax_study(
     center_lps: Sequence[float] = (12.0, 35.0, -40.0),
     orientation_angles: Sequence[float] = SAX_ANGLES_DEG,
     above_base_slices: int = 0,
+    phenotype: str | None = None,
 ) -> Phantom:
     """A cine short-axis bSSFP MR study of a beating heart with exactly known volumes.
 
@@ -785,6 +826,9 @@ def make_cine_sax_study(
         orientation_angles: rotations (degrees, about S, P, L) of the oblique image plane.
         above_base_slices: slices above the base (no ventricle): 0 cuts the stack at the LV's widest section,
             so the stack looks basally truncated; 1 gives a stack that covers the LV (see :func:`heart_labels`).
+        phenotype: the heart of an ACDC group's median patient (:data:`PHENOTYPES`: NOR, DCM, HCM, MINF) instead of
+            the default heart; its geometry assumes ``n_slices - above_base_slices`` = 10 ventricular slices 8 mm
+            apart.
 
     Returns:
         The :class:`Phantom`: datasets (instance order is slice-major, phase-minor), labels ``(T, Z, Y, X)``,
@@ -792,7 +836,10 @@ def make_cine_sax_study(
     """
     rng = np.random.default_rng(seed)
     spacing = slice_thickness + slice_gap
-    geo = heart_geometry(n_phases, n_slices, rows, cols, pixel_spacing, above_base_slices=above_base_slices)
+    if phenotype is not None and phenotype not in PHENOTYPES:
+        raise ValueError(f"unknown phenotype {phenotype!r}; choose one of {', '.join(PHENOTYPES)}")
+    shape = PHENOTYPES[phenotype].params if phenotype else {}
+    geo = heart_geometry(n_phases, n_slices, rows, cols, pixel_spacing, above_base_slices=above_base_slices, **shape)
     labels = heart_labels(n_phases, n_slices, rows, cols, pixel_spacing, geometry=geo)
     image = _paint_cine(labels, geo, rng, noise)
     truth = truth_from_labels(labels, pixel_spacing * pixel_spacing * spacing / 1000.0)

@@ -106,6 +106,17 @@ def test_phantom_verb_writes_a_study_with_truth(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "unknown phantom kind" in str(bad.exception)
 
 
+def test_phantom_verb_writes_a_group_median_heart(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["phantom", str(tmp_path / "d"), "--kind", "cine", "--phenotype", "dcm"])
+    assert res.exit_code == 0, res.output
+    truth = json.loads(res.output)["truth"]
+    assert truth["lv_ef_pct"] < 20 and truth["lv_edv_ml"] > 250  # ACDC's median DCM: LVEF 15 %, 158 mL/m²
+    for args, says in ((["--phenotype", "XYZ"], "unknown phenotype 'XYZ'; choose one of NOR, DCM, HCM, MINF"),
+                       (["--kind", "lge", "--phenotype", "DCM"], "--phenotype applies to --kind cine")):
+        bad = runner.invoke(app, ["phantom", str(tmp_path / "q"), *args])
+        assert bad.exit_code != 0 and says in str(bad.exception), bad.output
+
+
 def test_info_picture(study_dir: Path, tmp_path: Path) -> None:
     png = tmp_path / "overview.png"
     res = runner.invoke(app, ["info", str(study_dir), "--json", "--picture", str(png)])

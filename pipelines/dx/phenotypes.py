@@ -1,0 +1,121 @@
+"""Fit the cine phantom's heart to the median heart of each ACDC group: :data:`medai.dicom.phantoms.PHENOTYPES`.
+
+    python -m pipelines.dx.phenotypes --data ../shared/data/cardiac/acdc --out /tmp/phenotypes.json
+
+For each group of the 80 ``train`` patients (never ``val``), the medians of six features of the reference ED/ES
+masks (:func:`medai.cardiac.dx_features.cine_dx_features`): LV EDV indexed to BSA, mean ED wall thickness, LV EF,
+RV/LV EDV ratio, RV EF and the ES/ED myocardial cross-section. Then six parameters of
+:func:`medai.dicom.phantoms.heart_geometry` (LV radius, wall, radial shortening, RV width, RV shortening, systolic
+area gain) are fitted by least squares so that the phantom's own labels (a 10-slice ventricle, 8 mm apart, at
+1.5 mm pixels, for a 1.75 m, 75 kg patient, the phantom's default) measure those medians. Only masks are read: no
+model is involved, so the presets say what a typical heart of each group looks like, not what a model answers.
+
+The RV group is fitted and printed but not kept as a preset: at its median (RV/LV 1.8) the phantom's RV, an ellipse
+outside the LV, becomes a flat shape that wraps the LV, which no dilated RV looks like (see the note in
+:data:`~medai.dicom.phantoms.PHENOTYPES`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: The features matched, and the size of a unit residual of each.
+TARGETS = {"lv_edvi": 5.0, "wt_ed_mean": 0.3, "lv_ef": 2.0, "rv_lv_edv_ratio": 0.05, "rv_ef": 2.0, "myo_es_ed": 0.02}
+PARAMS = ("lv_radius_mm", "wall_mm", "radial_shortening", "rv_width_mm", "rv_shortening", "systolic_area_gain")
+_START = (27.0, 9.0, 0.36, 34.0, 0.4, 1.18)
+_LOW = (15.0, 4.0, 0.02, 10.0, 0.05, 1.0)
+_HIGH = (50.0, 20.0, 0.6, 80.0, 0.6, 1.4)
+#: The phantom the presets are fitted for (see :func:`medai.dicom.phantoms.make_cine_sax_study`).
+N_SLICES, SLICE_MM, PIXEL_MM, MATRIX, HEIGHT_M, WEIGHT_KG = 10, 8.0, 1.5, 192, 1.75, 75.0
+
+
+def _labels() -> tuple[Any, ...]:
+    from medai.cardiac.preprocess import CINE_LABELS
+    from medai.domain.volume import ANATOMICAL_STRUCTURE, SegmentLabel
+
+    return tuple(SegmentLabel(v, n, ANATOMICAL_STRUCTURE, ANATOMICAL_STRUCTURE) for n, v in CINE_LABELS.items())
+
+
+def mask_features(ed_es: np.ndarray, spacing_zyx: tuple[float, float, float], height_m: float | None,
+                  weight_kg: float | None) -> dict[str, float]:
+    """The diagnosis features of a ``(2, Z, Y, X)`` ED/ES mask pair (ACDC label values), plus ``myo_es_ed``."""
+    from medai.cardiac.dx_features import cine_dx_features
+    from medai.domain.volume import LabelMap, Volume
+    from medai.measurements.cardiac import PatientInfo
+
+    affine = np.diag([*spacing_zyx, 1.0])
+    vol = Volume(array=np.zeros(ed_es.shape, np.float32), affine=affine, frame_times_ms=(0.0, 1.0))
+    lm = LabelMap(volume=vol.with_array(ed_es.astype(np.uint8)), labels=_labels())
+    f = cine_dx_features(lm, 0, 1, PatientInfo(height_m=height_m, weight_kg=weight_kg))
+    f["myo_es_ed"] = f["myo_es_volume"] / (f["lv_mass"] / 1.05)
+    return f
+
+
+def group_medians(root: Path) -> dict[str, dict[str, float]]:
+    """Per ACDC group, the medians of :data:`TARGETS` over the reference masks of the ``train`` patients."""
+    from pipelines.dx.data import acdc_patient_dirs, read_dx_case
+
+    rows: dict[str, list[dict[str, float]]] = {}
+    for d in acdc_patient_dirs(root, split="train"):
+        c = read_dx_case(d)
+        if c.reference is None or c.group is None:
+            continue
+        sp = tuple(float(v) for v in c.ed.spacing)[-3:]
+        f = mask_features(c.reference, sp, c.patient.height_m, c.patient.weight_kg)  # type: ignore[arg-type]
+        rows.setdefault(c.group, []).append(f)
+    return {g: {k: float(np.nanmedian([r[k] for r in rs])) for k in TARGETS} | {"n": float(len(rs))}
+            for g, rs in sorted(rows.items())}
+
+
+def phantom_features(params: dict[str, float]) -> dict[str, float]:
+    """The features of the phantom's ED/ES labels for ``params`` (:data:`PARAMS`)."""
+    from medai.dicom.phantoms import heart_labels
+
+    lab = heart_labels(20, N_SLICES, MATRIX, MATRIX, PIXEL_MM, **params)
+    es = int(np.argmin((lab == 3).sum((1, 2, 3))))
+    return mask_features(lab[[0, es]], (SLICE_MM, PIXEL_MM, PIXEL_MM), HEIGHT_M, WEIGHT_KG)
+
+
+def fit(target: dict[str, float]) -> dict[str, float]:
+    """Least-squares :data:`PARAMS` whose phantom labels measure ``target``."""
+    from scipy.optimize import least_squares
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        f = phantom_features(dict(zip(PARAMS, (float(v) for v in p), strict=True)))
+        return np.array([(f[k] - target[k]) / s for k, s in TARGETS.items()])
+
+    res = least_squares(residuals, np.array(_START), bounds=(np.array(_LOW), np.array(_HIGH)), diff_step=0.03,
+                        max_nfev=60)
+    return {k: round(float(v), 3) for k, v in zip(PARAMS, res.x, strict=True)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="ACDC release folder (patientNNN/ + splits.csv)")
+    ap.add_argument("--out", type=Path, help="write the medians, fitted parameters and achieved features here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out: dict[str, Any] = {}
+    for group, target in group_medians(args.data).items():
+        params = fit(target)
+        got = phantom_features(params)
+        out[group] = {"train_patients": int(target["n"]), "median": {k: round(target[k], 3) for k in TARGETS},
+                      "params": params, "phantom": {k: round(got[k], 3) for k in TARGETS}}
+        logger.info("%s: %s -> %s", group, out[group]["median"], params)
+    text = json.dumps(out, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
