@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="artefact strength (0-1)"),
         share: float = typer.Option(1.0, "--share", min=0.0, max=1.0, help="share of images given the artefact"),
         phenotype: str | None = typer.Option(None, "--phenotype", help="cine only: the median heart of an ACDC "
-                                             "group (NOR, DCM, HCM, MINF) instead of the default heart"),
+                                             "group (NOR, DCM, HCM, MINF, RV) instead of the default heart"),
     ) -> None:
         """Write a synthetic DICOM study with known ground truth (cine: exact LV/RV volumes and EF as JSON)."""
         import json

@@ -367,18 +367,17 @@ class Phenotype:
     median: dict[str, float]
 
 
-#: The median heart of four ACDC groups, for :func:`make_cine_sax_study` (``phenotype=``). Fitted by
+#: The median heart of each ACDC group, for :func:`make_cine_sax_study` (``phenotype=``). Fitted by
 #: ``python -m pipelines.dx.phenotypes --data ../shared/data/cardiac/acdc`` to the medians of the reference masks of
 #: each group's 16 ``train`` patients (LV EDV/BSA in mL/m², mean ED wall in mm, LV and RV EF in %, RV/LV EDV ratio,
 #: ES/ED myocardial cross-section), for a 10-slice ventricle at 8 mm, 1.5 mm pixels and a 1.75 m, 75 kg patient.
 #: Every ventricle is concentric and contracts evenly, so MINF is its median's global dilation and hypokinesis,
-#: without the regional akinesis that defines it, and HCM's wall is thick all round. There is no RV preset: at that
-#: group's median (RV/LV EDV 1.8) the phantom's RV, an ellipse outside the LV, turns into a flat band that wraps the
-#: LV, which no dilated RV looks like. A 128-pixel matrix crops the DCM heart's surroundings: use 192.
+#: without the regional akinesis that defines it, and HCM's wall is thick all round. A 128-pixel matrix crops the
+#: DCM heart's surroundings: use 192.
 PHENOTYPES: dict[str, Phenotype] = {
     "NOR": Phenotype(
-        params={"lv_radius_mm": 27.179, "wall_mm": 8.056, "radial_shortening": 0.362,
-                "rv_width_mm": 46.196, "rv_shortening": 0.334, "systolic_area_gain": 1.179},
+        params={"lv_radius_mm": 27.184, "wall_mm": 8.051, "radial_shortening": 0.362,
+                "rv_width_mm": 48.546, "rv_shortening": 0.37, "systolic_area_gain": 1.179},
         median={"lv_edvi": 65.71, "wt_ed_mean": 7.393, "lv_ef": 59.231,
                 "rv_lv_edv_ratio": 1.185, "rv_ef": 56.911, "myo_es_ed": 1.176}),
     "DCM": Phenotype(
@@ -396,6 +395,11 @@ PHENOTYPES: dict[str, Phenotype] = {
                 "rv_width_mm": 34.083, "rv_shortening": 0.396, "systolic_area_gain": 1.169},
         median={"lv_edvi": 89.399, "wt_ed_mean": 7.538, "lv_ef": 32.785,
                 "rv_lv_edv_ratio": 0.697, "rv_ef": 52.242, "myo_es_ed": 1.157}),
+    "RV": Phenotype(
+        params={"lv_radius_mm": 25.976, "wall_mm": 6.749, "radial_shortening": 0.333,
+                "rv_width_mm": 69.69, "rv_shortening": 0.151, "systolic_area_gain": 1.144},
+        median={"lv_edvi": 59.629, "wt_ed_mean": 6.242, "lv_ef": 55.171,
+                "rv_lv_edv_ratio": 1.828, "rv_ef": 36.874, "myo_es_ed": 1.137}),
 }
 
 
@@ -438,8 +442,12 @@ def heart_geometry(
     # septum to free wall mid-RV; in systole the free wall moves in with the septum and towards it
     width = rv_width_mm * rv_taper[None] * (1 - rv_shortening * c)
     half = np.radians(rv_wrap_deg / 2) * (0.7 + 0.3 * rv_taper)[None] * (1 - 0.08 * c)
-    rv_e = RV_CENTRE_OFFSET * r_epi_rv
-    rv_a = r_epi_rv + width - rv_e
+    # the ellipse's far vertex (``width`` behind the LV centre at the default offset) must stay inside the LV; an
+    # RV wider than that moves the ellipse's centre out into the RV, so a dilated RV grows rounder instead of
+    # wrapping round the LV
+    far = np.minimum(width, 2 * (1 - RV_CENTRE_OFFSET) * r_epi_rv)
+    rv_e = (r_epi_rv + width - far) / 2
+    rv_a = (r_epi_rv + width + far) / 2
     # the across semi-axis that puts the insertion points (where the ellipse meets the epicardium) at +-half
     q = np.clip(1.0 - ((r_epi_rv * np.cos(half) - rv_e) / rv_a) ** 2, 1e-6, None)
     rv_b = r_epi_rv * np.sin(half) / np.sqrt(q)
@@ -826,7 +834,7 @@ def make_cine_sax_study(
         orientation_angles: rotations (degrees, about S, P, L) of the oblique image plane.
         above_base_slices: slices above the base (no ventricle): 0 cuts the stack at the LV's widest section,
             so the stack looks basally truncated; 1 gives a stack that covers the LV (see :func:`heart_labels`).
-        phenotype: the heart of an ACDC group's median patient (:data:`PHENOTYPES`: NOR, DCM, HCM, MINF) instead of
+        phenotype: the heart of an ACDC group's median patient (:data:`PHENOTYPES`: NOR, DCM, HCM, MINF, RV) instead of
             the default heart; its geometry assumes ``n_slices - above_base_slices`` = 10 ventricular slices 8 mm
             apart.
 

@@ -9,10 +9,6 @@ RV/LV EDV ratio, RV EF and the ES/ED myocardial cross-section. Then six paramete
 area gain) are fitted by least squares so that the phantom's own labels (a 10-slice ventricle, 8 mm apart, at
 1.5 mm pixels, for a 1.75 m, 75 kg patient, the phantom's default) measure those medians. Only masks are read: no
 model is involved, so the presets say what a typical heart of each group looks like, not what a model answers.
-
-The RV group is fitted and printed but not kept as a preset: at its median (RV/LV 1.8) the phantom's RV, an ellipse
-outside the LV, becomes a flat shape that wraps the LV, which no dilated RV looks like (see the note in
-:data:`~medai.dicom.phantoms.PHENOTYPES`).
 """
 
 from __future__ import annotations

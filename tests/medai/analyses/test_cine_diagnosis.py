@@ -116,11 +116,11 @@ def test_a_requirement_cycle_is_refused(tmp_path: Path) -> None:
         select_analyses(study, ["cine_diagnosis"], config_dir=tmp_path)
 
 
-@pytest.mark.parametrize("group", ["NOR", "DCM", "HCM", "MINF"])
+@pytest.mark.parametrize("group", ["NOR", "DCM", "HCM", "MINF", "RV"])
 def test_the_shipped_models_read_each_group_median_heart(group: str, tmp_path: Path) -> None:
     """End to end from images, with the shipped cine and diagnosis models: the phantom of each ACDC group's median
     heart (:data:`~medai.dicom.phantoms.PHENOTYPES`, fitted to the reference masks, not to any model) is given its
-    group as the most probable class. (No preset exists for the RV group: see PHENOTYPES.)"""
+    group as the most probable class."""
     make_cine_sax_study(tmp_path / "study", phenotype=group, rows=192, cols=192, seed=1)
     out = run_study_analyses(ingest(tmp_path / "study").studies[0], tmp_path / "out")
     dx = out.report.section("cine_diagnosis")
@@ -128,5 +128,5 @@ def test_the_shipped_models_read_each_group_median_heart(group: str, tmp_path: P
 
 
 def test_an_unknown_phenotype_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown phenotype 'XYZ'; choose one of NOR, DCM, HCM, MINF"):
+    with pytest.raises(ValueError, match="unknown phenotype 'XYZ'; choose one of NOR, DCM, HCM, MINF, RV"):
         make_cine_sax_study(None, phenotype="XYZ", n_phases=2, n_slices=3, rows=32, cols=32)

@@ -111,7 +111,7 @@ def test_phantom_verb_writes_a_group_median_heart(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     truth = json.loads(res.output)["truth"]
     assert truth["lv_ef_pct"] < 20 and truth["lv_edv_ml"] > 250  # ACDC's median DCM: LVEF 15 %, 158 mL/m²
-    for args, says in ((["--phenotype", "XYZ"], "unknown phenotype 'XYZ'; choose one of NOR, DCM, HCM, MINF"),
+    for args, says in ((["--phenotype", "XYZ"], "unknown phenotype 'XYZ'; choose one of NOR, DCM, HCM, MINF, RV"),
                        (["--kind", "lge", "--phenotype", "DCM"], "--phenotype applies to --kind cine")):
         bad = runner.invoke(app, ["phantom", str(tmp_path / "q"), *args])
         assert bad.exit_code != 0 and says in str(bad.exception), bad.output
