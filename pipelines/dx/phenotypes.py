@@ -1,6 +1,7 @@
 """Fit the cine phantom's heart to the median heart of each ACDC group: :data:`medai.dicom.phantoms.PHENOTYPES`.
 
     python -m pipelines.dx.phenotypes --data ../shared/data/cardiac/acdc --out /tmp/phenotypes.json
+    python -m pipelines.dx.phenotypes --gallery pipelines/dx/docs/phenotype_phantoms.png
 
 For each group of the 80 ``train`` patients (never ``val``), the medians of six features of the reference ED/ES
 masks (:func:`medai.cardiac.dx_features.cine_dx_features`): LV EDV indexed to BSA, mean ED wall thickness, LV EF,
@@ -9,6 +10,7 @@ RV/LV EDV ratio, RV EF and the ES/ED myocardial cross-section. Then six paramete
 area gain) are fitted by least squares so that the phantom's own labels (a 10-slice ventricle, 8 mm apart, at
 1.5 mm pixels, for a 1.75 m, 75 kg patient, the phantom's default) measure those medians. Only masks are read: no
 model is involved, so the presets say what a typical heart of each group looks like, not what a model answers.
+``--gallery`` then analyses each preset's phantom with the shipped models and draws what they make of it.
 """
 
 from __future__ import annotations
@@ -94,12 +96,84 @@ def fit(target: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 3) for k, v in zip(PARAMS, res.x, strict=True)}
 
 
+def gallery(out_png: Path, seed: int = 0) -> list[dict[str, Any]]:
+    """Analyse each preset's phantom with the shipped models (as ``medai analyze``) and draw its mid-ventricular ED
+    and ES slice with the model's contours and the suggested class. Returns one row per preset."""
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medai.analyses.runner import run_study_analyses
+    from medai.cardiac.preprocess import CINE_LABELS
+    from medai.dicom.ingest import ingest
+    from medai.dicom.phantoms import PHENOTYPES, make_cine_sax_study
+
+    colours = {"lv": "#e8453c", "myo": "#3cb371", "rv": "#3c7be8"}
+    fig, axes = plt.subplots(2, len(PHENOTYPES), figsize=(2.6 * len(PHENOTYPES), 5.6), squeeze=False)
+    rows = []
+    for col, group in enumerate(PHENOTYPES):
+        with tempfile.TemporaryDirectory() as tmp:
+            ph = make_cine_sax_study(Path(tmp) / "study", phenotype=group, rows=MATRIX, cols=MATRIX, seed=seed)
+            out = run_study_analyses(ingest(Path(tmp) / "study").studies[0], Path(tmp) / "out")
+        pred = out.results[0].prediction
+        labels = pred.label_maps["cine_sax"].volume.array
+        image = pred.extras["image"].array
+        dx = out.report.section("cine_diagnosis")
+        got = {m.name: m.value for m in out.report.measurements}
+        tr = ph.truth
+        row = {"group": group, "suggested": dx.summary["predicted_class"],
+               "probability": round(float(dx.summary["probability"]), 3),
+               "review": out.report.review.required,
+               "lv_ef": [round(got["lv_ef"], 1), round(tr.lv_ef_pct, 1)],  # type: ignore[union-attr]
+               "rv_ef": [round(got["rv_ef"], 1), round(tr.rv_ef_pct, 1)],  # type: ignore[union-attr]
+               "lv_edv": [round(got["lv_edv"], 1), round(tr.lv_edv_ml, 1)],  # type: ignore[union-attr]
+               "rv_edv": [round(got["rv_edv"], 1), round(tr.rv_edv_ml, 1)]}  # type: ignore[union-attr]
+        rows.append(row)
+        z = labels.shape[1] // 2
+        heart = np.argwhere(labels[pred.extras["ed_frame"], z] > 0)
+        (y0, x0), (y1, x1) = heart.min(0) - 12, heart.max(0) + 12
+        for r, (phase, frame) in enumerate((("ED", pred.extras["ed_frame"]), ("ES", pred.extras["es_frame"]))):
+            ax = axes[r][col]
+            sl = image[frame, z, max(y0, 0):y1, max(x0, 0):x1]
+            ax.imshow(sl, cmap="gray", vmin=float(np.percentile(sl, 1)), vmax=float(np.percentile(sl, 99.5)))
+            lab = labels[frame, z, max(y0, 0):y1, max(x0, 0):x1]
+            for name, value in CINE_LABELS.items():
+                if (lab == value).any():
+                    ax.contour(lab == value, levels=[0.5], colors=colours[name], linewidths=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{group} median heart" if r == 0 else
+                         f"suggested {row['suggested']} {row['probability']:.2f}", fontsize=9)
+            ax.set_ylabel(phase)
+        axes[1][col].set_xlabel(f"LVEF {row['lv_ef'][0]:.0f} % (truth {row['lv_ef'][1]:.0f})\n"
+                                f"RVEF {row['rv_ef'][0]:.0f} % (truth {row['rv_ef'][1]:.0f})", fontsize=8)
+        logger.info("%s: %s", group, row)
+    fig.suptitle("Phantoms of each ACDC group's median heart, read by the shipped cine + diagnosis models "
+                 "(mid slice; red LV, green myocardium, blue RV)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="ACDC release folder (patientNNN/ + splits.csv)")
+    ap.add_argument("--data", type=Path, help="ACDC release folder (patientNNN/ + splits.csv): fit the presets")
     ap.add_argument("--out", type=Path, help="write the medians, fitted parameters and achieved features here")
+    ap.add_argument("--gallery", type=Path, help="analyse the shipped presets and draw them into this PNG")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logger.setLevel(logging.INFO)
+    if args.gallery:
+        rows = gallery(args.gallery)
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+    if not args.data:
+        if not args.gallery:
+            ap.error("give --data (fit the presets) and/or --gallery")
+        return
     out: dict[str, Any] = {}
     for group, target in group_medians(args.data).items():
         params = fit(target)
