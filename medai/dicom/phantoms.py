@@ -292,6 +292,10 @@ class HeartGeometry:
         rv_half_angle: ``(Z',)`` half the angle (rad) between the insertion points at end-diastole (0: no RV).
         rv_angle: image angle (rad, ``atan2(y, x)``) from the LV centre to the middle of the RV.
         contraction: ``(T,)`` 0 (end-diastole, frame 0) .. 1 (end-systole) per frame.
+        akinetic_half, akinetic_angle: half the width and the image angle (rad) of an LV sector that neither moves in
+            nor thickens (0: none); ``r_endo`` and ``r_epi`` are then those of the moving wall (see :meth:`lv_radii`).
+        r_ed, ring_area, shortening, area_gain: the end-diastolic radius and myocardial cross-section per slice,
+            the radial shortening and the systolic area gain, from which :meth:`lv_radii` draws the sector.
     """
 
     cy: float
@@ -306,6 +310,31 @@ class HeartGeometry:
     rv_half_angle: np.ndarray
     rv_angle: float
     contraction: np.ndarray
+    akinetic_half: float = 0.0
+    akinetic_angle: float = 0.0
+    r_ed: np.ndarray | None = None
+    ring_area: np.ndarray | None = None
+    shortening: float = 0.0
+    area_gain: float = 1.0
+
+    def motion_weight(self, phi: np.ndarray) -> np.ndarray:
+        """How much of the normal systolic motion the wall makes along ``phi``: 0 in the akinetic sector, 1
+        outside it, a cosine ramp over a 20-degree hypokinetic border zone."""
+        d = np.abs(np.angle(np.exp(1j * (phi - self.akinetic_angle))))
+        x = np.clip((d - self.akinetic_half) / math.radians(20.0), 0.0, 1.0)
+        return 0.5 - 0.5 * np.cos(np.pi * x)
+
+    def lv_radii(self, phi: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]:
+        """Endocardial and epicardial LV radius (mm) along ``phi`` in every frame, each ``(T, *phi.shape)``: the
+        wall's inward motion and thickening scale with :meth:`motion_weight`."""
+        shape = (len(self.contraction), *([1] * phi.ndim))
+        if self.akinetic_half <= 0 or self.r_ed is None or self.ring_area is None:
+            return (np.broadcast_to(self.r_endo[:, z].reshape(shape), (shape[0], *phi.shape)),
+                    np.broadcast_to(self.r_epi[:, z].reshape(shape), (shape[0], *phi.shape)))
+        cw = self.contraction.reshape(shape) * self.motion_weight(phi)[None]
+        r_endo = self.r_ed[z] * (1 - self.shortening * cw)
+        r_epi = np.sqrt(r_endo**2 + self.ring_area[z] * (1 + (self.area_gain - 1) * cw) / np.pi)
+        return r_endo, r_epi
 
     def polar(self, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
         """Radius (mm) and image angle (rad) of every pixel about the LV centre, each ``(rows, cols)``."""
@@ -371,9 +400,10 @@ class Phenotype:
 #: ``python -m pipelines.dx.phenotypes --data ../shared/data/cardiac/acdc`` to the medians of the reference masks of
 #: each group's 16 ``train`` patients (LV EDV/BSA in mL/m², mean ED wall in mm, LV and RV EF in %, RV/LV EDV ratio,
 #: ES/ED myocardial cross-section), for a 10-slice ventricle at 8 mm, 1.5 mm pixels and a 1.75 m, 75 kg patient.
-#: Every ventricle is concentric and contracts evenly, so MINF is its median's global dilation and hypokinesis,
-#: without the regional akinesis that defines it, and HCM's wall is thick all round. A 128-pixel matrix crops the
-#: DCM heart's surroundings: use 192.
+#: MINF also has an akinetic LV sector opposite the RV, its width fitted to the group's median thickening and its
+#: spread over the AHA segments (the remote wall then moves more, as after an infarct); the other ventricles
+#: contract evenly, and HCM's wall is thick all round. A 128-pixel matrix crops the DCM heart's surroundings: use
+#: 192.
 PHENOTYPES: dict[str, Phenotype] = {
     "NOR": Phenotype(
         params={"lv_radius_mm": 27.184, "wall_mm": 8.051, "radial_shortening": 0.362,
@@ -391,10 +421,12 @@ PHENOTYPES: dict[str, Phenotype] = {
         median={"lv_edvi": 70.629, "wt_ed_mean": 10.86, "lv_ef": 69.222,
                 "rv_lv_edv_ratio": 0.863, "rv_ef": 60.343, "myo_es_ed": 1.138}),
     "MINF": Phenotype(
-        params={"lv_radius_mm": 31.797, "wall_mm": 8.104, "radial_shortening": 0.181,
-                "rv_width_mm": 34.083, "rv_shortening": 0.396, "systolic_area_gain": 1.169},
+        params={"lv_radius_mm": 31.746, "wall_mm": 8.152, "radial_shortening": 0.392,
+                "rv_width_mm": 34.025, "rv_shortening": 0.208, "systolic_area_gain": 1.309,
+                "akinetic_deg": 153.581},
         median={"lv_edvi": 89.399, "wt_ed_mean": 7.538, "lv_ef": 32.785,
-                "rv_lv_edv_ratio": 0.697, "rv_ef": 52.242, "myo_es_ed": 1.157}),
+                "rv_lv_edv_ratio": 0.697, "rv_ef": 52.242, "myo_es_ed": 1.157,
+                "thickening_mean": 0.3, "thickening_std": 0.309}),
     "RV": Phenotype(
         params={"lv_radius_mm": 25.976, "wall_mm": 6.749, "radial_shortening": 0.333,
                 "rv_width_mm": 69.69, "rv_shortening": 0.151, "systolic_area_gain": 1.144},
@@ -421,6 +453,8 @@ def heart_geometry(
     above_base_slices: int = 0,
     systolic_area_gain: float = SYSTOLIC_AREA_GAIN,
     apex_closure: float = APEX_CLOSURE,
+    akinetic_deg: float = 0.0,
+    akinetic_angle_deg: float = 20.0,
 ) -> HeartGeometry:
     """The beating heart's radii per frame and slice (see :func:`heart_labels` for the arguments)."""
     if not 0 <= above_base_slices < n_slices:
@@ -466,6 +500,12 @@ def heart_geometry(
         rv_half_angle=np.where(has_rv[0], half[0], 0.0),
         rv_angle=math.radians(rv_angle_deg),
         contraction=c[:, 0],
+        akinetic_half=math.radians(akinetic_deg / 2),
+        akinetic_angle=math.radians(akinetic_angle_deg),
+        r_ed=r_ed,
+        ring_area=ring_area,
+        shortening=radial_shortening,
+        area_gain=systolic_area_gain,
     )
 
 
@@ -487,6 +527,8 @@ def heart_labels(
     above_base_slices: int = 0,
     systolic_area_gain: float = SYSTOLIC_AREA_GAIN,
     apex_closure: float = APEX_CLOSURE,
+    akinetic_deg: float = 0.0,
+    akinetic_angle_deg: float = 20.0,
     geometry: HeartGeometry | None = None,
 ) -> np.ndarray:
     """Rasterise the beating LV/RV label map.
@@ -523,18 +565,20 @@ def heart_labels(
         n_phases, n_slices, rows, cols, pixel_spacing, lv_radius_mm=lv_radius_mm, wall_mm=wall_mm,
         radial_shortening=radial_shortening, rv_shortening=rv_shortening, rv_width_mm=rv_width_mm,
         rv_wrap_deg=rv_wrap_deg, rv_angle_deg=rv_angle_deg, es_fraction=es_fraction,
-        above_base_slices=above_base_slices, systolic_area_gain=systolic_area_gain, apex_closure=apex_closure)
+        above_base_slices=above_base_slices, systolic_area_gain=systolic_area_gain, apex_closure=apex_closure,
+        akinetic_deg=akinetic_deg, akinetic_angle_deg=akinetic_angle_deg)
     full = np.zeros((n_phases, n_slices, rows, cols), dtype=np.uint8)
     lab = full[:, geo.above_base_slices :]
     r_mm, phi = geo.polar(rows, cols)
     cs = (np.cos(phi - geo.rv_angle), np.sin(phi - geo.rv_angle))
     for z in range(lab.shape[1]):
+        endo, epi = geo.lv_radii(phi, z) if geo.akinetic_half > 0 else (geo.r_endo[:, z], geo.r_epi[:, z])
         for t in range(n_phases):
             sl = lab[t, z]
-            r_epi = geo.r_epi[t, z]
+            r_epi, r_endo = epi[t], endo[t]
             sl[(r_mm > r_epi) & (r_mm <= geo.rv_radius(phi, t, z, cs))] = CINE_LABELS["rv"]
-            sl[(r_mm <= r_epi) & (r_mm > geo.r_endo[t, z])] = CINE_LABELS["myo"]
-            sl[r_mm <= geo.r_endo[t, z]] = CINE_LABELS["lv"]
+            sl[(r_mm <= r_epi) & (r_mm > r_endo)] = CINE_LABELS["myo"]
+            sl[r_mm <= r_endo] = CINE_LABELS["lv"]
     return full
 
 
@@ -754,7 +798,7 @@ def _paint_cine(labels: np.ndarray, geo: HeartGeometry, rng: np.random.Generator
             sl += value * _coverage(u, lo, hi, half_px)
             lo = hi
         lab = labels[:, z]
-        r_endo = geo.r_endo[:, zv, None, None]
+        r_endo = geo.lv_radii(phi, zv)[0] if geo.akinetic_half > 0 else geo.r_endo[:, zv, None, None]
         # LV: trabeculated rim, deeper in systole, and papillary muscles. The rim is drawn so that the signal
         # across the endocardium follows ACDC's (about half-way from blood to myocardium 1 mm inside the contour,
         # as the ACDC contours include trabeculae)
@@ -762,8 +806,9 @@ def _paint_cine(labels: np.ndarray, geo: HeartGeometry, rng: np.random.Generator
         lv = lab == lv_v
         sl = np.where(lv, s["lv_blood"] - (s["lv_blood"] - s["myocardium"]) * dark, sl)
         if pm_r_ed > 0:
-            pm_r = pm_r_ed * np.sqrt(geo.r_endo[ed, zv] / r_endo)  # they thicken as the LV contracts
-            d = (r_endo - pm_r - 0.5) / geo.pixel_spacing
+            r_moving = geo.r_endo[:, zv, None, None]  # the moving wall's radius, even next to a still sector
+            pm_r = pm_r_ed * np.sqrt(geo.r_endo[ed, zv] / r_moving)  # they thicken as the LV contracts
+            d = (r_moving - pm_r - 0.5) / geo.pixel_spacing
             for a in pm_angles:
                 pm = np.hypot(yy - geo.cy - d * math.sin(a), xx - geo.cx - d * math.cos(a)) * geo.pixel_spacing
                 sl[lv & (pm <= pm_r)] = s["myocardium"] * 1.1

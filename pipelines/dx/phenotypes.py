@@ -8,8 +8,10 @@ masks (:func:`medai.cardiac.dx_features.cine_dx_features`): LV EDV indexed to BS
 RV/LV EDV ratio, RV EF and the ES/ED myocardial cross-section. Then six parameters of
 :func:`medai.dicom.phantoms.heart_geometry` (LV radius, wall, radial shortening, RV width, RV shortening, systolic
 area gain) are fitted by least squares so that the phantom's own labels (a 10-slice ventricle, 8 mm apart, at
-1.5 mm pixels, for a 1.75 m, 75 kg patient, the phantom's default) measure those medians. Only masks are read: no
-model is involved, so the presets say what a typical heart of each group looks like, not what a model answers.
+1.5 mm pixels, for a 1.75 m, 75 kg patient, the phantom's default) measure those medians. MINF also fits the width
+of an akinetic sector against its median thickening and the thickening's spread over the AHA segments. Only masks
+are read: no model is involved, so the presets say what a typical heart of each group looks like, not what a model
+answers.
 ``--gallery`` then analyses each preset's phantom with the shipped models and draws what they make of it.
 """
 
@@ -32,6 +34,11 @@ PARAMS = ("lv_radius_mm", "wall_mm", "radial_shortening", "rv_width_mm", "rv_sho
 _START = (27.0, 9.0, 0.36, 34.0, 0.4, 1.18)
 _LOW = (15.0, 4.0, 0.02, 10.0, 0.05, 1.0)
 _HIGH = (50.0, 20.0, 0.6, 80.0, 0.6, 1.4)
+#: MINF is defined by a regional wall-motion defect: its preset also fits the width (degrees) of an akinetic LV
+#: sector, opposite the RV, against the group's median thickening and its spread over the AHA segments.
+REGIONAL = ("akinetic_deg", 60.0, 0.0, 180.0)
+REGIONAL_GROUPS = ("MINF",)
+REGIONAL_TARGETS = {"thickening_mean": 0.02, "thickening_std": 0.05}
 #: The phantom the presets are fitted for (see :func:`medai.dicom.phantoms.make_cine_sax_study`).
 N_SLICES, SLICE_MM, PIXEL_MM, MATRIX, HEIGHT_M, WEIGHT_KG = 10, 8.0, 1.5, 192, 1.75, 75.0
 
@@ -70,7 +77,8 @@ def group_medians(root: Path) -> dict[str, dict[str, float]]:
         sp = tuple(float(v) for v in c.ed.spacing)[-3:]
         f = mask_features(c.reference, sp, c.patient.height_m, c.patient.weight_kg)  # type: ignore[arg-type]
         rows.setdefault(c.group, []).append(f)
-    return {g: {k: float(np.nanmedian([r[k] for r in rs])) for k in TARGETS} | {"n": float(len(rs))}
+    keys = [*TARGETS, *REGIONAL_TARGETS]
+    return {g: {k: float(np.nanmedian([r[k] for r in rs])) for k in keys} | {"n": float(len(rs))}
             for g, rs in sorted(rows.items())}
 
 
@@ -83,17 +91,27 @@ def phantom_features(params: dict[str, float]) -> dict[str, float]:
     return mask_features(lab[[0, es]], (SLICE_MM, PIXEL_MM, PIXEL_MM), HEIGHT_M, WEIGHT_KG)
 
 
-def fit(target: dict[str, float]) -> dict[str, float]:
-    """Least-squares :data:`PARAMS` whose phantom labels measure ``target``."""
+def fit(target: dict[str, float], regional: bool = False) -> dict[str, float]:
+    """Least-squares :data:`PARAMS` whose phantom labels measure ``target``; with ``regional``, also the width of an
+    akinetic sector (:data:`REGIONAL`) against the regional targets."""
     from scipy.optimize import least_squares
 
-    def residuals(p: np.ndarray) -> np.ndarray:
-        f = phantom_features(dict(zip(PARAMS, (float(v) for v in p), strict=True)))
-        return np.array([(f[k] - target[k]) / s for k, s in TARGETS.items()])
+    names, start, low, high = list(PARAMS), list(_START), list(_LOW), list(_HIGH)
+    targets = dict(TARGETS)
+    if regional:
+        names.append(REGIONAL[0])
+        start.append(REGIONAL[1])
+        low.append(REGIONAL[2])
+        high.append(REGIONAL[3])
+        targets.update(REGIONAL_TARGETS)
 
-    res = least_squares(residuals, np.array(_START), bounds=(np.array(_LOW), np.array(_HIGH)), diff_step=0.03,
-                        max_nfev=60)
-    return {k: round(float(v), 3) for k, v in zip(PARAMS, res.x, strict=True)}
+    def residuals(p: np.ndarray) -> np.ndarray:
+        f = phantom_features(dict(zip(names, (float(v) for v in p), strict=True)))
+        return np.array([(f[k] - target[k]) / s for k, s in targets.items()])
+
+    res = least_squares(residuals, np.array(start), bounds=(np.array(low), np.array(high)), diff_step=0.03,
+                        max_nfev=80)
+    return {k: round(float(v), 3) for k, v in zip(names, res.x, strict=True)}
 
 
 def gallery(out_png: Path, seed: int = 0) -> list[dict[str, Any]]:
@@ -176,10 +194,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     out: dict[str, Any] = {}
     for group, target in group_medians(args.data).items():
-        params = fit(target)
+        regional = group in REGIONAL_GROUPS
+        params = fit(target, regional)
         got = phantom_features(params)
-        out[group] = {"train_patients": int(target["n"]), "median": {k: round(target[k], 3) for k in TARGETS},
-                      "params": params, "phantom": {k: round(got[k], 3) for k in TARGETS}}
+        keys = [*TARGETS, *(REGIONAL_TARGETS if regional else ())]
+        out[group] = {"train_patients": int(target["n"]), "median": {k: round(target[k], 3) for k in keys},
+                      "params": params, "phantom": {k: round(got[k], 3) for k in keys}}
         logger.info("%s: %s -> %s", group, out[group]["median"], params)
     text = json.dumps(out, indent=1)
     if args.out:

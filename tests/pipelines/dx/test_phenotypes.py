@@ -9,15 +9,23 @@ from pathlib import Path
 import pytest
 
 from medai.dicom.phantoms import PHENOTYPES
-from pipelines.dx.phenotypes import TARGETS, group_medians, phantom_features
+from pipelines.dx.phenotypes import REGIONAL_TARGETS, TARGETS, group_medians, phantom_features
 
 
 @pytest.mark.parametrize("group", list(PHENOTYPES))
 def test_a_preset_heart_measures_its_group_median(group: str) -> None:
     preset = PHENOTYPES[group]
     got = phantom_features(preset.params)
-    for k, unit in TARGETS.items():  # within a fifth of the fit's residual unit (e.g. 1 mL/m², 0.4 EF points)
+    units = TARGETS | {k: v for k, v in REGIONAL_TARGETS.items() if k in preset.median}
+    assert set(units) == set(preset.median)
+    for k, unit in units.items():  # within a fifth of the fit's residual unit (e.g. 1 mL/m², 0.4 EF points)
         assert got[k] == pytest.approx(preset.median[k], abs=0.2 * unit), (group, k)
+
+
+def test_the_minf_heart_has_a_still_sector() -> None:
+    """MINF's preset wall does not thicken in its akinetic sector (AHA segments under 10 %), the others' does."""
+    assert phantom_features(PHENOTYPES["MINF"].params)["segments_low_thickening"] >= 3
+    assert phantom_features(PHENOTYPES["NOR"].params)["segments_low_thickening"] == 0
 
 
 def test_the_presets_medians_come_from_the_acdc_train_masks(data_dir: Path) -> None:
@@ -27,5 +35,5 @@ def test_the_presets_medians_come_from_the_acdc_train_masks(data_dir: Path) -> N
     medians = group_medians(root)
     assert {g: int(m["n"]) for g, m in medians.items()} == {g: 16 for g in ("DCM", "HCM", "MINF", "NOR", "RV")}
     for group, preset in PHENOTYPES.items():
-        for k in TARGETS:
+        for k in preset.median:
             assert medians[group][k] == pytest.approx(preset.median[k], abs=1e-3), (group, k)
