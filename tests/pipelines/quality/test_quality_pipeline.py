@@ -130,6 +130,7 @@ def test_shipped_package_is_complete_and_its_figures_come_from_committed_evaluat
     # 16 MiB: 10 before the ONNX exports (weights.onnx, coverage_cnn.{basal,apical}.onnx: 4.5 MB together)
     assert sum(p.stat().st_size for p in PKG.rglob("*") if p.is_file()) < 16 * 2**20
     evals = {f: _json(f) for f in meta.files if f.startswith("evaluation/")}
+    stress = {f: evals.pop(f) for f in list(evals) if "format" not in evals[f]}  # the synthetic stress test
     assert any(d["format"] == "acdc" for d in evals.values())
     for key, value in meta.metrics.items():
         stage, fmt, *path = key.split("/")
@@ -143,3 +144,8 @@ def test_shipped_package_is_complete_and_its_figures_come_from_committed_evaluat
     card = (PKG / "MODEL_CARD.md").read_text()
     acdc = next(d for d in evals.values() if d["format"] == "acdc")
     assert f"{acdc['artefacts']['per_class']['motion']['auc']:.3f}" in card
+    for name, d in stress.items():  # its table is in the card, row for row, with its command
+        assert d["command"].startswith("python -m pipelines.quality.dx_safety") and name in card
+        b = d["summary"]["all"]
+        assert (f"| all | {b['runs']} | {b['refused']} | {b['gate_review']} | {b['correct']} | "
+                f"{b['wrong_flagged_for_review']} | {b['silent_errors']} |") in card
