@@ -556,6 +556,9 @@ def heart_labels(
         systolic_area_gain: end-systolic / end-diastolic myocardial cross-section (:data:`SYSTOLIC_AREA_GAIN`).
         apex_closure: how far the LV tapers towards the apex (:data:`APEX_CLOSURE`; 1 closes it at the last slice's
             far edge).
+        akinetic_deg: width (degrees) of an LV sector that neither moves in nor thickens, as after an infarct
+            (0: none; :meth:`HeartGeometry.lv_radii`); ``akinetic_angle_deg`` is its centre's image angle (20:
+            the lateral wall, opposite the RV).
         geometry: a precomputed :func:`heart_geometry` (the other shape arguments are then ignored).
 
     Returns:

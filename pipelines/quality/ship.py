@@ -154,13 +154,14 @@ def model_card(meta: Any, evals: dict[str, dict[str, Any]]) -> str:
               "looks like a basal one, and the ACDC stacks themselves are the reference for a complete stack. The "
               "end-slice CNN changes the held-out error little (compare the two rows above); most errors left are "
               "stacks one slice short (see the sensitivity by slices removed) and complete stacks flagged.",
-              *(["* The gate errs on the side of refusing: a faint artefact on every image (simulation strength "
-                 "0.1-0.2, under the 0.3 its training started from) is refused as unusable, although the diagnosis "
-                 "read most of those studies right without the gate (the stress-test table). The severity head does "
+              *([f"* The gate errs on the side of refusing: in the stress test it refused {a['refused']} of "
+                 f"{a['runs']} phantom runs (all with a faint artefact on every image, simulation strength "
+                 "0.1-0.2, under the 0.3 its training started from), and without the gate the diagnosis read "
+                 f"{a.get('refused_but_read_right_without_the_gate', '-')} of those right. The severity head does "
                  "not tell faint from strong well enough to soften that (held-out Spearman of severity against "
                  "strength: " + ", ".join(f"{k} {_f(v.get('severity_spearman'))}" for k, v in
-                                         by_fmt["acdc"][1]["artefacts"]["per_class"].items()) + ")."]
-                if stress and "acdc" in by_fmt else []),
+                                         by_fmt["acdc"][1]["artefacts"]["per_class"].items()) + ")."
+                 for a in [stress[0][1]["summary"]["all"]]] if stress and "acdc" in by_fmt else []),
               "* Coverage and segmentation quality are fitted for cine short-axis stacks (ACDC conventions) and "
               "are applied to cine only; LGE gets the artefact gate.",
               *(["* The cine CV's fold models that segmented the training stacks were trained on the ACDC `val` "
