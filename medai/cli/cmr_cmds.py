@@ -153,15 +153,24 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Option(Path("medai-demo"), "--out", help="output folder"),
         model: str | None = typer.Option(None, "--model", help="package to use instead of the shipped default"),
+        phenotype: str | None = typer.Option(None, "--phenotype", help="the median heart of an ACDC group (NOR, "
+                                             "DCM, HCM, MINF, RV) instead of the default normal heart"),
     ) -> None:
         """Generate a synthetic cine CMR study (known truth) and analyse it, end to end."""
         from rich.console import Console
 
-        from medai.dicom.phantoms import make_cine_sax_study
+        from medai.dicom.phantoms import PHENOTYPES, make_cine_sax_study
+        from medai.errors import ConfigError
 
+        group = phenotype.upper() if phenotype else None
+        if group is not None and group not in PHENOTYPES:
+            raise ConfigError(f"unknown phenotype {phenotype!r}; choose one of {', '.join(PHENOTYPES)}")
+        size = 192 if group else 128  # a dilated heart needs the wider field of view
         study_dir = out / "phantom_study"
-        phantom = make_cine_sax_study(study_dir, rows=128, cols=128, n_slices=10, n_phases=20)
+        phantom = make_cine_sax_study(study_dir, rows=size, cols=size, n_slices=10, n_phases=20, phenotype=group)
         tr = phantom.truth
+        if group:
+            Console().print(f"phantom of the median heart of ACDC's {group} group (pipelines/dx/phenotypes.py)")
         Console().print(f"phantom study written to {study_dir} ({len(phantom.paths)} images); truth: LV EDV "
                         f"{tr.lv_edv_ml:.1f} mL, ESV {tr.lv_esv_ml:.1f} mL, EF {tr.lv_ef_pct:.1f}%, mass "
                         f"{tr.lv_mass_g:.1f} g")  # type: ignore[union-attr]

@@ -130,6 +130,12 @@ def test_cli_demo_and_analyze(tiny_package: Path, tmp_path: Path, small_phantom)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "demo" / "analysis" / "report.json").is_file()
     assert "phantom study written" in res.output and "timings:" in res.output
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "dcm"), "--model", str(tiny_package),
+                              "--phenotype", "dcm"])
+    assert res.exit_code == 0, res.output
+    assert "median heart of ACDC's DCM group" in res.output and "model vs phantom truth" in res.output
+    bad = runner.invoke(app, ["demo", "--out", str(tmp_path / "x"), "--phenotype", "xyz"])
+    assert bad.exit_code != 0 and "choose one of NOR, DCM, HCM, MINF, RV" in str(bad.exception)
     brain_dir = tmp_path / "brain"
     make_brain_mr(brain_dir)
     res = runner.invoke(app, ["analyze", str(brain_dir), "--out", str(tmp_path / "b"), "--model", str(tiny_package)])
